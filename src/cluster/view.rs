@@ -1,0 +1,172 @@
+//! Read-only views of Kubernetes objects as `kubectl` shows them: a pod's display status,
+//! readiness, restarts, owning deployment; a deployment's images and revision. Shared by the
+//! tools, the health resource and every backend.
+
+use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
+use k8s_openapi::api::core::v1::{ContainerState, Event, Pod};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+
+use super::{CHANGE_CAUSE_ANNOTATION, DEPLOYED_BY_ANNOTATION, REVISION_ANNOTATION};
+
+pub fn name(meta: &ObjectMeta) -> &str {
+    meta.name.as_deref().unwrap_or("")
+}
+
+pub fn namespace(meta: &ObjectMeta) -> &str {
+    meta.namespace.as_deref().unwrap_or("")
+}
+
+/// The status column of `kubectl get pods`: a container's waiting or terminated reason when
+/// there is one (CrashLoopBackOff, ImagePullBackOff, OOMKilled…), otherwise the pod phase.
+pub fn pod_status(pod: &Pod) -> String {
+    if pod.metadata.deletion_timestamp.is_some() {
+        return "Terminating".into();
+    }
+    let status = pod.status.as_ref();
+    let statuses = status.and_then(|s| s.container_statuses.as_ref());
+    for cs in statuses.into_iter().flatten() {
+        if let Some(state) = &cs.state {
+            if let Some(reason) = state.waiting.as_ref().and_then(|w| w.reason.clone()) {
+                if reason != "ContainerCreating" || !cs.ready {
+                    return reason;
+                }
+            }
+            if let Some(reason) = state.terminated.as_ref().and_then(|t| t.reason.clone()) {
+                return reason;
+            }
+        }
+    }
+    status
+        .and_then(|s| s.phase.clone())
+        .unwrap_or_else(|| "Unknown".into())
+}
+
+/// Ready containers and total containers.
+pub fn pod_ready(pod: &Pod) -> (usize, usize) {
+    let total = pod.spec.as_ref().map_or(0, |s| s.containers.len());
+    let ready = pod
+        .status
+        .as_ref()
+        .and_then(|s| s.container_statuses.as_ref())
+        .map_or(0, |cs| cs.iter().filter(|c| c.ready).count());
+    (ready, total)
+}
+
+pub fn pod_is_ready(pod: &Pod) -> bool {
+    let (ready, total) = pod_ready(pod);
+    total > 0 && ready == total
+}
+
+pub fn pod_restarts(pod: &Pod) -> i64 {
+    pod.status
+        .as_ref()
+        .and_then(|s| s.container_statuses.as_ref())
+        .map_or(0, |cs| cs.iter().map(|c| i64::from(c.restart_count)).sum())
+}
+
+/// The ReplicaSet that owns a pod, if any.
+pub fn pod_replica_set(pod: &Pod) -> Option<&str> {
+    pod.metadata
+        .owner_references
+        .iter()
+        .flatten()
+        .find(|o| o.kind == "ReplicaSet")
+        .map(|o| o.name.as_str())
+}
+
+/// The Deployment that owns a pod: its ReplicaSet's name less the pod-template hash.
+pub fn pod_deployment(pod: &Pod) -> Option<String> {
+    let rs = pod_replica_set(pod)?;
+    let hash = pod.metadata.labels.as_ref()?.get("pod-template-hash")?;
+    rs.strip_suffix(&format!("-{hash}")).map(str::to_string)
+}
+
+/// The Deployment that owns a ReplicaSet.
+pub fn replica_set_deployment(rs: &ReplicaSet) -> Option<&str> {
+    rs.metadata
+        .owner_references
+        .iter()
+        .flatten()
+        .find(|o| o.kind == "Deployment")
+        .map(|o| o.name.as_str())
+}
+
+pub fn annotation<'a>(meta: &'a ObjectMeta, key: &str) -> Option<&'a str> {
+    meta.annotations.as_ref()?.get(key).map(String::as_str)
+}
+
+pub fn revision(meta: &ObjectMeta) -> Option<i64> {
+    annotation(meta, REVISION_ANNOTATION)?.parse().ok()
+}
+
+pub fn change_cause(meta: &ObjectMeta) -> Option<&str> {
+    annotation(meta, CHANGE_CAUSE_ANNOTATION)
+}
+
+pub fn deployed_by(meta: &ObjectMeta) -> Option<&str> {
+    annotation(meta, DEPLOYED_BY_ANNOTATION)
+}
+
+/// Container images of a deployment's pod template.
+pub fn deployment_images(deployment: &Deployment) -> Vec<String> {
+    deployment
+        .spec
+        .as_ref()
+        .and_then(|s| s.template.spec.as_ref())
+        .map(|s| s.containers.iter().filter_map(|c| c.image.clone()).collect())
+        .unwrap_or_default()
+}
+
+pub fn replica_set_images(rs: &ReplicaSet) -> Vec<String> {
+    rs.spec
+        .as_ref()
+        .and_then(|s| s.template.as_ref())
+        .and_then(|t| t.spec.as_ref())
+        .map(|s| s.containers.iter().filter_map(|c| c.image.clone()).collect())
+        .unwrap_or_default()
+}
+
+pub fn desired_replicas(deployment: &Deployment) -> i32 {
+    deployment.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1)
+}
+
+pub fn ready_replicas(deployment: &Deployment) -> i32 {
+    deployment
+        .status
+        .as_ref()
+        .and_then(|s| s.ready_replicas)
+        .unwrap_or(0)
+}
+
+/// A short description of a container state: `running`, `waiting: CrashLoopBackOff`,
+/// `terminated: OOMKilled (exit 137)`.
+pub fn describe_state(state: &ContainerState) -> String {
+    if state.running.is_some() {
+        "running".into()
+    } else if let Some(w) = &state.waiting {
+        format!("waiting: {}", w.reason.as_deref().unwrap_or("unknown"))
+    } else if let Some(t) = &state.terminated {
+        format!(
+            "terminated: {} (exit {})",
+            t.reason.as_deref().unwrap_or("unknown"),
+            t.exit_code
+        )
+    } else {
+        "unknown".into()
+    }
+}
+
+/// When an event last happened: lastTimestamp, else eventTime, else firstTimestamp.
+pub fn event_last_seen(event: &Event) -> Option<jiff::Timestamp> {
+    event
+        .last_timestamp
+        .as_ref()
+        .map(|t| t.0)
+        .or_else(|| event.event_time.as_ref().map(|t| t.0))
+        .or_else(|| event.first_timestamp.as_ref().map(|t| t.0))
+        .or_else(|| event.metadata.creation_timestamp.as_ref().map(|t| t.0))
+}
+
+pub fn event_is_warning(event: &Event) -> bool {
+    event.type_.as_deref() == Some("Warning")
+}

@@ -1,0 +1,130 @@
+//! The result pipeline: every tool call — from the MCP server or the `call` subcommand — runs
+//! here: parse arguments → tool → stages (runbook augmenter, budget tracker…) → reply. Tools
+//! know nothing of the stages; stages know nothing of individual tools.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use async_trait::async_trait;
+use serde_json::{Map, Value};
+
+use crate::app::App;
+use crate::tools::{ToolDef, ToolError, ToolRegistry};
+
+/// A tool result travelling through the stages. Stages may edit `structured`, add text blocks
+/// shown after the rendered data, and add `_meta` fields.
+#[derive(Debug, Clone)]
+pub struct StagedResult {
+    pub structured: Value,
+    pub footers: Vec<String>,
+    pub meta: Map<String, Value>,
+}
+
+/// What the caller gets back.
+#[derive(Debug, Clone)]
+pub struct ToolReply {
+    pub tool: String,
+    pub structured: Option<Value>,
+    pub text: String,
+    pub is_error: bool,
+    pub meta: Map<String, Value>,
+}
+
+/// A pipeline stage (augmenter, budget tracker). A stage that fails is logged and skipped:
+/// a broken enrichment must never cost the user the data.
+#[async_trait]
+pub trait Stage: Send + Sync {
+    fn name(&self) -> &'static str;
+    async fn apply(&self, tool: &ToolDef, arguments: &Map<String, Value>, result: &mut StagedResult) -> anyhow::Result<()>;
+}
+
+/// The tool could not be called at all (unknown name): a protocol error, not a tool failure.
+#[derive(Debug, thiserror::Error)]
+#[error("unknown tool {name:?}; available tools: {available}")]
+pub struct UnknownTool {
+    pub name: String,
+    pub available: String,
+}
+
+pub struct Pipeline {
+    pub app: Arc<App>,
+    pub tools: ToolRegistry,
+    stages: Vec<Box<dyn Stage>>,
+}
+
+impl Pipeline {
+    pub fn new(app: Arc<App>, tools: ToolRegistry) -> Pipeline {
+        Pipeline { app, tools, stages: Vec::new() }
+    }
+
+    pub fn with_stage(mut self, stage: Box<dyn Stage>) -> Pipeline {
+        self.stages.push(stage);
+        self
+    }
+
+    pub async fn call(&self, name: &str, arguments: Map<String, Value>) -> Result<ToolReply, UnknownTool> {
+        let Some(tool) = self.tools.get(name) else {
+            return Err(UnknownTool {
+                name: name.to_string(),
+                available: crate::tools::lookup::suggest(name, self.tools.names()),
+            });
+        };
+        let started = Instant::now();
+        let outcome = (tool.handler)(self.app.clone(), Value::Object(arguments.clone())).await;
+        let reply = match outcome {
+            Ok(structured) => {
+                let mut staged = StagedResult { structured, footers: Vec::new(), meta: Map::new() };
+                for stage in &self.stages {
+                    let stage_started = Instant::now();
+                    if let Err(error) = stage.apply(tool, &arguments, &mut staged).await {
+                        tracing::warn!(tool = name, stage = stage.name(), %error, "stage failed; result passed on unchanged");
+                    }
+                    tracing::debug!(tool = name, stage = stage.name(), us = stage_started.elapsed().as_micros() as u64, "stage done");
+                }
+                let mut text = (tool.render)(&staged.structured);
+                for footer in &staged.footers {
+                    text.push_str("\n\n");
+                    text.push_str(footer);
+                }
+                ToolReply {
+                    tool: name.to_string(),
+                    structured: Some(staged.structured),
+                    text,
+                    is_error: false,
+                    meta: staged.meta,
+                }
+            }
+            Err(error) => ToolReply {
+                tool: name.to_string(),
+                structured: None,
+                text: error.to_string(),
+                is_error: true,
+                meta: Map::new(),
+            },
+        };
+        let elapsed = started.elapsed();
+        self.app.stats.record(name, elapsed, reply.is_error);
+        let bytes = reply.text.len()
+            + reply.structured.as_ref().map_or(0, |v| v.to_string().len());
+        tracing::info!(
+            tool = name,
+            duration_us = elapsed.as_micros() as u64,
+            outcome = if reply.is_error { "error" } else { "ok" },
+            bytes,
+            "tool call"
+        );
+        Ok(reply)
+    }
+}
+
+impl From<ToolError> for ToolReply {
+    fn from(error: ToolError) -> Self {
+        ToolReply {
+            tool: String::new(),
+            structured: None,
+            text: error.to_string(),
+            is_error: true,
+            meta: Map::new(),
+        }
+    }
+}

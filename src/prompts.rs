@@ -1,0 +1,226 @@
+//! Prompt templates for whole investigations. Each names the concrete tools to call, in
+//! order, and the shape of the answer; arguments with names of services and namespaces are
+//! completed from the cluster.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use crate::app::App;
+use crate::cluster::view;
+
+pub struct PromptArg {
+    pub name: &'static str,
+    pub description: &'static str,
+    pub required: bool,
+}
+
+pub struct PromptDef {
+    pub name: &'static str,
+    pub title: &'static str,
+    pub description: &'static str,
+    pub arguments: &'static [PromptArg],
+    build: fn(&BTreeMap<String, String>) -> String,
+}
+
+const ANSWER_SHAPE: &str = "Answer with these sections:\n\
+1. Root cause — one or two sentences, naming the component and the triggering change or condition.\n\
+2. Severity — SEV1 (customer-facing outage), SEV2 (degraded), SEV3 (contained) — with the user impact.\n\
+3. Evidence — bullet list; each bullet quotes a concrete datum (exit code, event, log line with timestamp, metric, revision) and the tool that returned it.\n\
+4. Immediate actions — ordered, each with the exact command or tool call; prefer the reversible action (rollback, disable a flag, scale) first.\n\
+5. Follow-up — prevention items for the post-incident review.\n\
+Quote the runbook sections attached to tool results where they apply. Do not guess: if a datum is missing, say which tool call would provide it.";
+
+pub static PROMPTS: &[PromptDef] = &[
+    PromptDef {
+        name: "investigate-service",
+        title: "Investigate a service",
+        description: "Full investigation of one service: health, pods, the crashed container, logs, events and recent deploys, ending in root cause and actions.",
+        arguments: &[
+            PromptArg { name: "service", description: "Service (Deployment) name, e.g. payment-gateway", required: true },
+            PromptArg { name: "symptoms", description: "What was reported, e.g. '502s on checkout since 10:40'", required: false },
+        ],
+        build: |a| {
+            let service = arg(a, "service");
+            let symptoms = a.get("symptoms").map(|s| format!("Reported symptoms: {s}\n\n")).unwrap_or_default();
+            format!(
+                "You are the on-call SRE investigating the service `{service}`.\n\n{symptoms}\
+Call these tools in order, reading each result before the next:\n\
+1. check_service_health(service=\"{service}\") — status, verdict, alerts, pod problems, last deploy.\n\
+2. list_pods(namespace=<its namespace>, label_selector=\"app={service}\") — which pods are unhealthy.\n\
+3. describe_pod(namespace, pod) for one unhealthy pod — container state and last state (reason, exit code), limits, probes, events.\n\
+4. get_pod_logs(namespace, pod, previous=true, level=\"warn\") if the container restarted, else get_pod_logs(namespace, pod, level=\"warn\").\n\
+5. get_events(namespace, type=\"Warning\", object=\"{service}\").\n\
+6. get_recent_deploys(service=\"{service}\", hours_back=24) — does the start of the problem follow a rollout? Compare the change-cause.\n\
+7. count_errors(group_by=\"message\", since=\"1h\", namespace) — the dominant error; then trace_transaction on a trace_id from a failing entry if the failure crosses services.\n\n{ANSWER_SHAPE}"
+            )
+        },
+    },
+    PromptDef {
+        name: "pre-deploy-check",
+        title: "Pre-deploy check",
+        description: "Decide whether it is safe to deploy a service now: its health, its dependencies, open incidents and recent rollouts.",
+        arguments: &[
+            PromptArg { name: "service", description: "Service (Deployment) to be deployed", required: true },
+            PromptArg { name: "namespace", description: "Its namespace, when the name is ambiguous", required: false },
+        ],
+        build: |a| {
+            let service = match a.get("namespace") {
+                Some(ns) => format!("{ns}/{}", arg(a, "service")),
+                None => arg(a, "service"),
+            };
+            format!(
+                "You are checking whether it is safe to deploy `{service}` now.\n\n\
+Call in order:\n\
+1. check_service_health(service=\"{service}\") — it must be healthy, or the deploy must be the fix.\n\
+2. check_service_health() — any service that is down or degraded, especially dependencies and callers of {service}.\n\
+3. get_recent_deploys(service=\"{service}\", hours_back=72) — the current revision, the previous one to roll back to, and how recent the last change was.\n\
+4. list_deployments(namespace=<its namespace>) — rollouts in progress or stuck in the same namespace.\n\
+5. get_events(namespace=<its namespace>, type=\"Warning\") — scheduling, quota or image problems that would also hit the new pods.\n\
+6. count_errors(group_by=\"service\", since=\"1h\") — the baseline error level to compare after the deploy.\n\n\
+Answer with: Verdict (GO / NO-GO / GO WITH CONDITIONS) in one line; Blockers (each with evidence and the tool that showed it); \
+Risks; Rollback plan (the exact revision: `kubectl rollout undo deployment/<name> -n <ns> --to-revision=N`); \
+What to watch in the 15 minutes after the deploy (metrics, error groups, alerts)."
+            )
+        },
+    },
+    PromptDef {
+        name: "daily-health-report",
+        title: "Daily health report",
+        description: "A report of the whole cluster for the daily stand-up or the on-call hand-over.",
+        arguments: &[],
+        build: |_| {
+            format!(
+                "Write the daily cluster health report for the on-call hand-over.\n\n\
+Call in order:\n\
+1. list_namespaces() — the scope and per-namespace tallies.\n\
+2. check_service_health() — every service, worst first.\n\
+3. count_errors(group_by=\"service\", since=\"24h\") then count_errors(group_by=\"message\", since=\"24h\") — where errors come from and the top error groups.\n\
+4. get_events(type=\"Warning\") — cluster-wide warnings.\n\
+5. For each service that is not healthy: get_recent_deploys(service, hours_back=24).\n\
+6. Read the resource deployment://history for the day's rollouts.\n\n\
+Answer with: Summary (one paragraph, counts by status); Incidents (one block per unhealthy service: status, verdict, suspected cause, owner team, next step); \
+Changes in the last 24 h (rollouts with change-cause); Top error groups (count and service); Risks for the next shift; Action items with owners. \
+Keep healthy services to one line in total."
+            )
+        },
+    },
+    PromptDef {
+        name: "trace-transaction",
+        title: "Trace a transaction",
+        description: "Follow one transaction across services by trace id and explain where and why it failed.",
+        arguments: &[PromptArg { name: "trace_id", description: "Trace id (32 hex digits) from a log entry or an error report", required: true }],
+        build: |a| {
+            let trace = arg(a, "trace_id");
+            format!(
+                "Follow the transaction with trace id `{trace}` across services.\n\n\
+Call in order:\n\
+1. trace_transaction(trace_id=\"{trace}\") — the timeline, spans per service, and the first error.\n\
+2. For the service with the first error: check_service_health(service=<it>) and search_logs(service=<it>, level=\"error\", since=\"30m\").\n\
+3. If that service is only a victim (timeouts calling another service), repeat step 2 for the service it calls.\n\
+4. get_recent_deploys(service=<the failing service>, hours_back=24).\n\n\
+Answer with: the path of the request (service → service, with durations); where it failed and the error text; whether the failure is local or inherited from a dependency; \
+then Root cause, Severity, Evidence, Immediate actions, Follow-up as below.\n\n{ANSWER_SHAPE}"
+            )
+        },
+    },
+    PromptDef {
+        name: "troubleshoot-issue",
+        title: "Troubleshoot an issue",
+        description: "Start from a free-text problem description (optionally a service) and find the cause.",
+        arguments: &[
+            PromptArg { name: "description", description: "The problem as reported, e.g. 'checkout is slow and returns 504'", required: true },
+            PromptArg { name: "service", description: "A service involved, if known", required: false },
+        ],
+        build: |a| {
+            let description = arg(a, "description");
+            let scope = match a.get("service") {
+                Some(s) => format!("check_service_health(service=\"{s}\") then check_service_health()"),
+                None => "check_service_health()".to_string(),
+            };
+            format!(
+                "Troubleshoot this reported issue: \"{description}\".\n\n\
+Call in order:\n\
+1. {scope} — which services are not healthy and their verdicts.\n\
+2. Read the runbook sections attached to results (relevant_runbooks), when present, for the symptom.\n\
+3. count_errors(group_by=\"message\", since=\"1h\") — the dominant failures and the services they come from.\n\
+4. For the most affected service: list_pods, describe_pod on an unhealthy pod, get_pod_logs (previous=true if it restarted), get_events(type=\"Warning\").\n\
+5. If errors are timeouts towards another service, follow a failing trace_id with trace_transaction and investigate the service at the end of the chain.\n\
+6. get_recent_deploys for the services involved.\n\n{ANSWER_SHAPE}"
+            )
+        },
+    },
+];
+
+fn arg(args: &BTreeMap<String, String>, name: &str) -> String {
+    args.get(name).cloned().unwrap_or_default()
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PromptError {
+    #[error("unknown prompt {name:?}; prompts: {valid}")]
+    Unknown { name: String, valid: String },
+    #[error("prompt {prompt} needs argument {argument:?} ({description})")]
+    MissingArgument { prompt: &'static str, argument: &'static str, description: &'static str },
+    #[error("prompt {prompt} has no argument {argument:?}; its arguments: {valid}")]
+    UnknownArgument { prompt: &'static str, argument: String, valid: String },
+}
+
+pub fn find(name: &str) -> Result<&'static PromptDef, PromptError> {
+    PROMPTS.iter().find(|p| p.name == name).ok_or_else(|| PromptError::Unknown {
+        name: name.to_string(),
+        valid: crate::tools::lookup::suggest(name, PROMPTS.iter().map(|p| p.name)),
+    })
+}
+
+/// Renders a prompt's text after checking its arguments.
+pub fn render(name: &str, args: &BTreeMap<String, String>) -> Result<(&'static PromptDef, String), PromptError> {
+    let prompt = find(name)?;
+    for (key, _) in args.iter() {
+        if !prompt.arguments.iter().any(|a| a.name == key) {
+            return Err(PromptError::UnknownArgument {
+                prompt: prompt.name,
+                argument: key.clone(),
+                valid: if prompt.arguments.is_empty() {
+                    "none".into()
+                } else {
+                    prompt.arguments.iter().map(|a| a.name).collect::<Vec<_>>().join(", ")
+                },
+            });
+        }
+    }
+    for a in prompt.arguments.iter().filter(|a| a.required) {
+        if args.get(a.name).is_none_or(|v| v.trim().is_empty()) {
+            return Err(PromptError::MissingArgument { prompt: prompt.name, argument: a.name, description: a.description });
+        }
+    }
+    let args: BTreeMap<String, String> = args
+        .iter()
+        .filter(|(_, v)| !v.trim().is_empty())
+        .map(|(k, v)| (k.clone(), v.trim().to_string()))
+        .collect();
+    Ok((prompt, (prompt.build)(&args)))
+}
+
+/// Completion values for an argument named `service` or `namespace` (of a prompt or of a
+/// resource template), filtered by the typed prefix.
+pub async fn complete(app: &Arc<App>, argument: &str, prefix: &str) -> Vec<String> {
+    let mut values: Vec<String> = match argument {
+        "service" => app
+            .backend
+            .deployments(None)
+            .await
+            .map(|ds| ds.iter().map(|d| view::name(&d.metadata).to_string()).collect())
+            .unwrap_or_default(),
+        "namespace" => app
+            .backend
+            .namespaces()
+            .await
+            .map(|ns| ns.iter().map(|n| view::name(&n.metadata).to_string()).collect())
+            .unwrap_or_default(),
+        _ => Vec::new(),
+    };
+    values.retain(|v| v.starts_with(prefix));
+    values.sort();
+    values.dedup();
+    values
+}

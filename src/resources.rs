@@ -1,0 +1,212 @@
+//! MCP resources: `system://health` (server and cluster status, per-tool statistics),
+//! `deployment://history` (every rollout, newest first) and the template
+//! `deployment://history/{service}`.
+
+use std::sync::Arc;
+
+use jiff::Timestamp;
+use serde_json::json;
+
+use crate::app::App;
+use crate::cluster::view;
+use crate::tools::deploys::{DeployRecord, deploy_records};
+use crate::tools::{ToolError, lookup};
+
+/// A listed resource.
+pub struct ResourceInfo {
+    pub uri: String,
+    pub name: String,
+    pub title: String,
+    pub description: String,
+    pub mime_type: &'static str,
+}
+
+/// A resource URI template.
+pub struct TemplateInfo {
+    pub uri_template: &'static str,
+    pub name: &'static str,
+    pub title: &'static str,
+    pub description: &'static str,
+    pub mime_type: &'static str,
+}
+
+/// The body of a read resource.
+pub struct ResourceBody {
+    pub uri: String,
+    pub mime_type: &'static str,
+    pub text: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ResourceError {
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Failed(String),
+}
+
+const JSON: &str = "application/json";
+
+pub fn list() -> Vec<ResourceInfo> {
+    vec![
+        ResourceInfo {
+            uri: "system://health".into(),
+            name: "system-health".into(),
+            title: "Server and cluster health".into(),
+            description: "Server version, backend, uptime, cluster summary (namespaces, services by status, pods not ready, warning events) and per-tool call counts and latency.".into(),
+            mime_type: JSON,
+        },
+        ResourceInfo {
+            uri: "deployment://history".into(),
+            name: "deployment-history".into(),
+            title: "Deployment history".into(),
+            description: "Every rollout of every service, newest first: revision, images, change-cause, who and when.".into(),
+            mime_type: JSON,
+        },
+    ]
+}
+
+pub fn templates() -> Vec<TemplateInfo> {
+    vec![TemplateInfo {
+        uri_template: "deployment://history/{service}",
+        name: "service-deployment-history",
+        title: "Deployment history of one service",
+        description: "Rollout history of one service (Deployment name or namespace/name), newest first.",
+        mime_type: JSON,
+    }]
+}
+
+fn valid_uris() -> String {
+    let mut uris: Vec<String> = list().into_iter().map(|r| r.uri).collect();
+    uris.extend(templates().into_iter().map(|t| t.uri_template.to_string()));
+    uris.join(", ")
+}
+
+pub async fn read(app: &Arc<App>, uri: &str) -> Result<ResourceBody, ResourceError> {
+    let body = |value: serde_json::Value| ResourceBody {
+        uri: uri.to_string(),
+        mime_type: JSON,
+        text: serde_json::to_string_pretty(&value).unwrap_or_default(),
+    };
+    match uri {
+        "system://health" => Ok(body(system_health(app).await?)),
+        "deployment://history" => Ok(body(json!({ "deploys": history(app, None).await? }))),
+        _ => match uri.strip_prefix("deployment://history/") {
+            Some(service) if !service.is_empty() => {
+                let service = percent_decode(service);
+                Ok(body(json!({ "service": service, "deploys": history(app, Some(&service)).await? })))
+            }
+            _ => Err(ResourceError::NotFound(format!(
+                "unknown resource {uri:?}; valid resources: {}",
+                valid_uris()
+            ))),
+        },
+    }
+}
+
+/// Decodes `%2F`-style escapes (clients may encode the `/` of `namespace/name`).
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%'
+            && i + 2 < bytes.len()
+            && let Ok(v) = u8::from_str_radix(std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap_or(""), 16)
+        {
+            out.push(v);
+            i += 3;
+            continue;
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+impl From<ToolError> for ResourceError {
+    fn from(e: ToolError) -> Self {
+        match e {
+            ToolError::NotFound(m) | ToolError::InvalidArgument(m) => ResourceError::NotFound(m),
+            ToolError::Backend(m) => ResourceError::Failed(m),
+        }
+    }
+}
+
+impl From<crate::cluster::ClusterError> for ResourceError {
+    fn from(e: crate::cluster::ClusterError) -> Self {
+        ToolError::from(e).into()
+    }
+}
+
+async fn history(app: &Arc<App>, service: Option<&str>) -> Result<Vec<DeployRecord>, ResourceError> {
+    let deployments = match service {
+        Some(s) => vec![lookup::find_service(app, s).await?],
+        None => app.backend.deployments(None).await?,
+    };
+    let replica_sets = app.backend.replica_sets(None).await?;
+    let now = Timestamp::now();
+    let mut records: Vec<(Timestamp, DeployRecord)> = deployments
+        .iter()
+        .flat_map(|d| deploy_records(d, &replica_sets, now))
+        .collect();
+    records.sort_by(|a, b| b.0.cmp(&a.0));
+    Ok(records.into_iter().map(|(_, r)| r).collect())
+}
+
+async fn system_health(app: &Arc<App>) -> Result<serde_json::Value, ResourceError> {
+    let backend = app.backend.info();
+    let namespaces = app.backend.namespaces().await?;
+    let nodes = app.backend.nodes().await?;
+    let deployments = app.backend.deployments(None).await?;
+    let pods = app.backend.pods(None).await?;
+    let events = app.backend.events(None).await?;
+    let metrics = app.backend.service_metrics(None).await?;
+    let not_ready: Vec<String> = pods
+        .iter()
+        .filter(|p| !view::pod_is_ready(p))
+        .map(|p| format!("{}/{} ({})", view::namespace(&p.metadata), view::name(&p.metadata), view::pod_status(p)))
+        .collect();
+    let count_status = |s: crate::cluster::HealthStatus| metrics.iter().filter(|m| m.status == s).count();
+    let nodes_not_ready = nodes
+        .iter()
+        .filter(|n| {
+            !n.status
+                .as_ref()
+                .and_then(|s| s.conditions.as_ref())
+                .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+        })
+        .count();
+    Ok(json!({
+        "server": { "name": env!("CARGO_PKG_NAME"), "version": env!("CARGO_PKG_VERSION") },
+        "backend": backend,
+        "started_at": app.started_at.to_string(),
+        "uptime_seconds": app.started.elapsed().as_secs(),
+        "cluster": {
+            "namespaces": namespaces.len(),
+            "nodes": nodes.len(),
+            "nodes_not_ready": nodes_not_ready,
+            "deployments": deployments.len(),
+            "pods": pods.len(),
+            "pods_not_ready": not_ready,
+            "warning_events": events.iter().filter(|e| view::event_is_warning(e)).count(),
+            "services_by_status": {
+                "healthy": count_status(crate::cluster::HealthStatus::Healthy),
+                "degraded": count_status(crate::cluster::HealthStatus::Degraded),
+                "down": count_status(crate::cluster::HealthStatus::Down),
+            },
+            "firing_alerts": metrics.iter().flat_map(|m| m.alerts.iter().map(move |a| format!("{} ({}/{}, {})", a.name, m.namespace, m.service, a.severity))).collect::<Vec<_>>(),
+        },
+        "tools": app.stats.snapshot(),
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn percent_decoding() {
+        assert_eq!(super::percent_decode("payments%2Fpayment-gateway"), "payments/payment-gateway");
+        assert_eq!(super::percent_decode("a%2"), "a%2");
+        assert_eq!(super::percent_decode("plain"), "plain");
+    }
+}

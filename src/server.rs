@@ -1,0 +1,223 @@
+//! The MCP surface over stdio: maps `tools/*`, `resources/*`, `prompts/*` and
+//! `completion/complete` onto the pipeline, resources and prompts modules.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use rmcp::model::{
+    CallToolRequestParams, CallToolResponse, CallToolResult, CompleteRequestParams, CompleteResult, CompletionInfo,
+    ContentBlock, ErrorCode, GetPromptRequestParams, GetPromptResponse, GetPromptResult, Implementation,
+    ListPromptsResult, ListResourceTemplatesResult, ListResourcesResult, ListToolsResult, MetaObject,
+    PaginatedRequestParams, Prompt, PromptArgument, PromptMessage, ReadResourceRequestParams, ReadResourceResponse,
+    ReadResourceResult, Reference, Resource, ResourceContents, ResourceTemplate, Role, ServerCapabilities,
+    ServerConfig, Tool, ToolAnnotations,
+};
+use rmcp::service::RequestContext;
+use rmcp::{ErrorData as McpError, RoleServer, ServerHandler};
+use serde_json::Value;
+
+use crate::pipeline::{Pipeline, ToolReply};
+use crate::{prompts, resources};
+
+/// The MCP server: a thin adapter from protocol requests to the pipeline.
+#[derive(Clone)]
+pub struct SreServer {
+    pipeline: Arc<Pipeline>,
+    tools: Arc<Vec<Tool>>,
+}
+
+const INSTRUCTIONS: &str = "SRE tools for a Kubernetes cluster. Start with check_service_health (no arguments) to see what is wrong, \
+then drill down with list_pods, describe_pod, get_pod_logs (previous=true for crashed containers), get_events and get_recent_deploys. \
+search_logs, count_errors and trace_transaction work across services. The prompts investigate-service, troubleshoot-issue and \
+daily-health-report give complete investigation plans. All tools are read-only.";
+
+impl SreServer {
+    pub fn new(pipeline: Arc<Pipeline>) -> SreServer {
+        let tools = pipeline.tools.iter().map(mcp_tool).collect();
+        SreServer { pipeline, tools: Arc::new(tools) }
+    }
+}
+
+fn mcp_tool(def: &crate::tools::ToolDef) -> Tool {
+    Tool::new(def.name, def.description, def.input_schema.clone())
+        .with_title(def.title)
+        .with_raw_output_schema(def.output_schema.clone())
+        .with_annotations(
+            ToolAnnotations::with_title(def.title)
+                .read_only(def.read_only)
+                .destructive(!def.read_only)
+                .idempotent(def.read_only)
+                .open_world(false),
+        )
+}
+
+/// Converts a pipeline reply into an MCP tool result.
+pub fn call_tool_result(reply: ToolReply) -> CallToolResult {
+    let mut result = if reply.is_error {
+        CallToolResult::error(vec![ContentBlock::text(reply.text)])
+    } else {
+        let mut r = CallToolResult::success(vec![ContentBlock::text(reply.text)]);
+        r.structured_content = reply.structured;
+        r
+    };
+    if !reply.meta.is_empty() {
+        result.meta = Some(MetaObject(reply.meta));
+    }
+    result
+}
+
+impl ServerHandler for SreServer {
+    fn get_info(&self) -> ServerConfig {
+        let mut capabilities = ServerCapabilities::builder().enable_tools().enable_resources().enable_prompts().build();
+        capabilities.completions = Some(Default::default());
+        ServerConfig::new(capabilities)
+            .with_server_info(
+                Implementation::new(env!("CARGO_PKG_NAME"), env!("CARGO_PKG_VERSION")),
+            )
+            .with_instructions(INSTRUCTIONS)
+    }
+
+    async fn list_tools(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ListToolsResult, McpError> {
+        Ok(ListToolsResult::with_all_items(self.tools.as_ref().clone()))
+    }
+
+    fn get_tool(&self, name: &str) -> Option<Tool> {
+        self.tools.iter().find(|t| t.name == name).cloned()
+    }
+
+    async fn call_tool(
+        &self,
+        request: CallToolRequestParams,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<CallToolResponse, McpError> {
+        let arguments = request.arguments.unwrap_or_default();
+        match self.pipeline.call(&request.name, arguments).await {
+            Ok(reply) => Ok(call_tool_result(reply).into()),
+            Err(unknown) => Err(McpError::invalid_params(unknown.to_string(), None)),
+        }
+    }
+
+    async fn list_resources(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ListResourcesResult, McpError> {
+        let items = resources::list()
+            .into_iter()
+            .map(|r| {
+                Resource::new(r.uri, r.name)
+                    .with_title(r.title)
+                    .with_description(r.description)
+                    .with_mime_type(r.mime_type)
+            })
+            .collect();
+        Ok(ListResourcesResult::with_all_items(items))
+    }
+
+    async fn list_resource_templates(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ListResourceTemplatesResult, McpError> {
+        let items = resources::templates()
+            .into_iter()
+            .map(|t| {
+                ResourceTemplate::new(t.uri_template, t.name)
+                    .with_title(t.title)
+                    .with_description(t.description)
+                    .with_mime_type(t.mime_type)
+            })
+            .collect();
+        Ok(ListResourceTemplatesResult::with_all_items(items))
+    }
+
+    async fn read_resource(
+        &self,
+        request: ReadResourceRequestParams,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ReadResourceResponse, McpError> {
+        match resources::read(&self.pipeline.app, &request.uri).await {
+            Ok(body) => Ok(ReadResourceResult::new(vec![
+                ResourceContents::text(body.text, body.uri).with_mime_type(body.mime_type),
+            ])
+            .into()),
+            Err(resources::ResourceError::NotFound(message)) => {
+                Err(McpError::resource_not_found(message, Some(serde_json::json!({ "uri": request.uri }))))
+            }
+            Err(resources::ResourceError::Failed(message)) => Err(McpError::internal_error(message, None)),
+        }
+    }
+
+    async fn list_prompts(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ListPromptsResult, McpError> {
+        let items = prompts::PROMPTS
+            .iter()
+            .map(|p| {
+                let args: Vec<PromptArgument> = p
+                    .arguments
+                    .iter()
+                    .map(|a| PromptArgument::new(a.name).with_description(a.description).with_required(a.required))
+                    .collect();
+                Prompt::new(p.name, Some(p.description), Some(args)).with_title(p.title)
+            })
+            .collect();
+        Ok(ListPromptsResult::with_all_items(items))
+    }
+
+    async fn get_prompt(
+        &self,
+        request: GetPromptRequestParams,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<GetPromptResponse, McpError> {
+        let mut args = BTreeMap::new();
+        for (key, value) in request.arguments.unwrap_or_default() {
+            let text = match value {
+                Value::String(s) => s,
+                Value::Null => continue,
+                other => other.to_string(),
+            };
+            args.insert(key, text);
+        }
+        match prompts::render(&request.name, &args) {
+            Ok((prompt, text)) => {
+                let mut result = GetPromptResult::new(vec![PromptMessage::new_text(Role::User, text)]);
+                result.description = Some(prompt.description.to_string());
+                Ok(result.into())
+            }
+            Err(e) => Err(McpError::invalid_params(e.to_string(), None)),
+        }
+    }
+
+    async fn complete(
+        &self,
+        request: CompleteRequestParams,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<CompleteResult, McpError> {
+        let known = match &request.r#ref {
+            Reference::Prompt(p) => prompts::PROMPTS
+                .iter()
+                .find(|x| x.name == p.name)
+                .is_some_and(|x| x.arguments.iter().any(|a| a.name == request.argument.name)),
+            Reference::Resource(r) => {
+                r.uri == "deployment://history/{service}" && request.argument.name == "service"
+            }
+            _ => false,
+        };
+        if !known {
+            return Ok(CompleteResult::default());
+        }
+        let mut values = prompts::complete(&self.pipeline.app, &request.argument.name, &request.argument.value).await;
+        let total = values.len();
+        values.truncate(CompletionInfo::MAX_VALUES);
+        let completion = CompletionInfo::with_pagination(values, Some(total as u32), total > CompletionInfo::MAX_VALUES)
+            .map_err(|e| McpError::new(ErrorCode::INTERNAL_ERROR, e, None))?;
+        Ok(CompleteResult::new(completion))
+    }
+}

@@ -1,0 +1,404 @@
+//! `check_service_health`: the on-call first look — status, golden signals, pods, restarts,
+//! firing alerts and warning events per service, with a one-line verdict.
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use std::sync::Arc;
+
+use jiff::{SignedDuration, Timestamp};
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{Event, Pod};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::{RenderText, ToolDef, ToolResult, is_empty, lookup, read_only_tool};
+use crate::app::App;
+use crate::cluster::{HealthStatus, ServiceMetrics, view};
+use crate::timefmt::age;
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CheckServiceHealthParams {
+    /// Service (Deployment) name, or `namespace/name`. Omit to check every service.
+    pub service: Option<String>,
+}
+
+#[derive(Debug, Serialize, Deserialize, JsonSchema)]
+pub struct HealthReport {
+    /// Services, worst first.
+    pub services: Vec<ServiceHealth>,
+    pub summary: HealthSummary,
+}
+
+#[derive(Debug, Default, Serialize, Deserialize, JsonSchema)]
+pub struct HealthSummary {
+    pub healthy: usize,
+    pub degraded: usize,
+    pub down: usize,
+}
+
+#[derive(Debug, Serialize, Deserialize, JsonSchema)]
+pub struct ServiceHealth {
+    pub name: String,
+    pub namespace: String,
+    pub status: HealthStatus,
+    /// One line: what is wrong and the most likely reason.
+    pub verdict: String,
+    pub pods_ready: i32,
+    pub pods_desired: i32,
+    /// Container restarts summed over the service's pods.
+    pub restarts: i64,
+    /// Fraction of failing requests (0–1), when a metrics source is available.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error_rate: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub latency_p50_ms: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub latency_p99_ms: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rps: Option<f64>,
+    #[serde(default, skip_serializing_if = "is_empty")]
+    pub firing_alerts: Vec<FiringAlert>,
+    /// Pods that are not running and ready, with the reason.
+    #[serde(default, skip_serializing_if = "is_empty")]
+    pub pod_problems: Vec<PodProblem>,
+    /// Warning events of the last hour for the service's objects, grouped by reason.
+    #[serde(default, skip_serializing_if = "is_empty")]
+    pub recent_warning_events: Vec<WarningEvents>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_deploy: Option<LastDeploy>,
+}
+
+#[derive(Debug, Serialize, Deserialize, JsonSchema)]
+pub struct FiringAlert {
+    pub name: String,
+    pub severity: String,
+    pub since: String,
+    pub summary: String,
+}
+
+#[derive(Debug, Serialize, Deserialize, JsonSchema)]
+pub struct PodProblem {
+    pub pod: String,
+    pub status: String,
+    pub ready: String,
+    pub restarts: i64,
+    /// Why the last container instance ended (e.g. OOMKilled), when it did.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_termination_reason: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_exit_code: Option<i32>,
+}
+
+#[derive(Debug, Serialize, Deserialize, JsonSchema)]
+pub struct WarningEvents {
+    pub reason: String,
+    pub count: i64,
+    pub last_seen: String,
+    pub message: String,
+}
+
+#[derive(Debug, Serialize, Deserialize, JsonSchema)]
+pub struct LastDeploy {
+    pub revision: i64,
+    pub age: String,
+    pub images: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub change_cause: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub deployed_by: Option<String>,
+}
+
+pub fn tool() -> ToolDef {
+    read_only_tool(
+        "check_service_health",
+        "Check service health",
+        "Health of one service or of all: status (healthy/degraded/down), error rate, p50/p99 latency, RPS, pods ready/desired, restarts, firing alerts, recent warning events, the last deploy and a one-line verdict. Start here when something is wrong.",
+        check_service_health,
+    )
+}
+
+async fn check_service_health(app: Arc<App>, params: CheckServiceHealthParams) -> ToolResult<HealthReport> {
+    let deployments = match &params.service {
+        Some(service) => vec![lookup::find_service(&app, service).await?],
+        None => app.backend.deployments(None).await?,
+    };
+    let namespace = match (&params.service, deployments.first()) {
+        (Some(_), Some(d)) => Some(view::namespace(&d.metadata).to_string()),
+        _ => None,
+    };
+    let ns = namespace.as_deref();
+    let (pods, events, metrics, replica_sets) = (
+        app.backend.pods(ns).await?,
+        app.backend.events(ns).await?,
+        app.backend.service_metrics(ns).await?,
+        app.backend.replica_sets(ns).await?,
+    );
+    let now = Timestamp::now();
+    let mut services: Vec<ServiceHealth> = deployments
+        .iter()
+        .map(|d| assess(d, &pods, &events, &metrics, &replica_sets, now))
+        .collect();
+    services.sort_by(|a, b| b.status.cmp(&a.status).then_with(|| a.namespace.cmp(&b.namespace)).then_with(|| a.name.cmp(&b.name)));
+    let mut summary = HealthSummary::default();
+    for s in &services {
+        match s.status {
+            HealthStatus::Healthy => summary.healthy += 1,
+            HealthStatus::Degraded => summary.degraded += 1,
+            HealthStatus::Down => summary.down += 1,
+        }
+    }
+    Ok(HealthReport { services, summary })
+}
+
+/// Whether an event concerns the deployment (itself, one of its ReplicaSets or pods).
+pub fn event_concerns(event: &Event, deployment: &str, pods: &[&Pod]) -> bool {
+    let Some(name) = event.involved_object.name.as_deref() else {
+        return false;
+    };
+    match event.involved_object.kind.as_deref() {
+        Some("Deployment") => name == deployment,
+        Some("ReplicaSet") => name.strip_prefix(deployment).is_some_and(|rest| rest.starts_with('-') && !rest[1..].contains('-')),
+        Some("Pod") => pods.iter().any(|p| view::name(&p.metadata) == name),
+        _ => false,
+    }
+}
+
+fn assess(
+    deployment: &Deployment,
+    all_pods: &[Pod],
+    events: &[Event],
+    metrics: &[ServiceMetrics],
+    replica_sets: &[k8s_openapi::api::apps::v1::ReplicaSet],
+    now: Timestamp,
+) -> ServiceHealth {
+    let name = view::name(&deployment.metadata).to_string();
+    let namespace = view::namespace(&deployment.metadata).to_string();
+    let pods: Vec<&Pod> = all_pods
+        .iter()
+        .filter(|p| view::namespace(&p.metadata) == namespace && view::pod_deployment(p).as_deref() == Some(&name))
+        .collect();
+    let desired = view::desired_replicas(deployment);
+    let ready = pods.iter().filter(|p| view::pod_is_ready(p)).count() as i32;
+    let restarts: i64 = pods.iter().map(|p| view::pod_restarts(p)).sum();
+    let pod_problems: Vec<PodProblem> = pods
+        .iter()
+        .filter(|p| !view::pod_is_ready(p))
+        .map(|p| {
+            let (r, t) = view::pod_ready(p);
+            let last = p
+                .status
+                .as_ref()
+                .and_then(|s| s.container_statuses.as_ref())
+                .and_then(|cs| cs.iter().find_map(|c| c.last_state.as_ref()?.terminated.as_ref()));
+            PodProblem {
+                pod: view::name(&p.metadata).to_string(),
+                status: view::pod_status(p),
+                ready: format!("{r}/{t}"),
+                restarts: view::pod_restarts(p),
+                last_termination_reason: last.and_then(|t| t.reason.clone()),
+                last_exit_code: last.map(|t| t.exit_code),
+            }
+        })
+        .collect();
+
+    let hour_ago = now.checked_sub(SignedDuration::from_hours(1)).unwrap_or(now);
+    let mut grouped: BTreeMap<String, WarningEvents> = BTreeMap::new();
+    let mut latest: BTreeMap<String, Timestamp> = BTreeMap::new();
+    for event in events.iter().filter(|e| {
+        view::event_is_warning(e)
+            && view::namespace(&e.metadata) == namespace
+            && view::event_last_seen(e).is_some_and(|t| t >= hour_ago)
+            && event_concerns(e, &name, &pods)
+    }) {
+        let reason = event.reason.clone().unwrap_or_else(|| "Unknown".into());
+        let seen = view::event_last_seen(event).unwrap_or(now);
+        let entry = grouped.entry(reason.clone()).or_insert_with(|| WarningEvents {
+            reason: reason.clone(),
+            count: 0,
+            last_seen: String::new(),
+            message: String::new(),
+        });
+        entry.count += i64::from(event.count.unwrap_or(1));
+        if latest.get(&reason).is_none_or(|t| seen > *t) {
+            latest.insert(reason.clone(), seen);
+            entry.last_seen = format!("{} ago", age(seen, now));
+            entry.message = event.message.clone().unwrap_or_default();
+        }
+    }
+    let mut recent_warning_events: Vec<WarningEvents> = grouped.into_values().collect();
+    recent_warning_events.sort_by(|a, b| b.count.cmp(&a.count));
+    recent_warning_events.truncate(5);
+
+    let service_metrics = metrics.iter().find(|m| m.service == name && m.namespace == namespace);
+    let firing_alerts: Vec<FiringAlert> = service_metrics
+        .map(|m| {
+            m.alerts
+                .iter()
+                .map(|a| FiringAlert {
+                    name: a.name.clone(),
+                    severity: a.severity.clone(),
+                    since: format!("{} ago", age(a.since, now)),
+                    summary: a.summary.clone(),
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+
+    let current_rs = replica_sets
+        .iter()
+        .filter(|rs| view::namespace(&rs.metadata) == namespace && view::replica_set_deployment(rs) == Some(name.as_str()))
+        .max_by_key(|rs| view::revision(&rs.metadata).unwrap_or(0));
+    let last_deploy = current_rs.map(|rs| LastDeploy {
+        revision: view::revision(&rs.metadata).unwrap_or(0),
+        age: rs
+            .metadata
+            .creation_timestamp
+            .as_ref()
+            .map(|t| format!("{} ago", age(t.0, now)))
+            .unwrap_or_default(),
+        images: view::replica_set_images(rs),
+        change_cause: view::change_cause(&rs.metadata).map(str::to_string),
+        deployed_by: view::deployed_by(&rs.metadata).map(str::to_string),
+    });
+
+    let pod_status = if desired > 0 && ready == 0 {
+        HealthStatus::Down
+    } else if ready < desired || !pod_problems.is_empty() || !recent_warning_events.is_empty() {
+        HealthStatus::Degraded
+    } else {
+        HealthStatus::Healthy
+    };
+    let status = service_metrics.map_or(pod_status, |m| m.status.max(pod_status));
+    let recent_deploy = current_rs
+        .and_then(|rs| rs.metadata.creation_timestamp.as_ref())
+        .is_some_and(|t| t.0 >= now.checked_sub(SignedDuration::from_hours(2)).unwrap_or(now));
+
+    let mut health = ServiceHealth {
+        name,
+        namespace,
+        status,
+        verdict: String::new(),
+        pods_ready: ready,
+        pods_desired: desired,
+        restarts,
+        error_rate: service_metrics.map(|m| m.error_rate),
+        latency_p50_ms: service_metrics.map(|m| m.p50_ms),
+        latency_p99_ms: service_metrics.map(|m| m.p99_ms),
+        rps: service_metrics.map(|m| m.rps),
+        firing_alerts,
+        pod_problems,
+        recent_warning_events,
+        last_deploy,
+    };
+    health.verdict = verdict(&health, recent_deploy);
+    health
+}
+
+/// One line that names the problem and its most likely cause, from the evidence gathered.
+fn verdict(h: &ServiceHealth, recent_deploy: bool) -> String {
+    if h.status == HealthStatus::Healthy {
+        return format!("healthy: {}/{} pods ready, no firing alerts", h.pods_ready, h.pods_desired);
+    }
+    let mut parts: Vec<String> = Vec::new();
+    parts.push(format!("{}/{} pods ready", h.pods_ready, h.pods_desired));
+    let mut reasons: Vec<String> = Vec::new();
+    for p in &h.pod_problems {
+        let mut r = p.status.clone();
+        if let Some(t) = &p.last_termination_reason
+            && t != &p.status
+        {
+            r = format!("{t} → {r}");
+        }
+        if !reasons.contains(&r) {
+            reasons.push(r);
+        }
+    }
+    if !reasons.is_empty() {
+        parts.push(format!("pods {}", reasons.join(", ")));
+    }
+    if h.restarts > 0 && !h.pod_problems.is_empty() {
+        parts.push(format!("{} restarts", h.restarts));
+    }
+    if let Some(e) = h.recent_warning_events.first()
+        && h.pod_problems.is_empty()
+    {
+        parts.push(format!("{} ×{}", e.reason, e.count));
+    }
+    if let Some(rate) = h.error_rate
+        && rate >= 0.01
+    {
+        parts.push(format!("{:.1}% errors", rate * 100.0));
+    }
+    if let Some(p99) = h.latency_p99_ms
+        && p99 >= 1000.0
+    {
+        parts.push(format!("p99 {:.0} ms", p99));
+    }
+    if let Some(alert) = h.firing_alerts.iter().find(|a| a.severity == "critical").or(h.firing_alerts.first()) {
+        parts.push(format!("alert {}", alert.name));
+    }
+    if recent_deploy && let Some(d) = &h.last_deploy {
+        parts.push(format!(
+            "started after deploy rev {} {} ({})",
+            d.revision,
+            d.age,
+            d.change_cause.as_deref().unwrap_or("no change-cause")
+        ));
+    }
+    format!("{}: {}", h.status.as_str(), parts.join("; "))
+}
+
+impl RenderText for HealthReport {
+    fn render_text(&self) -> String {
+        let mut out = String::new();
+        let s = &self.summary;
+        let _ = writeln!(
+            out,
+            "Service health: {} down, {} degraded, {} healthy ({} services)",
+            s.down,
+            s.degraded,
+            s.healthy,
+            self.services.len()
+        );
+        for h in &self.services {
+            let marker = match h.status {
+                HealthStatus::Down => "[DOWN]    ",
+                HealthStatus::Degraded => "[DEGRADED]",
+                HealthStatus::Healthy => "[OK]      ",
+            };
+            let mut signals = format!("pods {}/{}, restarts {}", h.pods_ready, h.pods_desired, h.restarts);
+            if let (Some(e), Some(p50), Some(p99), Some(rps)) = (h.error_rate, h.latency_p50_ms, h.latency_p99_ms, h.rps) {
+                let _ = write!(signals, ", errors {:.1}%, p50 {p50:.0} ms, p99 {p99:.0} ms, {rps:.0} rps", e * 100.0);
+            }
+            let _ = writeln!(out, "{marker} {}/{} — {signals}", h.namespace, h.name);
+            if h.status != HealthStatus::Healthy {
+                let _ = writeln!(out, "    verdict: {}", h.verdict);
+                for a in &h.firing_alerts {
+                    let _ = writeln!(out, "    alert {} ({}, since {}): {}", a.name, a.severity, a.since, a.summary);
+                }
+                for p in &h.pod_problems {
+                    let last = match (&p.last_termination_reason, p.last_exit_code) {
+                        (Some(r), Some(c)) => format!(", last terminated {r} (exit {c})"),
+                        _ => String::new(),
+                    };
+                    let _ = writeln!(out, "    pod {} {} ready {} restarts {}{last}", p.pod, p.status, p.ready, p.restarts);
+                }
+                for e in &h.recent_warning_events {
+                    let _ = writeln!(out, "    warning {} ×{} ({}): {}", e.reason, e.count, e.last_seen, e.message);
+                }
+                if let Some(d) = &h.last_deploy {
+                    let _ = writeln!(
+                        out,
+                        "    last deploy: rev {} {} by {} — {}",
+                        d.revision,
+                        d.age,
+                        d.deployed_by.as_deref().unwrap_or("unknown"),
+                        d.change_cause.as_deref().unwrap_or("no change-cause")
+                    );
+                }
+            }
+        }
+        out.trim_end().to_string()
+    }
+}

@@ -1,0 +1,760 @@
+//! Log tools: `get_pod_logs` (one container, like `kubectl logs` with filters),
+//! `search_logs` (across pods), `count_errors` (error groups with ids and numbers normalised)
+//! and `trace_transaction` (one trace id followed across services).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write;
+use std::sync::Arc;
+
+use jiff::Timestamp;
+use regex::{Regex, RegexBuilder};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::{RenderText, ToolDef, ToolError, ToolResult, is_empty, lookup, read_only_tool};
+use crate::app::App;
+use crate::cluster::{LogStream, view};
+use crate::logs::{Level, LogEntry, is_trace_id, normalise_message};
+use crate::timefmt::{parse_since, rfc3339};
+
+/// One log entry as tools return it.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct LogLine {
+    pub timestamp: String,
+    pub level: Level,
+    pub logger: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub trace_id: Option<String>,
+    pub message: String,
+    /// Continuation lines (stack trace frames, `Caused by:`).
+    #[serde(default, skip_serializing_if = "is_empty")]
+    pub detail: Vec<String>,
+}
+
+impl LogLine {
+    fn from_entry(entry: &LogEntry) -> LogLine {
+        LogLine {
+            timestamp: entry.timestamp.to_string(),
+            level: entry.level,
+            logger: entry.logger.clone(),
+            trace_id: entry.trace_id.clone(),
+            message: entry.message.clone(),
+            detail: entry.detail.clone(),
+        }
+    }
+}
+
+fn compile_pattern(name: &str, pattern: Option<&str>) -> ToolResult<Option<Regex>> {
+    let Some(pattern) = pattern.filter(|p| !p.is_empty()) else {
+        return Ok(None);
+    };
+    RegexBuilder::new(pattern)
+        .case_insensitive(true)
+        .size_limit(1 << 20)
+        .build()
+        .map(Some)
+        .map_err(|e| {
+            ToolError::InvalidArgument(format!(
+                "invalid regular expression in {name}={pattern:?}: {e}. Escape special characters such as ( [ . * with a backslash, or pass plain words"
+            ))
+        })
+}
+
+fn parse_level(level: Option<&str>) -> ToolResult<Option<Level>> {
+    match level.map(str::trim).filter(|l| !l.is_empty()) {
+        Some(l) => Level::parse_arg(l).map(Some).map_err(ToolError::InvalidArgument),
+        None => Ok(None),
+    }
+}
+
+fn parse_since_arg(since: Option<&str>, now: Timestamp) -> ToolResult<Option<Timestamp>> {
+    match since.map(str::trim).filter(|s| !s.is_empty()) {
+        Some(s) => parse_since(s, now).map(Some).map_err(ToolError::InvalidArgument),
+        None => Ok(None),
+    }
+}
+
+fn entry_matches(entry: &LogEntry, since: Option<Timestamp>, level: Option<Level>, pattern: Option<&Regex>) -> bool {
+    since.is_none_or(|s| entry.timestamp >= s)
+        && level.is_none_or(|l| entry.level >= l)
+        && pattern.is_none_or(|p| {
+            p.is_match(&entry.message) || p.is_match(&entry.logger) || entry.detail.iter().any(|d| p.is_match(d))
+        })
+}
+
+// ---------------------------------------------------------------------------------------------
+// get_pod_logs
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct GetPodLogsParams {
+    /// Namespace of the pod.
+    pub namespace: String,
+    /// Pod name.
+    pub pod: String,
+    /// Container name; required only when the pod has several containers.
+    pub container: Option<String>,
+    /// Return at most this many of the newest matching entries (default 100).
+    pub tail_lines: Option<i64>,
+    /// Only entries since then: a duration back from now (`15m`, `2h`) or an RFC 3339 time.
+    pub since: Option<String>,
+    /// Minimum level: trace, debug, info, warn, error or fatal (`warn` keeps warn, error, fatal).
+    pub level: Option<String>,
+    /// Regular expression (case-insensitive) matched against message, logger and stack lines.
+    pub grep: Option<String>,
+    /// Logs of the previous, crashed instance of the container (as `kubectl logs --previous`).
+    pub previous: Option<bool>,
+}
+
+#[derive(Debug, Serialize, Deserialize, JsonSchema)]
+pub struct PodLogs {
+    pub namespace: String,
+    pub pod: String,
+    pub container: String,
+    pub previous: bool,
+    /// Matching entries, oldest first (the newest `tail_lines` of them).
+    pub entries: Vec<LogLine>,
+    /// Entries that matched the filters (before the tail limit).
+    pub matched: usize,
+    /// Entries in the stream.
+    pub total_entries: usize,
+    #[serde(default, skip_serializing_if = "is_empty")]
+    pub notes: Vec<String>,
+}
+
+pub fn get_pod_logs_tool() -> ToolDef {
+    read_only_tool(
+        "get_pod_logs",
+        "Get pod logs",
+        "Logs of one pod's container, newest entries last, with filters: tail_lines, since, minimum level, grep (regex) and previous (the crashed instance, e.g. to see why it was OOMKilled). Stack traces stay attached to their entry.",
+        get_pod_logs,
+    )
+}
+
+async fn get_pod_logs(app: Arc<App>, params: GetPodLogsParams) -> ToolResult<PodLogs> {
+    let pod = lookup::find_pod(&app, &params.namespace, &params.pod).await?;
+    let containers: Vec<String> = pod
+        .spec
+        .as_ref()
+        .map(|s| s.containers.iter().map(|c| c.name.clone()).collect())
+        .unwrap_or_default();
+    let container = match params.container.as_deref().filter(|c| !c.is_empty()) {
+        Some(c) if containers.iter().any(|x| x == c) => c.to_string(),
+        Some(c) => {
+            return Err(ToolError::NotFound(format!(
+                "container {c:?} not found in pod {}; containers: {}",
+                params.pod,
+                containers.join(", ")
+            )));
+        }
+        None if containers.len() == 1 => containers[0].clone(),
+        None => {
+            return Err(ToolError::InvalidArgument(format!(
+                "pod {} has {} containers; name one with container=: {}",
+                params.pod,
+                containers.len(),
+                containers.join(", ")
+            )));
+        }
+    };
+    let mut notes = Vec::new();
+    let max = app.settings.max_log_lines as i64;
+    let tail = lookup::clamp("tail_lines", params.tail_lines, 100.min(max), 1, max, &mut notes) as usize;
+    let now = Timestamp::now();
+    let since = parse_since_arg(params.since.as_deref(), now)?;
+    let level = parse_level(params.level.as_deref())?;
+    let pattern = compile_pattern("grep", params.grep.as_deref())?;
+    let previous = params.previous.unwrap_or(false);
+    if previous {
+        let restarts = pod
+            .status
+            .as_ref()
+            .and_then(|s| s.container_statuses.as_ref())
+            .and_then(|cs| cs.iter().find(|c| c.name == container))
+            .map_or(0, |c| c.restart_count);
+        if restarts == 0 {
+            return Err(ToolError::InvalidArgument(format!(
+                "container {container} in pod {} has not restarted, so it has no previous instance; call again without previous=true",
+                params.pod
+            )));
+        }
+    }
+    let stream = if previous { LogStream::Previous } else { LogStream::Current };
+    let entries = app.backend.pod_logs(&params.namespace, &params.pod, &container, stream).await?;
+    if entries.is_empty() && !previous {
+        let status = view::pod_status(&pod);
+        notes.push(format!("the container has written no logs (pod status {status})"));
+    }
+    let matching: Vec<&LogEntry> = entries
+        .iter()
+        .filter(|e| entry_matches(e, since, level, pattern.as_ref()))
+        .collect();
+    let matched = matching.len();
+    let skip = matched.saturating_sub(tail);
+    Ok(PodLogs {
+        namespace: params.namespace,
+        pod: params.pod,
+        container,
+        previous,
+        entries: matching[skip..].iter().map(|e| LogLine::from_entry(e)).collect(),
+        matched,
+        total_entries: entries.len(),
+        notes,
+    })
+}
+
+fn render_line(out: &mut String, prefix: &str, line: &LogLine) {
+    let trace = line.trace_id.as_deref().map(|t| format!(" trace={t}")).unwrap_or_default();
+    let _ = writeln!(out, "{}{} {:<5} {}{} {}", prefix, line.timestamp, line.level.as_str(), line.logger, trace, line.message);
+    for d in &line.detail {
+        let _ = writeln!(out, "    {d}");
+    }
+}
+
+impl RenderText for PodLogs {
+    fn render_text(&self) -> String {
+        let mut out = format!(
+            "{}logs of {}/{} container {}: {} of {} matching entries ({} in stream)\n",
+            if self.previous { "previous-instance " } else { "" },
+            self.namespace,
+            self.pod,
+            self.container,
+            self.entries.len(),
+            self.matched,
+            self.total_entries
+        );
+        for n in &self.notes {
+            let _ = writeln!(out, "note: {n}");
+        }
+        for line in &self.entries {
+            render_line(&mut out, "", line);
+        }
+        out.trim_end().to_string()
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Streams across pods
+
+/// One container log stream and where it comes from.
+struct Stream {
+    namespace: String,
+    pod: String,
+    service: String,
+    container: String,
+    previous: bool,
+    entries: Arc<Vec<LogEntry>>,
+}
+
+/// Every log stream (current and previous instances) of the pods that pass the filters.
+async fn streams(app: &App, namespace: Option<&str>, service: Option<&str>) -> ToolResult<Vec<Stream>> {
+    let pods = app.backend.pods(namespace).await?;
+    let mut out = Vec::new();
+    for pod in &pods {
+        let pod_service = view::pod_deployment(pod).unwrap_or_else(|| view::name(&pod.metadata).to_string());
+        if service.is_some_and(|s| s != pod_service) {
+            continue;
+        }
+        let ns = view::namespace(&pod.metadata).to_string();
+        let name = view::name(&pod.metadata).to_string();
+        let restarted: BTreeSet<String> = pod
+            .status
+            .as_ref()
+            .and_then(|s| s.container_statuses.as_ref())
+            .map(|cs| cs.iter().filter(|c| c.restart_count > 0).map(|c| c.name.clone()).collect())
+            .unwrap_or_default();
+        for container in pod.spec.iter().flat_map(|s| s.containers.iter()) {
+            let mut kinds = vec![LogStream::Current];
+            if restarted.contains(&container.name) {
+                kinds.insert(0, LogStream::Previous);
+            }
+            for kind in kinds {
+                let entries = app.backend.pod_logs(&ns, &name, &container.name, kind).await?;
+                if entries.is_empty() {
+                    continue;
+                }
+                out.push(Stream {
+                    namespace: ns.clone(),
+                    pod: name.clone(),
+                    service: pod_service.clone(),
+                    container: container.name.clone(),
+                    previous: kind == LogStream::Previous,
+                    entries,
+                });
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// A log entry with the service and pod it came from.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct ServiceLogLine {
+    pub timestamp: String,
+    pub service: String,
+    pub namespace: String,
+    pub pod: String,
+    pub container: String,
+    /// True when the entry comes from the previous (crashed) instance of the container.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub previous: bool,
+    pub level: Level,
+    pub logger: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub trace_id: Option<String>,
+    pub message: String,
+    #[serde(default, skip_serializing_if = "is_empty")]
+    pub detail: Vec<String>,
+}
+
+fn service_line(stream: &Stream, entry: &LogEntry) -> ServiceLogLine {
+    ServiceLogLine {
+        timestamp: entry.timestamp.to_string(),
+        service: stream.service.clone(),
+        namespace: stream.namespace.clone(),
+        pod: stream.pod.clone(),
+        container: stream.container.clone(),
+        previous: stream.previous,
+        level: entry.level,
+        logger: entry.logger.clone(),
+        trace_id: entry.trace_id.clone(),
+        message: entry.message.clone(),
+        detail: entry.detail.clone(),
+    }
+}
+
+fn render_service_line(out: &mut String, line: &ServiceLogLine) {
+    let trace = line.trace_id.as_deref().map(|t| format!(" trace={t}")).unwrap_or_default();
+    let _ = writeln!(
+        out,
+        "{} {:<5} {}/{}{}{} {}",
+        line.timestamp,
+        line.level.as_str(),
+        line.service,
+        line.pod,
+        if line.previous { " (previous)" } else { "" },
+        trace,
+        line.message
+    );
+    for d in &line.detail {
+        let _ = writeln!(out, "    {d}");
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// search_logs
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SearchLogsParams {
+    /// Only this service's pods (Deployment name, or `namespace/name`).
+    pub service: Option<String>,
+    /// Only pods in this namespace.
+    pub namespace: Option<String>,
+    /// Minimum level: trace, debug, info, warn, error or fatal.
+    pub level: Option<String>,
+    /// Regular expression (case-insensitive) matched against message, logger and stack lines.
+    pub pattern: Option<String>,
+    /// Only entries carrying this trace id (32 hex digits).
+    pub trace_id: Option<String>,
+    /// Only entries since then: `15m`, `2h`, `1d` or an RFC 3339 time.
+    pub since: Option<String>,
+    /// Most entries to return, newest kept (default 50).
+    pub limit: Option<i64>,
+}
+
+#[derive(Debug, Serialize, Deserialize, JsonSchema)]
+pub struct LogSearch {
+    /// Matching entries, oldest first (the newest `limit` of them).
+    pub entries: Vec<ServiceLogLine>,
+    /// Entries that matched before the limit.
+    pub matched: usize,
+    /// Pod log streams searched.
+    pub streams_searched: usize,
+    #[serde(default, skip_serializing_if = "is_empty")]
+    pub notes: Vec<String>,
+}
+
+pub fn search_logs_tool() -> ToolDef {
+    read_only_tool(
+        "search_logs",
+        "Search logs",
+        "Search logs across pods and services (current and previous container instances) by service, namespace, minimum level, regex pattern, trace id and time; returns the newest matches with service and pod.",
+        search_logs,
+    )
+}
+
+async fn resolve_scope(app: &App, service: Option<&str>, namespace: Option<&str>) -> ToolResult<(Option<String>, Option<String>)> {
+    let mut namespace = namespace.map(str::trim).filter(|n| !n.is_empty()).map(str::to_string);
+    if let Some(ns) = &namespace {
+        lookup::require_namespace(app, ns).await?;
+    }
+    let service = match service.map(str::trim).filter(|s| !s.is_empty()) {
+        Some(s) => {
+            let qualified = match (&namespace, s.contains('/')) {
+                (Some(ns), false) => format!("{ns}/{s}"),
+                _ => s.to_string(),
+            };
+            let deployment = lookup::find_service(app, &qualified).await?;
+            namespace = Some(view::namespace(&deployment.metadata).to_string());
+            Some(view::name(&deployment.metadata).to_string())
+        }
+        None => None,
+    };
+    Ok((service, namespace))
+}
+
+async fn search_logs(app: Arc<App>, params: SearchLogsParams) -> ToolResult<LogSearch> {
+    let mut notes = Vec::new();
+    let max = app.settings.max_log_lines as i64;
+    let limit = lookup::clamp("limit", params.limit, 50.min(max), 1, max, &mut notes) as usize;
+    let now = Timestamp::now();
+    let since = parse_since_arg(params.since.as_deref(), now)?;
+    let level = parse_level(params.level.as_deref())?;
+    let pattern = compile_pattern("pattern", params.pattern.as_deref())?;
+    let trace_id = match params.trace_id.as_deref().map(str::trim).filter(|t| !t.is_empty()) {
+        Some(t) if is_trace_id(&t.to_ascii_lowercase()) => Some(t.to_ascii_lowercase()),
+        Some(t) => return Err(ToolError::InvalidArgument(format!("invalid trace_id {t:?}: expected 32 (or 16) hexadecimal digits"))),
+        None => None,
+    };
+    let (service, namespace) = resolve_scope(&app, params.service.as_deref(), params.namespace.as_deref()).await?;
+    let streams = streams(&app, namespace.as_deref(), service.as_deref()).await?;
+    let mut hits: Vec<(&Stream, &LogEntry)> = Vec::new();
+    for stream in &streams {
+        for entry in stream.entries.iter() {
+            if trace_id.as_ref().is_none_or(|t| entry.trace_id.as_ref() == Some(t))
+                && entry_matches(entry, since, level, pattern.as_ref())
+            {
+                hits.push((stream, entry));
+            }
+        }
+    }
+    let matched = hits.len();
+    if matched > limit {
+        hits.select_nth_unstable_by(matched - limit, |a, b| a.1.timestamp.cmp(&b.1.timestamp));
+        hits.drain(..matched - limit);
+    }
+    hits.sort_by(|a, b| a.1.timestamp.cmp(&b.1.timestamp));
+    if matched > limit {
+        notes.push(format!("{matched} entries matched; the newest {limit} are shown — narrow with since=, level=, pattern= or service="));
+    }
+    Ok(LogSearch {
+        entries: hits.iter().map(|(s, e)| service_line(s, e)).collect(),
+        matched,
+        streams_searched: streams.len(),
+        notes,
+    })
+}
+
+impl RenderText for LogSearch {
+    fn render_text(&self) -> String {
+        let mut out = format!(
+            "{} of {} matching entries from {} log streams:\n",
+            self.entries.len(),
+            self.matched,
+            self.streams_searched
+        );
+        for n in &self.notes {
+            let _ = writeln!(out, "note: {n}");
+        }
+        for line in &self.entries {
+            render_service_line(&mut out, line);
+        }
+        out.trim_end().to_string()
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// count_errors
+
+#[derive(Debug, Clone, Copy, Default, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum GroupBy {
+    #[default]
+    Service,
+    Message,
+    Pod,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CountErrorsParams {
+    /// How to group errors: service (default), message (normalised so ids and numbers do not split groups) or pod.
+    pub group_by: Option<GroupBy>,
+    /// Only errors since then: `15m`, `2h`, `1d` or an RFC 3339 time (default 1h).
+    pub since: Option<String>,
+    /// Only pods in this namespace.
+    pub namespace: Option<String>,
+}
+
+#[derive(Debug, Serialize, Deserialize, JsonSchema)]
+pub struct ErrorCounts {
+    pub group_by: String,
+    pub since: String,
+    /// Error and fatal entries counted.
+    pub total: usize,
+    /// Groups, largest first.
+    pub groups: Vec<ErrorGroup>,
+}
+
+#[derive(Debug, Serialize, Deserialize, JsonSchema)]
+pub struct ErrorGroup {
+    pub key: String,
+    pub count: usize,
+    /// Services in which the group occurs.
+    pub services: Vec<String>,
+    /// One original message of the group.
+    pub sample: String,
+    pub first_seen: String,
+    pub last_seen: String,
+}
+
+pub fn count_errors_tool() -> ToolDef {
+    read_only_tool(
+        "count_errors",
+        "Count errors",
+        "Count error and fatal log entries grouped by service, pod or normalised message (ids, numbers, IPs and pod names removed so one failure is one group), largest first. Finds which service is failing and how.",
+        count_errors,
+    )
+}
+
+async fn count_errors(app: Arc<App>, params: CountErrorsParams) -> ToolResult<ErrorCounts> {
+    let now = Timestamp::now();
+    let since_text = params.since.clone().filter(|s| !s.trim().is_empty()).unwrap_or_else(|| "1h".into());
+    let since = parse_since(&since_text, now).map_err(ToolError::InvalidArgument)?;
+    let group_by = params.group_by.unwrap_or_default();
+    let (_, namespace) = resolve_scope(&app, None, params.namespace.as_deref()).await?;
+    let streams = streams(&app, namespace.as_deref(), None).await?;
+    struct Acc {
+        count: usize,
+        services: BTreeSet<String>,
+        sample: String,
+        first: Timestamp,
+        last: Timestamp,
+    }
+    let mut groups: BTreeMap<String, Acc> = BTreeMap::new();
+    let mut total = 0;
+    for stream in &streams {
+        for entry in stream.entries.iter().filter(|e| e.level >= Level::Error && e.timestamp >= since) {
+            total += 1;
+            let key = match group_by {
+                GroupBy::Service => stream.service.clone(),
+                GroupBy::Pod => format!("{}/{}", stream.namespace, stream.pod),
+                GroupBy::Message => normalise_message(&entry.message),
+            };
+            let acc = groups.entry(key).or_insert_with(|| Acc {
+                count: 0,
+                services: BTreeSet::new(),
+                sample: entry.message.clone(),
+                first: entry.timestamp,
+                last: entry.timestamp,
+            });
+            acc.count += 1;
+            acc.services.insert(stream.service.clone());
+            acc.first = acc.first.min(entry.timestamp);
+            if entry.timestamp > acc.last {
+                acc.last = entry.timestamp;
+                acc.sample = entry.message.clone();
+            }
+        }
+    }
+    let mut groups: Vec<ErrorGroup> = groups
+        .into_iter()
+        .map(|(key, acc)| ErrorGroup {
+            key,
+            count: acc.count,
+            services: acc.services.into_iter().collect(),
+            sample: acc.sample,
+            first_seen: rfc3339(acc.first),
+            last_seen: rfc3339(acc.last),
+        })
+        .collect();
+    groups.sort_by(|a, b| b.count.cmp(&a.count).then_with(|| a.key.cmp(&b.key)));
+    Ok(ErrorCounts {
+        group_by: match group_by {
+            GroupBy::Service => "service",
+            GroupBy::Message => "message",
+            GroupBy::Pod => "pod",
+        }
+        .into(),
+        since: rfc3339(since),
+        total,
+        groups,
+    })
+}
+
+impl RenderText for ErrorCounts {
+    fn render_text(&self) -> String {
+        let mut out = format!(
+            "{} error/fatal entries since {} in {} groups (by {}):\n",
+            self.total,
+            self.since,
+            self.groups.len(),
+            self.group_by
+        );
+        for g in &self.groups {
+            if self.group_by == "message" {
+                let _ = writeln!(out, "{:>6}  {}  [{}]", g.count, g.key, g.services.join(", "));
+            } else {
+                let _ = writeln!(out, "{:>6}  {} — latest: {}", g.count, g.key, g.sample);
+            }
+        }
+        out.trim_end().to_string()
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// trace_transaction
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TraceTransactionParams {
+    /// Trace id: 32 hexadecimal digits (W3C trace-context), as found in log entries.
+    pub trace_id: String,
+}
+
+#[derive(Debug, Serialize, Deserialize, JsonSchema)]
+pub struct TraceTimeline {
+    pub trace_id: String,
+    /// Services in order of first appearance.
+    pub services: Vec<String>,
+    /// One span per service: when it first and last logged for this trace.
+    pub spans: Vec<TraceSpan>,
+    /// All entries of the trace, oldest first.
+    pub entries: Vec<ServiceLogLine>,
+    pub duration_ms: i64,
+    /// Where the transaction failed first, if it did.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub first_error: Option<ServiceLogLine>,
+    pub verdict: String,
+}
+
+#[derive(Debug, Serialize, Deserialize, JsonSchema)]
+pub struct TraceSpan {
+    pub service: String,
+    pub namespace: String,
+    pub pods: Vec<String>,
+    pub start: String,
+    pub end: String,
+    pub duration_ms: i64,
+    pub entries: usize,
+    pub errors: usize,
+}
+
+pub fn trace_transaction_tool() -> ToolDef {
+    read_only_tool(
+        "trace_transaction",
+        "Trace transaction",
+        "Follow one transaction (trace id) across services: a timeline of every log entry carrying the id, a span per service with its duration and errors, and where it first failed.",
+        trace_transaction,
+    )
+}
+
+async fn trace_transaction(app: Arc<App>, params: TraceTransactionParams) -> ToolResult<TraceTimeline> {
+    let trace_id = params.trace_id.trim().to_ascii_lowercase();
+    if !is_trace_id(&trace_id) {
+        return Err(ToolError::InvalidArgument(format!(
+            "invalid trace_id {:?}: expected 32 (or 16) hexadecimal digits, e.g. 4bf92f3577b34da6a3ce929d0e0e4736",
+            params.trace_id
+        )));
+    }
+    let streams = streams(&app, None, None).await?;
+    let mut hits: Vec<(&Stream, &LogEntry)> = streams
+        .iter()
+        .flat_map(|s| s.entries.iter().filter(|e| e.trace_id.as_deref() == Some(trace_id.as_str())).map(move |e| (s, e)))
+        .collect();
+    if hits.is_empty() {
+        return Err(ToolError::NotFound(format!(
+            "no log entry carries trace id {trace_id} in {} log streams; find trace ids with search_logs (entries show trace_id), e.g. search_logs(level=\"error\")",
+            streams.len()
+        )));
+    }
+    hits.sort_by(|a, b| a.1.timestamp.cmp(&b.1.timestamp));
+    let mut services: Vec<String> = Vec::new();
+    let mut spans: Vec<TraceSpan> = Vec::new();
+    let mut bounds: Vec<(Timestamp, Timestamp)> = Vec::new();
+    for (stream, entry) in &hits {
+        let index = match services.iter().position(|s| s == &stream.service) {
+            Some(i) => i,
+            None => {
+                services.push(stream.service.clone());
+                spans.push(TraceSpan {
+                    service: stream.service.clone(),
+                    namespace: stream.namespace.clone(),
+                    pods: Vec::new(),
+                    start: String::new(),
+                    end: String::new(),
+                    duration_ms: 0,
+                    entries: 0,
+                    errors: 0,
+                });
+                bounds.push((entry.timestamp, entry.timestamp));
+                services.len() - 1
+            }
+        };
+        let span = &mut spans[index];
+        span.entries += 1;
+        span.errors += usize::from(entry.level >= Level::Error);
+        if !span.pods.contains(&stream.pod) {
+            span.pods.push(stream.pod.clone());
+        }
+        bounds[index].1 = entry.timestamp;
+    }
+    for (span, (start, end)) in spans.iter_mut().zip(&bounds) {
+        span.start = start.to_string();
+        span.end = end.to_string();
+        span.duration_ms = end.duration_since(*start).as_millis() as i64;
+    }
+    let (first, last) = (hits[0].1.timestamp, hits[hits.len() - 1].1.timestamp);
+    let duration_ms = last.duration_since(first).as_millis() as i64;
+    let first_error = hits.iter().find(|(_, e)| e.level >= Level::Error).map(|(s, e)| service_line(s, e));
+    let verdict = match &first_error {
+        Some(e) => format!(
+            "failed: {} entries across {} services over {} ms; first error in {} ({}): {}",
+            hits.len(),
+            services.len(),
+            duration_ms,
+            e.service,
+            e.pod,
+            e.message
+        ),
+        None => format!(
+            "succeeded: {} entries across {} services over {} ms, no errors",
+            hits.len(),
+            services.len(),
+            duration_ms
+        ),
+    };
+    Ok(TraceTimeline {
+        trace_id,
+        services,
+        spans,
+        entries: hits.iter().map(|(s, e)| service_line(s, e)).collect(),
+        duration_ms,
+        first_error,
+        verdict,
+    })
+}
+
+impl RenderText for TraceTimeline {
+    fn render_text(&self) -> String {
+        let mut out = format!("trace {} — {}\n", self.trace_id, self.verdict);
+        for s in &self.spans {
+            let _ = writeln!(
+                out,
+                "  span {}/{}: {} entries, {} errors, {} ms ({})",
+                s.namespace,
+                s.service,
+                s.entries,
+                s.errors,
+                s.duration_ms,
+                s.pods.join(", ")
+            );
+        }
+        out.push_str("timeline:\n");
+        for line in &self.entries {
+            render_service_line(&mut out, line);
+        }
+        out.trim_end().to_string()
+    }
+}

@@ -1,0 +1,565 @@
+//! `list_pods` and `describe_pod`: what `kubectl get pods` and `kubectl describe pod` show,
+//! as structured data.
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use std::sync::Arc;
+
+use jiff::Timestamp;
+use k8s_openapi::api::core::v1::{Container, ContainerState, Pod, Probe};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::{RenderText, ToolDef, ToolError, ToolResult, is_empty, lookup, read_only_tool};
+use crate::app::App;
+use crate::cluster::view;
+use crate::timefmt::{age, rfc3339};
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ListPodsParams {
+    /// Namespace to list.
+    pub namespace: String,
+    /// Keep pods whose status or phase matches, case-insensitive: e.g. Running, Pending,
+    /// CrashLoopBackOff, ImagePullBackOff, Failed; `unhealthy` keeps every pod not running and ready.
+    pub status: Option<String>,
+    /// Kubernetes label selector: `app=web`, `tier!=db`, `env in (prod,staging)`, `canary`, `!canary`.
+    pub label_selector: Option<String>,
+}
+
+#[derive(Debug, Serialize, Deserialize, JsonSchema)]
+pub struct PodList {
+    pub namespace: String,
+    /// Matching pods: unhealthy first, then by name.
+    pub pods: Vec<PodSummary>,
+    /// Pods in the namespace before filtering.
+    pub total_in_namespace: usize,
+}
+
+#[derive(Debug, Serialize, Deserialize, JsonSchema)]
+pub struct PodSummary {
+    pub name: String,
+    /// As `kubectl get pods` shows it: a container reason (CrashLoopBackOff…) or the phase.
+    pub status: String,
+    pub phase: String,
+    /// Ready containers / containers, e.g. "1/1".
+    pub ready: String,
+    pub restarts: i64,
+    pub age: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ip: Option<String>,
+    /// The Deployment (service) the pod belongs to.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub service: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_termination_reason: Option<String>,
+}
+
+pub fn list_pods_tool() -> ToolDef {
+    read_only_tool(
+        "list_pods",
+        "List pods",
+        "Pods of a namespace with status, readiness, restarts, age, node and owning service; filter by status (e.g. CrashLoopBackOff, Pending, unhealthy) or label selector. Unhealthy pods come first.",
+        list_pods,
+    )
+}
+
+/// A parsed label selector requirement.
+#[derive(Debug, PartialEq)]
+enum Requirement {
+    Equals(String, String),
+    NotEquals(String, String),
+    In(String, Vec<String>),
+    NotIn(String, Vec<String>),
+    Exists(String),
+    NotExists(String),
+}
+
+fn valid_label_key(key: &str) -> bool {
+    !key.is_empty()
+        && key.len() <= 317
+        && key.chars().all(|c| c.is_ascii_alphanumeric() || "-_./".contains(c))
+}
+
+/// Parses a Kubernetes label selector (equality- and set-based).
+fn parse_selector(selector: &str) -> Result<Vec<Requirement>, String> {
+    let mut requirements = Vec::new();
+    // Split on commas that are not inside parentheses.
+    let mut parts = Vec::new();
+    let (mut depth, mut start) = (0i32, 0usize);
+    for (i, c) in selector.char_indices() {
+        match c {
+            '(' => depth += 1,
+            ')' => depth -= 1,
+            ',' if depth == 0 => {
+                parts.push(&selector[start..i]);
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    parts.push(&selector[start..]);
+    let bad = |part: &str| {
+        format!(
+            "invalid label_selector term {part:?}; use key=value, key!=value, key in (a,b), key notin (a,b), key or !key"
+        )
+    };
+    for part in parts.iter().map(|p| p.trim()) {
+        if part.is_empty() {
+            return Err(bad(part));
+        }
+        let requirement = if let Some((k, v)) = part.split_once("!=") {
+            Requirement::NotEquals(k.trim().into(), v.trim().into())
+        } else if let Some((k, v)) = part.split_once("==").or_else(|| part.split_once('=')) {
+            Requirement::Equals(k.trim().into(), v.trim().into())
+        } else if let Some((k, rest)) = part.split_once(" notin ").or_else(|| part.split_once(" in ")) {
+            let rest = rest.trim();
+            let values = rest
+                .strip_prefix('(')
+                .and_then(|r| r.strip_suffix(')'))
+                .ok_or_else(|| bad(part))?
+                .split(',')
+                .map(|v| v.trim().to_string())
+                .filter(|v| !v.is_empty())
+                .collect();
+            if part.contains(" notin ") {
+                Requirement::NotIn(k.trim().into(), values)
+            } else {
+                Requirement::In(k.trim().into(), values)
+            }
+        } else if let Some(k) = part.strip_prefix('!') {
+            Requirement::NotExists(k.trim().into())
+        } else {
+            Requirement::Exists(part.into())
+        };
+        let key = match &requirement {
+            Requirement::Equals(k, _)
+            | Requirement::NotEquals(k, _)
+            | Requirement::In(k, _)
+            | Requirement::NotIn(k, _)
+            | Requirement::Exists(k)
+            | Requirement::NotExists(k) => k,
+        };
+        if !valid_label_key(key) {
+            return Err(bad(part));
+        }
+        requirements.push(requirement);
+    }
+    Ok(requirements)
+}
+
+fn selector_matches(requirements: &[Requirement], labels: Option<&BTreeMap<String, String>>) -> bool {
+    let get = |k: &str| labels.and_then(|l| l.get(k));
+    requirements.iter().all(|r| match r {
+        Requirement::Equals(k, v) => get(k) == Some(v),
+        Requirement::NotEquals(k, v) => get(k) != Some(v),
+        Requirement::In(k, vs) => get(k).is_some_and(|x| vs.contains(x)),
+        Requirement::NotIn(k, vs) => get(k).is_none_or(|x| !vs.contains(x)),
+        Requirement::Exists(k) => get(k).is_some(),
+        Requirement::NotExists(k) => get(k).is_none(),
+    })
+}
+
+pub fn summarise_pod(pod: &Pod, now: Timestamp) -> PodSummary {
+    let (ready, total) = view::pod_ready(pod);
+    let status = pod.status.as_ref();
+    PodSummary {
+        name: view::name(&pod.metadata).to_string(),
+        status: view::pod_status(pod),
+        phase: status.and_then(|s| s.phase.clone()).unwrap_or_else(|| "Unknown".into()),
+        ready: format!("{ready}/{total}"),
+        restarts: view::pod_restarts(pod),
+        age: pod
+            .metadata
+            .creation_timestamp
+            .as_ref()
+            .map(|t| age(t.0, now))
+            .unwrap_or_default(),
+        node: pod.spec.as_ref().and_then(|s| s.node_name.clone()),
+        ip: status.and_then(|s| s.pod_ip.clone()),
+        service: view::pod_deployment(pod),
+        last_termination_reason: status
+            .and_then(|s| s.container_statuses.as_ref())
+            .and_then(|cs| cs.iter().find_map(|c| c.last_state.as_ref()?.terminated.as_ref()?.reason.clone())),
+    }
+}
+
+async fn list_pods(app: Arc<App>, params: ListPodsParams) -> ToolResult<PodList> {
+    lookup::require_namespace(&app, &params.namespace).await?;
+    let requirements = match params.label_selector.as_deref().map(str::trim) {
+        Some(s) if !s.is_empty() => parse_selector(s).map_err(ToolError::InvalidArgument)?,
+        _ => Vec::new(),
+    };
+    let pods = app.backend.pods(Some(&params.namespace)).await?;
+    let total_in_namespace = pods.len();
+    let now = Timestamp::now();
+    let wanted_status = params.status.as_deref().map(str::trim).filter(|s| !s.is_empty());
+    let mut summaries: Vec<(bool, PodSummary)> = pods
+        .iter()
+        .filter(|p| selector_matches(&requirements, p.metadata.labels.as_ref()))
+        .map(|p| (view::pod_is_ready(p), summarise_pod(p, now)))
+        .collect();
+    if let Some(wanted) = wanted_status {
+        let known: Vec<String> = summaries.iter().flat_map(|(_, p)| [p.status.clone(), p.phase.clone()]).collect();
+        summaries.retain(|(ready, p)| {
+            if wanted.eq_ignore_ascii_case("unhealthy") {
+                !ready
+            } else {
+                p.status.eq_ignore_ascii_case(wanted) || p.phase.eq_ignore_ascii_case(wanted)
+            }
+        });
+        if summaries.is_empty() && !KNOWN_STATUSES.iter().any(|s| s.eq_ignore_ascii_case(wanted)) && !known.iter().any(|s| s.eq_ignore_ascii_case(wanted)) {
+            return Err(ToolError::InvalidArgument(format!(
+                "unknown status {wanted:?}; use a phase ({}), a container reason such as CrashLoopBackOff or ImagePullBackOff, or `unhealthy`",
+                "Pending, Running, Succeeded, Failed, Unknown"
+            )));
+        }
+    }
+    summaries.sort_by(|a, b| a.0.cmp(&b.0).then_with(|| a.1.name.cmp(&b.1.name)));
+    Ok(PodList {
+        namespace: params.namespace,
+        pods: summaries.into_iter().map(|(_, p)| p).collect(),
+        total_in_namespace,
+    })
+}
+
+/// Statuses that are valid filters even when no pod has them right now.
+const KNOWN_STATUSES: &[&str] = &[
+    "Pending", "Running", "Succeeded", "Failed", "Unknown", "Terminating", "CrashLoopBackOff",
+    "ImagePullBackOff", "ErrImagePull", "ContainerCreating", "CreateContainerConfigError",
+    "OOMKilled", "Error", "Completed", "Evicted", "unhealthy",
+];
+
+impl RenderText for PodList {
+    fn render_text(&self) -> String {
+        let mut out = format!(
+            "{} pods in namespace {} (of {}):\n",
+            self.pods.len(),
+            self.namespace,
+            self.total_in_namespace
+        );
+        let _ = writeln!(out, "{:<48} {:<18} {:<6} {:>8} {:>6}  NODE", "NAME", "STATUS", "READY", "RESTARTS", "AGE");
+        for p in &self.pods {
+            let _ = writeln!(
+                out,
+                "{:<48} {:<18} {:<6} {:>8} {:>6}  {}",
+                p.name,
+                p.status,
+                p.ready,
+                p.restarts,
+                p.age,
+                p.node.as_deref().unwrap_or("<none>")
+            );
+        }
+        out.trim_end().to_string()
+    }
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DescribePodParams {
+    /// Namespace of the pod.
+    pub namespace: String,
+    /// Pod name.
+    pub pod: String,
+}
+
+#[derive(Debug, Serialize, Deserialize, JsonSchema)]
+pub struct PodDescription {
+    pub name: String,
+    pub namespace: String,
+    pub status: String,
+    pub phase: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ip: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub start_time: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub service: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub qos_class: Option<String>,
+    pub labels: BTreeMap<String, String>,
+    pub containers: Vec<ContainerDescription>,
+    pub conditions: Vec<PodCondition>,
+    /// Events about this pod, newest first.
+    pub events: Vec<crate::tools::events::EventSummary>,
+}
+
+#[derive(Debug, Serialize, Deserialize, JsonSchema)]
+pub struct ContainerDescription {
+    pub name: String,
+    pub image: String,
+    pub ready: bool,
+    pub restarts: i64,
+    pub state: ContainerStateInfo,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_state: Option<ContainerStateInfo>,
+    pub requests: BTreeMap<String, String>,
+    pub limits: BTreeMap<String, String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub liveness_probe: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub readiness_probe: Option<String>,
+    #[serde(default, skip_serializing_if = "is_empty")]
+    pub ports: Vec<i32>,
+}
+
+#[derive(Debug, Serialize, Deserialize, JsonSchema)]
+pub struct ContainerStateInfo {
+    /// running, waiting or terminated.
+    pub state: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub exit_code: Option<i32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<String>,
+}
+
+#[derive(Debug, Serialize, Deserialize, JsonSchema)]
+pub struct PodCondition {
+    #[serde(rename = "type")]
+    pub type_: String,
+    pub status: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+pub fn describe_pod_tool() -> ToolDef {
+    read_only_tool(
+        "describe_pod",
+        "Describe pod",
+        "Everything about one pod: containers with image, resources (requests/limits), probes, current and last state with reasons and exit codes (e.g. OOMKilled, exit 137), conditions, and the pod's events.",
+        describe_pod,
+    )
+}
+
+fn state_info(state: &ContainerState) -> ContainerStateInfo {
+    let ts = |t: &Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::Time>| t.as_ref().map(|t| rfc3339(t.0));
+    if let Some(r) = &state.running {
+        ContainerStateInfo { state: "running".into(), reason: None, message: None, exit_code: None, started_at: ts(&r.started_at), finished_at: None }
+    } else if let Some(w) = &state.waiting {
+        ContainerStateInfo { state: "waiting".into(), reason: w.reason.clone(), message: w.message.clone(), exit_code: None, started_at: None, finished_at: None }
+    } else if let Some(t) = &state.terminated {
+        ContainerStateInfo {
+            state: "terminated".into(),
+            reason: t.reason.clone(),
+            message: t.message.clone(),
+            exit_code: Some(t.exit_code),
+            started_at: ts(&t.started_at),
+            finished_at: ts(&t.finished_at),
+        }
+    } else {
+        ContainerStateInfo { state: "unknown".into(), reason: None, message: None, exit_code: None, started_at: None, finished_at: None }
+    }
+}
+
+fn describe_probe(probe: &Probe) -> String {
+    let target = if let Some(h) = &probe.http_get {
+        format!("http-get {}:{}", h.path.as_deref().unwrap_or("/"), port_text(&h.port))
+    } else if let Some(t) = &probe.tcp_socket {
+        format!("tcp-socket :{}", port_text(&t.port))
+    } else if let Some(e) = &probe.exec {
+        format!("exec {}", e.command.clone().unwrap_or_default().join(" "))
+    } else if probe.grpc.is_some() {
+        "grpc".into()
+    } else {
+        "unspecified".into()
+    };
+    format!(
+        "{target} delay={}s timeout={}s period={}s #failure={}",
+        probe.initial_delay_seconds.unwrap_or(0),
+        probe.timeout_seconds.unwrap_or(1),
+        probe.period_seconds.unwrap_or(10),
+        probe.failure_threshold.unwrap_or(3)
+    )
+}
+
+fn port_text(port: &k8s_openapi::apimachinery::pkg::util::intstr::IntOrString) -> String {
+    match port {
+        k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::Int(i) => i.to_string(),
+        k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::String(s) => s.clone(),
+    }
+}
+
+fn quantities(map: Option<&BTreeMap<String, k8s_openapi::apimachinery::pkg::api::resource::Quantity>>) -> BTreeMap<String, String> {
+    map.map(|m| m.iter().map(|(k, v)| (k.clone(), v.0.clone())).collect()).unwrap_or_default()
+}
+
+fn describe_container(container: &Container, pod: &Pod) -> ContainerDescription {
+    let status = pod
+        .status
+        .as_ref()
+        .and_then(|s| s.container_statuses.as_ref())
+        .and_then(|cs| cs.iter().find(|c| c.name == container.name));
+    let resources = container.resources.as_ref();
+    ContainerDescription {
+        name: container.name.clone(),
+        image: container.image.clone().unwrap_or_default(),
+        ready: status.is_some_and(|s| s.ready),
+        restarts: status.map_or(0, |s| i64::from(s.restart_count)),
+        state: status
+            .and_then(|s| s.state.as_ref())
+            .map(state_info)
+            .unwrap_or_else(|| ContainerStateInfo {
+                state: "waiting".into(),
+                reason: Some("NotCreated".into()),
+                message: Some("the pod has not been scheduled or its containers not created yet".into()),
+                exit_code: None,
+                started_at: None,
+                finished_at: None,
+            }),
+        last_state: status
+            .and_then(|s| s.last_state.as_ref())
+            .filter(|s| s.running.is_some() || s.waiting.is_some() || s.terminated.is_some())
+            .map(state_info),
+        requests: quantities(resources.and_then(|r| r.requests.as_ref())),
+        limits: quantities(resources.and_then(|r| r.limits.as_ref())),
+        liveness_probe: container.liveness_probe.as_ref().map(describe_probe),
+        readiness_probe: container.readiness_probe.as_ref().map(describe_probe),
+        ports: container.ports.iter().flatten().map(|p| p.container_port).collect(),
+    }
+}
+
+async fn describe_pod(app: Arc<App>, params: DescribePodParams) -> ToolResult<PodDescription> {
+    let pod = lookup::find_pod(&app, &params.namespace, &params.pod).await?;
+    let events = app.backend.events(Some(&params.namespace)).await?;
+    let now = Timestamp::now();
+    let mut pod_events: Vec<_> = events
+        .iter()
+        .filter(|e| e.involved_object.kind.as_deref() == Some("Pod") && e.involved_object.name.as_deref() == Some(params.pod.as_str()))
+        .collect();
+    pod_events.sort_by_key(|e| std::cmp::Reverse(view::event_last_seen(e)));
+    let status = pod.status.as_ref();
+    Ok(PodDescription {
+        name: params.pod.clone(),
+        namespace: params.namespace.clone(),
+        status: view::pod_status(&pod),
+        phase: status.and_then(|s| s.phase.clone()).unwrap_or_else(|| "Unknown".into()),
+        node: pod.spec.as_ref().and_then(|s| s.node_name.clone()),
+        ip: status.and_then(|s| s.pod_ip.clone()),
+        start_time: status.and_then(|s| s.start_time.as_ref()).map(|t| rfc3339(t.0)),
+        service: view::pod_deployment(&pod),
+        qos_class: status.and_then(|s| s.qos_class.clone()),
+        labels: pod.metadata.labels.clone().unwrap_or_default(),
+        containers: pod
+            .spec
+            .as_ref()
+            .map(|s| s.containers.iter().map(|c| describe_container(c, &pod)).collect())
+            .unwrap_or_default(),
+        conditions: status
+            .and_then(|s| s.conditions.as_ref())
+            .map(|cs| {
+                cs.iter()
+                    .map(|c| PodCondition { type_: c.type_.clone(), status: c.status.clone(), reason: c.reason.clone(), message: c.message.clone() })
+                    .collect()
+            })
+            .unwrap_or_default(),
+        events: pod_events.into_iter().map(|e| crate::tools::events::summarise_event(e, now)).collect(),
+    })
+}
+
+impl RenderText for PodDescription {
+    fn render_text(&self) -> String {
+        let mut out = String::new();
+        let _ = writeln!(out, "Pod {}/{} — {} (phase {})", self.namespace, self.name, self.status, self.phase);
+        let _ = writeln!(
+            out,
+            "node {}  ip {}  started {}  service {}  qos {}",
+            self.node.as_deref().unwrap_or("<none>"),
+            self.ip.as_deref().unwrap_or("<none>"),
+            self.start_time.as_deref().unwrap_or("-"),
+            self.service.as_deref().unwrap_or("-"),
+            self.qos_class.as_deref().unwrap_or("-")
+        );
+        for c in &self.containers {
+            let _ = writeln!(out, "container {} ({}) ready={} restarts={}", c.name, c.image, c.ready, c.restarts);
+            let _ = writeln!(out, "  state: {}", render_state(&c.state));
+            if let Some(last) = &c.last_state {
+                let _ = writeln!(out, "  last state: {}", render_state(last));
+            }
+            let _ = writeln!(out, "  requests: {}  limits: {}", render_map(&c.requests), render_map(&c.limits));
+            if let Some(p) = &c.liveness_probe {
+                let _ = writeln!(out, "  liveness: {p}");
+            }
+            if let Some(p) = &c.readiness_probe {
+                let _ = writeln!(out, "  readiness: {p}");
+            }
+        }
+        let conds: Vec<String> = self
+            .conditions
+            .iter()
+            .map(|c| match &c.reason {
+                Some(r) => format!("{}={} ({r})", c.type_, c.status),
+                None => format!("{}={}", c.type_, c.status),
+            })
+            .collect();
+        let _ = writeln!(out, "conditions: {}", conds.join(", "));
+        if self.events.is_empty() {
+            let _ = writeln!(out, "events: none");
+        } else {
+            let _ = writeln!(out, "events (newest first):");
+            for e in &self.events {
+                let _ = writeln!(out, "  {} {} ×{} {}: {}", e.type_, e.reason, e.count, e.last_seen, e.message);
+            }
+        }
+        out.trim_end().to_string()
+    }
+}
+
+fn render_state(s: &ContainerStateInfo) -> String {
+    let mut text = s.state.clone();
+    if let Some(r) = &s.reason {
+        let _ = write!(text, " {r}");
+    }
+    if let Some(c) = s.exit_code {
+        let _ = write!(text, " (exit {c})");
+    }
+    if let Some(t) = &s.started_at {
+        let _ = write!(text, " started {t}");
+    }
+    if let Some(t) = &s.finished_at {
+        let _ = write!(text, " finished {t}");
+    }
+    if let Some(m) = &s.message {
+        let _ = write!(text, " — {m}");
+    }
+    text
+}
+
+fn render_map(map: &BTreeMap<String, String>) -> String {
+    if map.is_empty() {
+        return "none".into();
+    }
+    map.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(",")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn selectors() {
+        let labels: BTreeMap<String, String> = [("app".to_string(), "web".to_string()), ("env".to_string(), "prod".to_string())].into();
+        let ok = |s: &str| selector_matches(&parse_selector(s).unwrap(), Some(&labels));
+        assert!(ok("app=web"));
+        assert!(ok("app==web,env in (prod, staging)"));
+        assert!(!ok("app!=web"));
+        assert!(ok("env notin (dev)"));
+        assert!(ok("app,!canary"));
+        assert!(!ok("canary"));
+        assert!(parse_selector("app=web,").is_err());
+        assert!(parse_selector("env in prod").is_err());
+        assert!(parse_selector("a b c").is_err());
+    }
+}
