@@ -1,0 +1,64 @@
+//! Spawns the real binary and talks MCP to it over stdio with rmcp's client.
+#![allow(dead_code)]
+
+use std::process::Stdio;
+
+use rmcp::model::{CallToolRequestParams, CallToolResult, JsonObject};
+use rmcp::service::RunningService;
+use rmcp::transport::TokioChildProcess;
+use rmcp::{RoleClient, ServiceExt};
+use serde_json::Value;
+
+pub type Client = RunningService<RoleClient, ()>;
+
+pub fn binary() -> &'static str {
+    env!("CARGO_BIN_EXE_sre-mcp")
+}
+
+/// Starts `sre-mcp` with extra arguments and completes the MCP handshake.
+pub async fn start(args: &[&str]) -> Client {
+    let mut command = tokio::process::Command::new(binary());
+    command.args(args).env("SRE_MCP_LOG", "warn");
+    let (transport, _stderr) = TokioChildProcess::builder(command)
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("spawn sre-mcp");
+    ().serve(transport).await.expect("MCP initialize")
+}
+
+pub fn args(value: Value) -> JsonObject {
+    match value {
+        Value::Object(map) => map,
+        _ => panic!("arguments must be a JSON object"),
+    }
+}
+
+pub async fn call(client: &Client, tool: &str, arguments: Value) -> CallToolResult {
+    client
+        .call_tool(CallToolRequestParams::new(tool.to_string()).with_arguments(args(arguments)))
+        .await
+        .unwrap_or_else(|e| panic!("tools/call {tool}: {e}"))
+}
+
+pub fn text(result: &CallToolResult) -> String {
+    result
+        .content
+        .iter()
+        .filter_map(|c| c.as_text().map(|t| t.text.clone()))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Calls a tool that must succeed and returns its structured content.
+pub async fn ok(client: &Client, tool: &str, arguments: Value) -> Value {
+    let result = call(client, tool, arguments.clone()).await;
+    assert_ne!(result.is_error, Some(true), "{tool}({arguments}) failed: {}", text(&result));
+    result.structured_content.clone().unwrap_or_else(|| panic!("{tool}: no structured content"))
+}
+
+/// Calls a tool that must fail with isError and returns the message.
+pub async fn err(client: &Client, tool: &str, arguments: Value) -> String {
+    let result = call(client, tool, arguments.clone()).await;
+    assert_eq!(result.is_error, Some(true), "{tool}({arguments}) should fail: {}", text(&result));
+    text(&result)
+}
