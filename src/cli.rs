@@ -66,17 +66,21 @@ pub enum Command {
     /// List the prompt templates and their arguments.
     Prompts,
     /// Read a resource, e.g. system://health or deployment://history/payment-gateway.
-    Read {
-        uri: String,
-    },
+    Read { uri: String },
 }
 
 fn init_tracing(cli: &Cli) {
     let filter = tracing_subscriber::EnvFilter::try_new(&cli.log).unwrap_or_else(|e| {
-        eprintln!("sre-mcp: invalid --log filter {:?} ({e}); using \"info\"", cli.log);
+        eprintln!(
+            "sre-mcp: invalid --log filter {:?} ({e}); using \"info\"",
+            cli.log
+        );
         tracing_subscriber::EnvFilter::new("info")
     });
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(false);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(false);
     let _ = match cli.log_format {
         LogFormat::Text => builder.try_init(),
         LogFormat::Json => builder.json().try_init(),
@@ -85,9 +89,12 @@ fn init_tracing(cli: &Cli) {
 
 /// Builds the pipeline the server and the subcommands share.
 pub fn build_pipeline(cli: &Cli) -> anyhow::Result<Arc<Pipeline>> {
-    let backend: Arc<dyn ClusterBackend> =
-        Arc::new(DemoCluster::load(jiff::Timestamp::now()).context("loading the embedded demo cluster")?);
-    let settings = Settings { max_log_lines: cli.max_log_lines as usize };
+    let backend: Arc<dyn ClusterBackend> = Arc::new(
+        DemoCluster::load(jiff::Timestamp::now()).context("loading the embedded demo cluster")?,
+    );
+    let settings = Settings {
+        max_log_lines: cli.max_log_lines as usize,
+    };
     let app = App::new(backend, settings);
     Ok(Arc::new(Pipeline::new(app, ToolRegistry::standard())))
 }
@@ -103,7 +110,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let mut out = String::new();
             for t in pipeline.tools.iter() {
                 let first = t.description.split(". ").next().unwrap_or(t.description);
-                out.push_str(&format!("{:<width$}  {}\n", t.name, first.trim_end_matches('.')));
+                out.push_str(&format!(
+                    "{:<width$}  {}\n",
+                    t.name,
+                    first.trim_end_matches('.')
+                ));
             }
             print_stdout(&out);
             Ok(())
@@ -139,9 +150,20 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 let args: Vec<String> = p
                     .arguments
                     .iter()
-                    .map(|a| if a.required { a.name.to_string() } else { format!("{}?", a.name) })
+                    .map(|a| {
+                        if a.required {
+                            a.name.to_string()
+                        } else {
+                            format!("{}?", a.name)
+                        }
+                    })
                     .collect();
-                out.push_str(&format!("{}({})  {}\n", p.name, args.join(", "), p.description));
+                out.push_str(&format!(
+                    "{}({})  {}\n",
+                    p.name,
+                    args.join(", "),
+                    p.description
+                ));
             }
             print_stdout(&out);
             Ok(())
@@ -194,7 +216,10 @@ Try the tools from this shell:\n  {exe} tools\n  {exe} call check_service_health
 }
 
 /// Turns `key=value` words into tool arguments, typed by the tool's input schema.
-pub fn parse_cli_arguments(words: &[String], schema: &Map<String, Value>) -> anyhow::Result<Map<String, Value>> {
+pub fn parse_cli_arguments(
+    words: &[String],
+    schema: &Map<String, Value>,
+) -> anyhow::Result<Map<String, Value>> {
     let properties = schema.get("properties").and_then(Value::as_object);
     let mut arguments = Map::new();
     let mut seen = BTreeMap::new();
@@ -209,7 +234,12 @@ pub fn parse_cli_arguments(words: &[String], schema: &Map<String, Value>) -> any
             .and_then(|p| p.get(key))
             .and_then(|p| p.get("type"))
             .map(|t| match t {
-                Value::Array(types) => types.iter().filter_map(Value::as_str).find(|t| *t != "null").unwrap_or("string").to_string(),
+                Value::Array(types) => types
+                    .iter()
+                    .filter_map(Value::as_str)
+                    .find(|t| *t != "null")
+                    .unwrap_or("string")
+                    .to_string(),
                 other => other.as_str().unwrap_or("string").to_string(),
             })
             .unwrap_or_else(|| "string".into());

@@ -10,7 +10,17 @@ use serde::{Deserialize, Serialize};
 
 /// Log severity, ordered from least to most severe.
 #[derive(
-    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, schemars::JsonSchema,
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+    schemars::JsonSchema,
 )]
 #[serde(rename_all = "UPPERCASE")]
 pub enum Level {
@@ -85,7 +95,11 @@ pub fn parse_fixture_log(text: &str, now: Timestamp) -> Result<Vec<LogEntry>, St
         if let Some(cont) = line.strip_prefix('\t') {
             match entries.last_mut() {
                 Some(entry) => entry.detail.push(cont.to_string()),
-                None => return Err(format!("line {line_no}: continuation line before any entry")),
+                None => {
+                    return Err(format!(
+                        "line {line_no}: continuation line before any entry"
+                    ));
+                }
             }
             continue;
         }
@@ -97,18 +111,23 @@ pub fn parse_fixture_log(text: &str, now: Timestamp) -> Result<Vec<LogEntry>, St
             parts.next(),
             parts.next(),
         ) else {
-            return Err(format!("line {line_no}: expected '<offset> <LEVEL> <logger> <trace-id|-> <message>'"));
+            return Err(format!(
+                "line {line_no}: expected '<offset> <LEVEL> <logger> <trace-id|-> <message>'"
+            ));
         };
         let offset: f64 = offset
             .parse()
             .map_err(|_| format!("line {line_no}: bad offset {offset:?}"))?;
         if offset > 0.0 || !offset.is_finite() {
-            return Err(format!("line {line_no}: offset {offset} must be negative seconds"));
+            return Err(format!(
+                "line {line_no}: offset {offset} must be negative seconds"
+            ));
         }
         let timestamp = now
             .checked_sub(SignedDuration::from_secs_f64(-offset))
             .map_err(|e| format!("line {line_no}: {e}"))?;
-        let level = Level::parse(level).ok_or_else(|| format!("line {line_no}: bad level {level:?}"))?;
+        let level =
+            Level::parse(level).ok_or_else(|| format!("line {line_no}: bad level {level:?}"))?;
         let trace_id = match trace {
             "-" => None,
             t if is_trace_id(t) => Some(t.to_string()),
@@ -130,7 +149,9 @@ pub fn parse_fixture_log(text: &str, now: Timestamp) -> Result<Vec<LogEntry>, St
 /// 64-bit ids from older tracers).
 pub fn is_trace_id(text: &str) -> bool {
     (text.len() == 32 || text.len() == 16)
-        && text.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 static LEVEL_WORD: LazyLock<Regex> = LazyLock::new(|| {
@@ -138,7 +159,8 @@ static LEVEL_WORD: LazyLock<Regex> = LazyLock::new(|| {
         .expect("static regex")
 });
 static TRACE_FIELD: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"(?i)(?:trace[_-]?id|traceid)[=:\s\x22]+([0-9a-f]{32}|[0-9a-f]{16})\b").expect("static regex")
+    Regex::new(r"(?i)(?:trace[_-]?id|traceid)[=:\s\x22]+([0-9a-f]{32}|[0-9a-f]{16})\b")
+        .expect("static regex")
 });
 
 /// Parses container log text as the Kubernetes API returns it with `timestamps=true`
@@ -164,7 +186,9 @@ pub fn parse_timestamped_log(text: &str) -> Vec<LogEntry> {
             .captures(rest)
             .and_then(|c| Level::parse(&c[1]))
             .unwrap_or(Level::Info);
-        let trace_id = TRACE_FIELD.captures(rest).map(|c| c[1].to_ascii_lowercase());
+        let trace_id = TRACE_FIELD
+            .captures(rest)
+            .map(|c| c[1].to_ascii_lowercase());
         entries.push(LogEntry {
             timestamp: timestamp.unwrap_or(Timestamp::UNIX_EPOCH),
             level,
@@ -180,12 +204,26 @@ pub fn parse_timestamped_log(text: &str) -> Vec<LogEntry> {
 static NORMALISE: LazyLock<[(Regex, &'static str); 7]> = LazyLock::new(|| {
     let re = |p: &str| Regex::new(p).expect("static regex");
     [
-        (re(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"), "<uuid>"),
+        (
+            re(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"),
+            "<uuid>",
+        ),
         (re(r"\b\d{1,3}(?:\.\d{1,3}){3}(?::\d+)?\b"), "<ip>"),
-        (re(r"\b\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2}(?:\.\d+)?Z?\b"), "<time>"),
+        (
+            re(r"\b\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2}(?:\.\d+)?Z?\b"),
+            "<time>",
+        ),
         (re(r"\b[0-9a-f]{16,}\b"), "<hex>"),
-        (re(r"\b(?:0x)?[0-9a-f]*\d[0-9a-f]*[a-f][0-9a-f]*\b|\b[0-9a-f]*[a-f][0-9a-f]*\d[0-9a-f]*\b"), "<id>"),
-        (re(r"\b[a-z0-9]+(?:-[a-z0-9]+)*-[a-z0-9]{8,10}-[a-z0-9]{5}\b"), "<pod>"),
+        (
+            re(
+                r"\b(?:0x)?[0-9a-f]*\d[0-9a-f]*[a-f][0-9a-f]*\b|\b[0-9a-f]*[a-f][0-9a-f]*\d[0-9a-f]*\b",
+            ),
+            "<id>",
+        ),
+        (
+            re(r"\b[a-z0-9]+(?:-[a-z0-9]+)*-[a-z0-9]{8,10}-[a-z0-9]{5}\b"),
+            "<pod>",
+        ),
         (re(r"\d+(?:\.\d+)?"), "<n>"),
     ]
 });
@@ -215,7 +253,10 @@ mod tests {
         assert_eq!(entries.len(), 2);
         assert_eq!(entries[0].level, Level::Error);
         assert_eq!(entries[0].detail, vec!["at a.b(C.java:1)"]);
-        assert_eq!(entries[0].trace_id.as_deref(), Some("0af7651916cd43dd8448eb211c80319c"));
+        assert_eq!(
+            entries[0].trace_id.as_deref(),
+            Some("0af7651916cd43dd8448eb211c80319c")
+        );
         assert_eq!(entries[0].timestamp.to_string(), "2026-01-01T11:58:59.5Z");
         assert!(entries[1].trace_id.is_none());
         assert!(parse_fixture_log("-1 LOUD x - y", now).is_err());
@@ -230,17 +271,26 @@ mod tests {
         assert_eq!(entries.len(), 2);
         assert_eq!(entries[0].level, Level::Error);
         assert_eq!(entries[0].detail, vec!["at x.y"]);
-        assert_eq!(entries[0].trace_id.as_deref(), Some("0af7651916cd43dd8448eb211c80319c"));
+        assert_eq!(
+            entries[0].trace_id.as_deref(),
+            Some("0af7651916cd43dd8448eb211c80319c")
+        );
         assert_eq!(entries[1].level, Level::Info);
     }
 
     #[test]
     fn normalisation_merges_ids_and_numbers() {
-        let a = normalise_message("ReadTimeout calling inventory-service after 5012ms (order 8812, pod inventory-service-5f7c9d8b6d-k2x9z)");
-        let b = normalise_message("ReadTimeout calling inventory-service after 5000ms (order 17, pod inventory-service-5f7c9d8b6d-abcde)");
+        let a = normalise_message(
+            "ReadTimeout calling inventory-service after 5012ms (order 8812, pod inventory-service-5f7c9d8b6d-k2x9z)",
+        );
+        let b = normalise_message(
+            "ReadTimeout calling inventory-service after 5000ms (order 17, pod inventory-service-5f7c9d8b6d-abcde)",
+        );
         assert_eq!(a, b);
         assert!(a.contains("inventory-service after"));
-        let c = normalise_message("request 3fa85f64-5717-4562-b3fc-2c963f66afa6 from 10.0.3.17:8080 failed");
+        let c = normalise_message(
+            "request 3fa85f64-5717-4562-b3fc-2c963f66afa6 from 10.0.3.17:8080 failed",
+        );
         assert_eq!(c, "request <uuid> from <ip> failed");
     }
 }

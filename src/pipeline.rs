@@ -35,7 +35,12 @@ pub struct ToolReply {
 #[async_trait]
 pub trait Stage: Send + Sync {
     fn name(&self) -> &'static str;
-    async fn apply(&self, tool: &ToolDef, arguments: &Map<String, Value>, result: &mut StagedResult) -> anyhow::Result<()>;
+    async fn apply(
+        &self,
+        tool: &ToolDef,
+        arguments: &Map<String, Value>,
+        result: &mut StagedResult,
+    ) -> anyhow::Result<()>;
 }
 
 /// The tool could not be called at all (unknown name): a protocol error, not a tool failure.
@@ -54,7 +59,11 @@ pub struct Pipeline {
 
 impl Pipeline {
     pub fn new(app: Arc<App>, tools: ToolRegistry) -> Pipeline {
-        Pipeline { app, tools, stages: Vec::new() }
+        Pipeline {
+            app,
+            tools,
+            stages: Vec::new(),
+        }
     }
 
     pub fn with_stage(mut self, stage: Box<dyn Stage>) -> Pipeline {
@@ -62,7 +71,11 @@ impl Pipeline {
         self
     }
 
-    pub async fn call(&self, name: &str, arguments: Map<String, Value>) -> Result<ToolReply, UnknownTool> {
+    pub async fn call(
+        &self,
+        name: &str,
+        arguments: Map<String, Value>,
+    ) -> Result<ToolReply, UnknownTool> {
         let Some(tool) = self.tools.get(name) else {
             return Err(UnknownTool {
                 name: name.to_string(),
@@ -73,13 +86,22 @@ impl Pipeline {
         let outcome = (tool.handler)(self.app.clone(), Value::Object(arguments.clone())).await;
         let reply = match outcome {
             Ok(structured) => {
-                let mut staged = StagedResult { structured, footers: Vec::new(), meta: Map::new() };
+                let mut staged = StagedResult {
+                    structured,
+                    footers: Vec::new(),
+                    meta: Map::new(),
+                };
                 for stage in &self.stages {
                     let stage_started = Instant::now();
                     if let Err(error) = stage.apply(tool, &arguments, &mut staged).await {
                         tracing::warn!(tool = name, stage = stage.name(), %error, "stage failed; result passed on unchanged");
                     }
-                    tracing::debug!(tool = name, stage = stage.name(), us = stage_started.elapsed().as_micros() as u64, "stage done");
+                    tracing::debug!(
+                        tool = name,
+                        stage = stage.name(),
+                        us = stage_started.elapsed().as_micros() as u64,
+                        "stage done"
+                    );
                 }
                 let mut text = (tool.render)(&staged.structured);
                 for footer in &staged.footers {
@@ -104,8 +126,7 @@ impl Pipeline {
         };
         let elapsed = started.elapsed();
         self.app.stats.record(name, elapsed, reply.is_error);
-        let bytes = reply.text.len()
-            + reply.structured.as_ref().map_or(0, |v| v.to_string().len());
+        let bytes = reply.text.len() + reply.structured.as_ref().map_or(0, |v| v.to_string().len());
         tracing::info!(
             tool = name,
             duration_us = elapsed.as_micros() as u64,

@@ -36,12 +36,23 @@ pub static PROMPTS: &[PromptDef] = &[
         title: "Investigate a service",
         description: "Full investigation of one service: health, pods, the crashed container, logs, events and recent deploys, ending in root cause and actions.",
         arguments: &[
-            PromptArg { name: "service", description: "Service (Deployment) name, e.g. payment-gateway", required: true },
-            PromptArg { name: "symptoms", description: "What was reported, e.g. '502s on checkout since 10:40'", required: false },
+            PromptArg {
+                name: "service",
+                description: "Service (Deployment) name, e.g. payment-gateway",
+                required: true,
+            },
+            PromptArg {
+                name: "symptoms",
+                description: "What was reported, e.g. '502s on checkout since 10:40'",
+                required: false,
+            },
         ],
         build: |a| {
             let service = arg(a, "service");
-            let symptoms = a.get("symptoms").map(|s| format!("Reported symptoms: {s}\n\n")).unwrap_or_default();
+            let symptoms = a
+                .get("symptoms")
+                .map(|s| format!("Reported symptoms: {s}\n\n"))
+                .unwrap_or_default();
             format!(
                 "You are the on-call SRE investigating the service `{service}`.\n\n{symptoms}\
 Call these tools in order, reading each result before the next:\n\
@@ -60,8 +71,16 @@ Call these tools in order, reading each result before the next:\n\
         title: "Pre-deploy check",
         description: "Decide whether it is safe to deploy a service now: its health, its dependencies, open incidents and recent rollouts.",
         arguments: &[
-            PromptArg { name: "service", description: "Service (Deployment) to be deployed", required: true },
-            PromptArg { name: "namespace", description: "Its namespace, when the name is ambiguous", required: false },
+            PromptArg {
+                name: "service",
+                description: "Service (Deployment) to be deployed",
+                required: true,
+            },
+            PromptArg {
+                name: "namespace",
+                description: "Its namespace, when the name is ambiguous",
+                required: false,
+            },
         ],
         build: |a| {
             let service = match a.get("namespace") {
@@ -89,8 +108,7 @@ What to watch in the 15 minutes after the deploy (metrics, error groups, alerts)
         description: "A report of the whole cluster for the daily stand-up or the on-call hand-over.",
         arguments: &[],
         build: |_| {
-            format!(
-                "Write the daily cluster health report for the on-call hand-over.\n\n\
+            "Write the daily cluster health report for the on-call hand-over.\n\n\
 Call in order:\n\
 1. list_namespaces() — the scope and per-namespace tallies.\n\
 2. check_service_health() — every service, worst first.\n\
@@ -100,15 +118,18 @@ Call in order:\n\
 6. Read the resource deployment://history for the day's rollouts.\n\n\
 Answer with: Summary (one paragraph, counts by status); Incidents (one block per unhealthy service: status, verdict, suspected cause, owner team, next step); \
 Changes in the last 24 h (rollouts with change-cause); Top error groups (count and service); Risks for the next shift; Action items with owners. \
-Keep healthy services to one line in total."
-            )
+Keep healthy services to one line in total.".to_string()
         },
     },
     PromptDef {
         name: "trace-transaction",
         title: "Trace a transaction",
         description: "Follow one transaction across services by trace id and explain where and why it failed.",
-        arguments: &[PromptArg { name: "trace_id", description: "Trace id (32 hex digits) from a log entry or an error report", required: true }],
+        arguments: &[PromptArg {
+            name: "trace_id",
+            description: "Trace id (32 hex digits) from a log entry or an error report",
+            required: true,
+        }],
         build: |a| {
             let trace = arg(a, "trace_id");
             format!(
@@ -128,13 +149,23 @@ then Root cause, Severity, Evidence, Immediate actions, Follow-up as below.\n\n{
         title: "Troubleshoot an issue",
         description: "Start from a free-text problem description (optionally a service) and find the cause.",
         arguments: &[
-            PromptArg { name: "description", description: "The problem as reported, e.g. 'checkout is slow and returns 504'", required: true },
-            PromptArg { name: "service", description: "A service involved, if known", required: false },
+            PromptArg {
+                name: "description",
+                description: "The problem as reported, e.g. 'checkout is slow and returns 504'",
+                required: true,
+            },
+            PromptArg {
+                name: "service",
+                description: "A service involved, if known",
+                required: false,
+            },
         ],
         build: |a| {
             let description = arg(a, "description");
             let scope = match a.get("service") {
-                Some(s) => format!("check_service_health(service=\"{s}\") then check_service_health()"),
+                Some(s) => {
+                    format!("check_service_health(service=\"{s}\") then check_service_health()")
+                }
                 None => "check_service_health()".to_string(),
             };
             format!(
@@ -160,20 +191,34 @@ pub enum PromptError {
     #[error("unknown prompt {name:?}; prompts: {valid}")]
     Unknown { name: String, valid: String },
     #[error("prompt {prompt} needs argument {argument:?} ({description})")]
-    MissingArgument { prompt: &'static str, argument: &'static str, description: &'static str },
+    MissingArgument {
+        prompt: &'static str,
+        argument: &'static str,
+        description: &'static str,
+    },
     #[error("prompt {prompt} has no argument {argument:?}; its arguments: {valid}")]
-    UnknownArgument { prompt: &'static str, argument: String, valid: String },
+    UnknownArgument {
+        prompt: &'static str,
+        argument: String,
+        valid: String,
+    },
 }
 
 pub fn find(name: &str) -> Result<&'static PromptDef, PromptError> {
-    PROMPTS.iter().find(|p| p.name == name).ok_or_else(|| PromptError::Unknown {
-        name: name.to_string(),
-        valid: crate::tools::lookup::suggest(name, PROMPTS.iter().map(|p| p.name)),
-    })
+    PROMPTS
+        .iter()
+        .find(|p| p.name == name)
+        .ok_or_else(|| PromptError::Unknown {
+            name: name.to_string(),
+            valid: crate::tools::lookup::suggest(name, PROMPTS.iter().map(|p| p.name)),
+        })
 }
 
 /// Renders a prompt's text after checking its arguments.
-pub fn render(name: &str, args: &BTreeMap<String, String>) -> Result<(&'static PromptDef, String), PromptError> {
+pub fn render(
+    name: &str,
+    args: &BTreeMap<String, String>,
+) -> Result<(&'static PromptDef, String), PromptError> {
     let prompt = find(name)?;
     for (key, _) in args.iter() {
         if !prompt.arguments.iter().any(|a| a.name == key) {
@@ -183,14 +228,23 @@ pub fn render(name: &str, args: &BTreeMap<String, String>) -> Result<(&'static P
                 valid: if prompt.arguments.is_empty() {
                     "none".into()
                 } else {
-                    prompt.arguments.iter().map(|a| a.name).collect::<Vec<_>>().join(", ")
+                    prompt
+                        .arguments
+                        .iter()
+                        .map(|a| a.name)
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 },
             });
         }
     }
     for a in prompt.arguments.iter().filter(|a| a.required) {
         if args.get(a.name).is_none_or(|v| v.trim().is_empty()) {
-            return Err(PromptError::MissingArgument { prompt: prompt.name, argument: a.name, description: a.description });
+            return Err(PromptError::MissingArgument {
+                prompt: prompt.name,
+                argument: a.name,
+                description: a.description,
+            });
         }
     }
     let args: BTreeMap<String, String> = args
@@ -209,13 +263,21 @@ pub async fn complete(app: &Arc<App>, argument: &str, prefix: &str) -> Vec<Strin
             .backend
             .deployments(None)
             .await
-            .map(|ds| ds.iter().map(|d| view::name(&d.metadata).to_string()).collect())
+            .map(|ds| {
+                ds.iter()
+                    .map(|d| view::name(&d.metadata).to_string())
+                    .collect()
+            })
             .unwrap_or_default(),
         "namespace" => app
             .backend
             .namespaces()
             .await
-            .map(|ns| ns.iter().map(|n| view::name(&n.metadata).to_string()).collect())
+            .map(|ns| {
+                ns.iter()
+                    .map(|n| view::name(&n.metadata).to_string())
+                    .collect()
+            })
             .unwrap_or_default(),
         _ => Vec::new(),
     };

@@ -94,7 +94,9 @@ pub async fn read(app: &Arc<App>, uri: &str) -> Result<ResourceBody, ResourceErr
         _ => match uri.strip_prefix("deployment://history/") {
             Some(service) if !service.is_empty() => {
                 let service = percent_decode(service);
-                Ok(body(json!({ "service": service, "deploys": history(app, Some(&service)).await? })))
+                Ok(body(
+                    json!({ "service": service, "deploys": history(app, Some(&service)).await? }),
+                ))
             }
             _ => Err(ResourceError::NotFound(format!(
                 "unknown resource {uri:?}; valid resources: {}",
@@ -112,7 +114,8 @@ fn percent_decode(text: &str) -> String {
     while i < bytes.len() {
         if bytes[i] == b'%'
             && i + 2 < bytes.len()
-            && let Ok(v) = u8::from_str_radix(std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap_or(""), 16)
+            && let Ok(v) =
+                u8::from_str_radix(std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap_or(""), 16)
         {
             out.push(v);
             i += 3;
@@ -139,7 +142,10 @@ impl From<crate::cluster::ClusterError> for ResourceError {
     }
 }
 
-async fn history(app: &Arc<App>, service: Option<&str>) -> Result<Vec<DeployRecord>, ResourceError> {
+async fn history(
+    app: &Arc<App>,
+    service: Option<&str>,
+) -> Result<Vec<DeployRecord>, ResourceError> {
     let deployments = match service {
         Some(s) => vec![lookup::find_service(app, s).await?],
         None => app.backend.deployments(None).await?,
@@ -150,7 +156,7 @@ async fn history(app: &Arc<App>, service: Option<&str>) -> Result<Vec<DeployReco
         .iter()
         .flat_map(|d| deploy_records(d, &replica_sets, now))
         .collect();
-    records.sort_by(|a, b| b.0.cmp(&a.0));
+    records.sort_by_key(|r| std::cmp::Reverse(r.0));
     Ok(records.into_iter().map(|(_, r)| r).collect())
 }
 
@@ -165,9 +171,17 @@ async fn system_health(app: &Arc<App>) -> Result<serde_json::Value, ResourceErro
     let not_ready: Vec<String> = pods
         .iter()
         .filter(|p| !view::pod_is_ready(p))
-        .map(|p| format!("{}/{} ({})", view::namespace(&p.metadata), view::name(&p.metadata), view::pod_status(p)))
+        .map(|p| {
+            format!(
+                "{}/{} ({})",
+                view::namespace(&p.metadata),
+                view::name(&p.metadata),
+                view::pod_status(p)
+            )
+        })
         .collect();
-    let count_status = |s: crate::cluster::HealthStatus| metrics.iter().filter(|m| m.status == s).count();
+    let count_status =
+        |s: crate::cluster::HealthStatus| metrics.iter().filter(|m| m.status == s).count();
     let nodes_not_ready = nodes
         .iter()
         .filter(|n| {
@@ -205,7 +219,10 @@ async fn system_health(app: &Arc<App>) -> Result<serde_json::Value, ResourceErro
 mod tests {
     #[test]
     fn percent_decoding() {
-        assert_eq!(super::percent_decode("payments%2Fpayment-gateway"), "payments/payment-gateway");
+        assert_eq!(
+            super::percent_decode("payments%2Fpayment-gateway"),
+            "payments/payment-gateway"
+        );
         assert_eq!(super::percent_decode("a%2"), "a%2");
         assert_eq!(super::percent_decode("plain"), "plain");
     }

@@ -5,12 +5,13 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use rmcp::model::{
-    CallToolRequestParams, CallToolResponse, CallToolResult, CompleteRequestParams, CompleteResult, CompletionInfo,
-    ContentBlock, ErrorCode, GetPromptRequestParams, GetPromptResponse, GetPromptResult, Implementation,
-    ListPromptsResult, ListResourceTemplatesResult, ListResourcesResult, ListToolsResult, MetaObject,
-    PaginatedRequestParams, Prompt, PromptArgument, PromptMessage, ReadResourceRequestParams, ReadResourceResponse,
-    ReadResourceResult, Reference, Resource, ResourceContents, ResourceTemplate, Role, ServerCapabilities,
-    ServerConfig, Tool, ToolAnnotations,
+    CallToolRequestParams, CallToolResponse, CallToolResult, CompleteRequestParams, CompleteResult,
+    CompletionInfo, ContentBlock, ErrorCode, GetPromptRequestParams, GetPromptResponse,
+    GetPromptResult, Implementation, ListPromptsResult, ListResourceTemplatesResult,
+    ListResourcesResult, ListToolsResult, MetaObject, PaginatedRequestParams, Prompt,
+    PromptArgument, PromptMessage, ReadResourceRequestParams, ReadResourceResponse,
+    ReadResourceResult, Reference, Resource, ResourceContents, ResourceTemplate, Role,
+    ServerCapabilities, ServerConfig, Tool, ToolAnnotations,
 };
 use rmcp::service::RequestContext;
 use rmcp::{ErrorData as McpError, RoleServer, ServerHandler};
@@ -34,7 +35,10 @@ daily-health-report give complete investigation plans. All tools are read-only."
 impl SreServer {
     pub fn new(pipeline: Arc<Pipeline>) -> SreServer {
         let tools = pipeline.tools.iter().map(mcp_tool).collect();
-        SreServer { pipeline, tools: Arc::new(tools) }
+        SreServer {
+            pipeline,
+            tools: Arc::new(tools),
+        }
     }
 }
 
@@ -68,12 +72,17 @@ pub fn call_tool_result(reply: ToolReply) -> CallToolResult {
 
 impl ServerHandler for SreServer {
     fn get_info(&self) -> ServerConfig {
-        let mut capabilities = ServerCapabilities::builder().enable_tools().enable_resources().enable_prompts().build();
+        let mut capabilities = ServerCapabilities::builder()
+            .enable_tools()
+            .enable_resources()
+            .enable_prompts()
+            .build();
         capabilities.completions = Some(Default::default());
         ServerConfig::new(capabilities)
-            .with_server_info(
-                Implementation::new(env!("CARGO_PKG_NAME"), env!("CARGO_PKG_VERSION")),
-            )
+            .with_server_info(Implementation::new(
+                env!("CARGO_PKG_NAME"),
+                env!("CARGO_PKG_VERSION"),
+            ))
             .with_instructions(INSTRUCTIONS)
     }
 
@@ -145,10 +154,13 @@ impl ServerHandler for SreServer {
                 ResourceContents::text(body.text, body.uri).with_mime_type(body.mime_type),
             ])
             .into()),
-            Err(resources::ResourceError::NotFound(message)) => {
-                Err(McpError::resource_not_found(message, Some(serde_json::json!({ "uri": request.uri }))))
+            Err(resources::ResourceError::NotFound(message)) => Err(McpError::resource_not_found(
+                message,
+                Some(serde_json::json!({ "uri": request.uri })),
+            )),
+            Err(resources::ResourceError::Failed(message)) => {
+                Err(McpError::internal_error(message, None))
             }
-            Err(resources::ResourceError::Failed(message)) => Err(McpError::internal_error(message, None)),
         }
     }
 
@@ -163,7 +175,11 @@ impl ServerHandler for SreServer {
                 let args: Vec<PromptArgument> = p
                     .arguments
                     .iter()
-                    .map(|a| PromptArgument::new(a.name).with_description(a.description).with_required(a.required))
+                    .map(|a| {
+                        PromptArgument::new(a.name)
+                            .with_description(a.description)
+                            .with_required(a.required)
+                    })
                     .collect();
                 Prompt::new(p.name, Some(p.description), Some(args)).with_title(p.title)
             })
@@ -187,7 +203,8 @@ impl ServerHandler for SreServer {
         }
         match prompts::render(&request.name, &args) {
             Ok((prompt, text)) => {
-                let mut result = GetPromptResult::new(vec![PromptMessage::new_text(Role::User, text)]);
+                let mut result =
+                    GetPromptResult::new(vec![PromptMessage::new_text(Role::User, text)]);
                 result.description = Some(prompt.description.to_string());
                 Ok(result.into())
             }
@@ -213,11 +230,20 @@ impl ServerHandler for SreServer {
         if !known {
             return Ok(CompleteResult::default());
         }
-        let mut values = prompts::complete(&self.pipeline.app, &request.argument.name, &request.argument.value).await;
+        let mut values = prompts::complete(
+            &self.pipeline.app,
+            &request.argument.name,
+            &request.argument.value,
+        )
+        .await;
         let total = values.len();
         values.truncate(CompletionInfo::MAX_VALUES);
-        let completion = CompletionInfo::with_pagination(values, Some(total as u32), total > CompletionInfo::MAX_VALUES)
-            .map_err(|e| McpError::new(ErrorCode::INTERNAL_ERROR, e, None))?;
+        let completion = CompletionInfo::with_pagination(
+            values,
+            Some(total as u32),
+            total > CompletionInfo::MAX_VALUES,
+        )
+        .map_err(|e| McpError::new(ErrorCode::INTERNAL_ERROR, e, None))?;
         Ok(CompleteResult::new(completion))
     }
 }

@@ -136,9 +136,14 @@ mod tests {
     #[test]
     fn since_parses_both_forms() {
         let now: Timestamp = "2026-01-01T12:00:00Z".parse().unwrap();
-        assert_eq!(parse_since("1h", now).unwrap().to_string(), "2026-01-01T11:00:00Z");
         assert_eq!(
-            parse_since("2026-01-01T10:00:00Z", now).unwrap().to_string(),
+            parse_since("1h", now).unwrap().to_string(),
+            "2026-01-01T11:00:00Z"
+        );
+        assert_eq!(
+            parse_since("2026-01-01T10:00:00Z", now)
+                .unwrap()
+                .to_string(),
             "2026-01-01T10:00:00Z"
         );
         assert!(parse_since("yesterday", now).unwrap_err().contains("15m"));

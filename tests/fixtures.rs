@@ -30,23 +30,45 @@ async fn fixtures_are_consistent_and_realistic() {
 
     let deployment_names: BTreeSet<(String, String)> = deployments
         .iter()
-        .map(|d| (view::namespace(&d.metadata).to_string(), view::name(&d.metadata).to_string()))
+        .map(|d| {
+            (
+                view::namespace(&d.metadata).to_string(),
+                view::name(&d.metadata).to_string(),
+            )
+        })
         .collect();
     for pod in &pods {
-        let owner = view::pod_deployment(pod).unwrap_or_else(|| panic!("pod {} has no deployment", view::name(&pod.metadata)));
+        let owner = view::pod_deployment(pod)
+            .unwrap_or_else(|| panic!("pod {} has no deployment", view::name(&pod.metadata)));
         assert!(deployment_names.contains(&(view::namespace(&pod.metadata).to_string(), owner)));
     }
     for event in &events {
         let name = event.involved_object.name.clone().unwrap();
         let ns = view::namespace(&event.metadata);
         let exists = match event.involved_object.kind.as_deref() {
-            Some("Pod") => pods.iter().any(|p| view::name(&p.metadata) == name && view::namespace(&p.metadata) == ns),
+            Some("Pod") => pods
+                .iter()
+                .any(|p| view::name(&p.metadata) == name && view::namespace(&p.metadata) == ns),
             Some("Deployment") => deployment_names.contains(&(ns.to_string(), name.clone())),
-            Some("ReplicaSet") => cluster.replica_sets(Some(ns)).await.unwrap().iter().any(|r| view::name(&r.metadata) == name),
-            Some("Node") => cluster.nodes().await.unwrap().iter().any(|n| view::name(&n.metadata) == name),
+            Some("ReplicaSet") => cluster
+                .replica_sets(Some(ns))
+                .await
+                .unwrap()
+                .iter()
+                .any(|r| view::name(&r.metadata) == name),
+            Some("Node") => cluster
+                .nodes()
+                .await
+                .unwrap()
+                .iter()
+                .any(|n| view::name(&n.metadata) == name),
             other => panic!("unexpected kind {other:?}"),
         };
-        assert!(exists, "event {} points at a missing object {name}", view::name(&event.metadata));
+        assert!(
+            exists,
+            "event {} points at a missing object {name}",
+            view::name(&event.metadata)
+        );
     }
 
     // Every running pod has hundreds of log lines, ending in the last few minutes (relative
@@ -54,16 +76,34 @@ async fn fixtures_are_consistent_and_realistic() {
     let now = Timestamp::now();
     for pod in &pods {
         let (ns, name) = (view::namespace(&pod.metadata), view::name(&pod.metadata));
-        let phase = pod.status.as_ref().and_then(|s| s.phase.clone()).unwrap_or_default();
+        let phase = pod
+            .status
+            .as_ref()
+            .and_then(|s| s.phase.clone())
+            .unwrap_or_default();
         for container in &pod.spec.as_ref().unwrap().containers {
-            let logs = cluster.pod_logs(ns, name, &container.name, LogStream::Current).await.unwrap();
+            let logs = cluster
+                .pod_logs(ns, name, &container.name, LogStream::Current)
+                .await
+                .unwrap();
             if phase == "Pending" {
                 continue;
             }
-            assert!(logs.len() >= 100, "{ns}/{name}/{}: only {} entries", container.name, logs.len());
+            assert!(
+                logs.len() >= 100,
+                "{ns}/{name}/{}: only {} entries",
+                container.name,
+                logs.len()
+            );
             let last = logs.last().unwrap().timestamp;
-            assert!(last <= now && last >= now.checked_sub(SignedDuration::from_mins(10)).unwrap(), "{ns}/{name}: stale logs");
-            assert!(logs.windows(2).all(|w| w[0].timestamp <= w[1].timestamp), "{ns}/{name}: out of order");
+            assert!(
+                last <= now && last >= now.checked_sub(SignedDuration::from_mins(10)).unwrap(),
+                "{ns}/{name}: stale logs"
+            );
+            assert!(
+                logs.windows(2).all(|w| w[0].timestamp <= w[1].timestamp),
+                "{ns}/{name}: out of order"
+            );
         }
         let crashed = pod
             .status
@@ -71,10 +111,22 @@ async fn fixtures_are_consistent_and_realistic() {
             .and_then(|s| s.container_statuses.as_ref())
             .into_iter()
             .flatten()
-            .filter(|c| c.restart_count > 0 && c.last_state.as_ref().is_some_and(|s| s.terminated.is_some()));
+            .filter(|c| {
+                c.restart_count > 0
+                    && c.last_state
+                        .as_ref()
+                        .is_some_and(|s| s.terminated.is_some())
+            });
         for c in crashed {
-            let previous = cluster.pod_logs(ns, name, &c.name, LogStream::Previous).await.unwrap();
-            assert!(!previous.is_empty(), "{ns}/{name}/{}: crashed but no previous logs", c.name);
+            let previous = cluster
+                .pod_logs(ns, name, &c.name, LogStream::Previous)
+                .await
+                .unwrap();
+            assert!(
+                !previous.is_empty(),
+                "{ns}/{name}/{}: crashed but no previous logs",
+                c.name
+            );
         }
     }
 }
@@ -88,7 +140,12 @@ async fn every_trace_id_in_the_logs_resolves() {
         for container in &pod.spec.as_ref().unwrap().containers {
             for stream in [LogStream::Current, LogStream::Previous] {
                 let logs = cluster
-                    .pod_logs(view::namespace(&pod.metadata), view::name(&pod.metadata), &container.name, stream)
+                    .pod_logs(
+                        view::namespace(&pod.metadata),
+                        view::name(&pod.metadata),
+                        &container.name,
+                        stream,
+                    )
                     .await
                     .unwrap();
                 traces.extend(logs.iter().filter_map(|e| e.trace_id.clone()));
@@ -107,10 +164,17 @@ async fn every_trace_id_in_the_logs_resolves() {
         let structured = reply.structured.unwrap();
         let entries = structured["entries"].as_array().unwrap();
         assert!(!entries.is_empty());
-        assert!(entries.iter().all(|e| e["trace_id"] == Value::String(trace.clone())));
+        assert!(
+            entries
+                .iter()
+                .all(|e| e["trace_id"] == Value::String(trace.clone()))
+        );
         if structured["services"].as_array().unwrap().len() >= 2 {
             cross_service += 1;
         }
     }
-    assert!(cross_service >= 30, "only {cross_service} traces cross services");
+    assert!(
+        cross_service >= 30,
+        "only {cross_service} traces cross services"
+    );
 }

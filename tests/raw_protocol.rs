@@ -26,12 +26,17 @@ impl Raw {
             .expect("spawn");
         let stdin = child.stdin.take().unwrap();
         let stdout = BufReader::new(child.stdout.take().unwrap()).lines();
-        let mut raw = Raw { _child: child, stdin, stdout };
+        let mut raw = Raw {
+            _child: child,
+            stdin,
+            stdout,
+        };
         let init = raw
             .request(json!({"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"raw","version":"1"}}}))
             .await;
         assert_eq!(init["result"]["serverInfo"]["name"], "sre-mcp");
-        raw.send_line(&json!({"jsonrpc":"2.0","method":"notifications/initialized"}).to_string()).await;
+        raw.send_line(&json!({"jsonrpc":"2.0","method":"notifications/initialized"}).to_string())
+            .await;
         raw
     }
 
@@ -47,7 +52,8 @@ impl Raw {
             .expect("a reply within 10 s")
             .unwrap()
             .expect("stdout open");
-        serde_json::from_str(&line).unwrap_or_else(|e| panic!("stdout carried a non-JSON line {line:?}: {e}"))
+        serde_json::from_str(&line)
+            .unwrap_or_else(|e| panic!("stdout carried a non-JSON line {line:?}: {e}"))
     }
 
     async fn request(&mut self, message: Value) -> Value {
@@ -63,7 +69,9 @@ async fn malformed_and_wrong_requests_get_errors_and_the_session_continues() {
     // Unparsable input carries no id to answer; rmcp (like the other official SDKs) drops it
     // rather than risk an error storm. The session must go on.
     raw.send_line("{this is not json").await;
-    let pong = raw.request(json!({"jsonrpc":"2.0","id":1,"method":"ping"})).await;
+    let pong = raw
+        .request(json!({"jsonrpc":"2.0","id":1,"method":"ping"}))
+        .await;
     assert_eq!(pong["id"], 1);
     assert!(pong["result"].is_object());
 
@@ -72,7 +80,9 @@ async fn malformed_and_wrong_requests_get_errors_and_the_session_continues() {
     let invalid = raw.next().await;
     assert_eq!(invalid["error"]["code"], -32600, "{invalid}");
 
-    let unknown_method = raw.request(json!({"jsonrpc":"2.0","id":2,"method":"tools/destroy"})).await;
+    let unknown_method = raw
+        .request(json!({"jsonrpc":"2.0","id":2,"method":"tools/destroy"}))
+        .await;
     assert_eq!(unknown_method["id"], 2);
     assert_eq!(unknown_method["error"]["code"], -32601, "{unknown_method}");
 
@@ -80,14 +90,24 @@ async fn malformed_and_wrong_requests_get_errors_and_the_session_continues() {
         .request(json!({"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"rm_rf","arguments":{}}}))
         .await;
     assert_eq!(unknown_tool["error"]["code"], -32602, "{unknown_tool}");
-    assert!(unknown_tool["error"]["message"].as_str().unwrap().contains("check_service_health"));
+    assert!(
+        unknown_tool["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("check_service_health")
+    );
 
     let wrong_types = raw
         .request(json!({"jsonrpc":"2.0","id":4,"method":"tools/call","params":{"name":"get_pod_logs","arguments":{"namespace":["payments"],"pod":1,"tail_lines":"ten"}}}))
         .await;
     assert_eq!(wrong_types["result"]["isError"], true, "{wrong_types}");
-    let message = wrong_types["result"]["content"][0]["text"].as_str().unwrap();
-    assert!(message.contains("invalid arguments for get_pod_logs"), "{message}");
+    let message = wrong_types["result"]["content"][0]["text"]
+        .as_str()
+        .unwrap();
+    assert!(
+        message.contains("invalid arguments for get_pod_logs"),
+        "{message}"
+    );
 
     let ok = raw
         .request(json!({"jsonrpc":"2.0","id":5,"method":"tools/call","params":{"name":"list_namespaces","arguments":{}}}))

@@ -83,7 +83,11 @@ fn resolve_times(value: &mut serde_yaml_ng::Value, now: Timestamp) {
     }
 }
 
-fn parse_yaml<T: for<'de> Deserialize<'de>>(path: &str, text: &str, now: Timestamp) -> anyhow::Result<T> {
+fn parse_yaml<T: for<'de> Deserialize<'de>>(
+    path: &str,
+    text: &str,
+    now: Timestamp,
+) -> anyhow::Result<T> {
     let mut value: serde_yaml_ng::Value =
         serde_yaml_ng::from_str(text).with_context(|| format!("fixture {path}: invalid YAML"))?;
     resolve_times(&mut value, now);
@@ -128,23 +132,27 @@ impl DemoCluster {
             let ns: NamespaceFile = parse_yaml(&path, text, now)?;
             let ns_name = name_of(&ns.namespace.metadata).to_string();
             if format!("{ns_name}.yaml") != path {
-                bail!("fixture {path} declares namespace {ns_name:?}; the file must be named {ns_name}.yaml");
+                bail!(
+                    "fixture {path} declares namespace {ns_name:?}; the file must be named {ns_name}.yaml"
+                );
             }
             cluster.namespaces.push(ns.namespace);
             cluster.deployments.extend(ns.deployments);
             cluster.replica_sets.extend(ns.replicasets);
             cluster.pods.extend(ns.pods);
             cluster.events.extend(ns.events);
-            cluster.metrics.extend(ns.metrics.into_iter().map(|m| ServiceMetrics {
-                service: m.service,
-                namespace: ns_name.clone(),
-                status: m.status,
-                error_rate: m.error_rate,
-                p50_ms: m.p50_ms,
-                p99_ms: m.p99_ms,
-                rps: m.rps,
-                alerts: m.alerts,
-            }));
+            cluster
+                .metrics
+                .extend(ns.metrics.into_iter().map(|m| ServiceMetrics {
+                    service: m.service,
+                    namespace: ns_name.clone(),
+                    status: m.status,
+                    error_rate: m.error_rate,
+                    p50_ms: m.p50_ms,
+                    p99_ms: m.p99_ms,
+                    rps: m.rps,
+                    alerts: m.alerts,
+                }));
         }
         if let Some(logs) = dir.get_dir("logs") {
             cluster.load_logs(logs, now)?;
@@ -171,7 +179,8 @@ impl DemoCluster {
                 let [_, namespace, pod, file_name] = parts[..] else {
                     bail!("fixture {full}: expected logs/<namespace>/<pod>/<container>.log");
                 };
-                let (container, previous) = if let Some(c) = file_name.strip_suffix(".previous.log") {
+                let (container, previous) = if let Some(c) = file_name.strip_suffix(".previous.log")
+                {
                     (c, true)
                 } else if let Some(c) = file_name.strip_suffix(".log") {
                     (c, false)
@@ -181,7 +190,8 @@ impl DemoCluster {
                 let text = file
                     .contents_utf8()
                     .ok_or_else(|| anyhow!("fixture {full} is not UTF-8"))?;
-                let entries = parse_fixture_log(text, now).map_err(|e| anyhow!("fixture {full}: {e}"))?;
+                let entries =
+                    parse_fixture_log(text, now).map_err(|e| anyhow!("fixture {full}: {e}"))?;
                 self.logs.insert(
                     (namespace.into(), pod.into(), container.into(), previous),
                     Arc::new(entries),
@@ -194,29 +204,47 @@ impl DemoCluster {
     /// Every cross-reference in the fixtures, checked. Empty when consistent.
     pub fn consistency_problems(&self) -> Vec<String> {
         let mut problems = Vec::new();
-        let namespaces: BTreeSet<&str> = self.namespaces.iter().map(|n| name_of(&n.metadata)).collect();
+        let namespaces: BTreeSet<&str> = self
+            .namespaces
+            .iter()
+            .map(|n| name_of(&n.metadata))
+            .collect();
         let key = |m: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta| {
-            (m.namespace.clone().unwrap_or_default(), m.name.clone().unwrap_or_default())
+            (
+                m.namespace.clone().unwrap_or_default(),
+                m.name.clone().unwrap_or_default(),
+            )
         };
         let deployments: BTreeSet<_> = self.deployments.iter().map(|d| key(&d.metadata)).collect();
-        let replica_sets: BTreeSet<_> = self.replica_sets.iter().map(|r| key(&r.metadata)).collect();
+        let replica_sets: BTreeSet<_> =
+            self.replica_sets.iter().map(|r| key(&r.metadata)).collect();
         let pods: BTreeSet<_> = self.pods.iter().map(|p| key(&p.metadata)).collect();
-        for (kind, items) in [("Deployment", &deployments), ("ReplicaSet", &replica_sets), ("Pod", &pods)] {
+        for (kind, items) in [
+            ("Deployment", &deployments),
+            ("ReplicaSet", &replica_sets),
+            ("Pod", &pods),
+        ] {
             for (ns, name) in items.iter() {
                 if !namespaces.contains(ns.as_str()) {
                     problems.push(format!("{kind} {ns}/{name}: unknown namespace"));
                 }
             }
         }
-        let owner_of = |refs: &Option<Vec<k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference>>,
-                        kind: &str| {
-            refs.iter().flatten().find(|o| o.kind == kind).map(|o| o.name.clone())
-        };
+        let owner_of =
+            |refs: &Option<Vec<k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference>>,
+             kind: &str| {
+                refs.iter()
+                    .flatten()
+                    .find(|o| o.kind == kind)
+                    .map(|o| o.name.clone())
+            };
         for rs in &self.replica_sets {
             let (ns, name) = key(&rs.metadata);
             match owner_of(&rs.metadata.owner_references, "Deployment") {
                 Some(owner) if deployments.contains(&(ns.clone(), owner.clone())) => {}
-                Some(owner) => problems.push(format!("ReplicaSet {ns}/{name}: owner Deployment {owner} does not exist")),
+                Some(owner) => problems.push(format!(
+                    "ReplicaSet {ns}/{name}: owner Deployment {owner} does not exist"
+                )),
                 None => problems.push(format!("ReplicaSet {ns}/{name}: no owner Deployment")),
             }
         }
@@ -224,12 +252,18 @@ impl DemoCluster {
             let (ns, name) = key(&pod.metadata);
             match owner_of(&pod.metadata.owner_references, "ReplicaSet") {
                 Some(owner) if replica_sets.contains(&(ns.clone(), owner.clone())) => {
-                    let hash = pod.metadata.labels.as_ref().and_then(|l| l.get("pod-template-hash"));
+                    let hash = pod
+                        .metadata
+                        .labels
+                        .as_ref()
+                        .and_then(|l| l.get("pod-template-hash"));
                     if hash.is_none_or(|h| !owner.ends_with(&format!("-{h}"))) {
                         problems.push(format!("Pod {ns}/{name}: pod-template-hash label does not match ReplicaSet {owner}"));
                     }
                 }
-                Some(owner) => problems.push(format!("Pod {ns}/{name}: owner ReplicaSet {owner} does not exist")),
+                Some(owner) => problems.push(format!(
+                    "Pod {ns}/{name}: owner ReplicaSet {owner} does not exist"
+                )),
                 None => problems.push(format!("Pod {ns}/{name}: no owner ReplicaSet")),
             }
         }
@@ -237,7 +271,10 @@ impl DemoCluster {
         for event in &self.events {
             let ns = event.metadata.namespace.clone().unwrap_or_default();
             let obj = &event.involved_object;
-            let target = (obj.namespace.clone().unwrap_or_else(|| ns.clone()), obj.name.clone().unwrap_or_default());
+            let target = (
+                obj.namespace.clone().unwrap_or_else(|| ns.clone()),
+                obj.name.clone().unwrap_or_default(),
+            );
             let exists = match obj.kind.as_deref() {
                 Some("Pod") => pods.contains(&target),
                 Some("ReplicaSet") => replica_sets.contains(&target),
@@ -255,17 +292,25 @@ impl DemoCluster {
             }
         }
         for (ns, pod, container, _) in self.logs.keys() {
-            let found = self.pods.iter().find(|p| key(&p.metadata) == (ns.clone(), pod.clone()));
+            let found = self
+                .pods
+                .iter()
+                .find(|p| key(&p.metadata) == (ns.clone(), pod.clone()));
             let has_container = found
                 .and_then(|p| p.spec.as_ref())
                 .is_some_and(|s| s.containers.iter().any(|c| &c.name == container));
             if !has_container {
-                problems.push(format!("logs for {ns}/{pod}/{container}: no such pod container"));
+                problems.push(format!(
+                    "logs for {ns}/{pod}/{container}: no such pod container"
+                ));
             }
         }
         for metrics in &self.metrics {
             if !deployments.contains(&(metrics.namespace.clone(), metrics.service.clone())) {
-                problems.push(format!("metrics for {}/{}: no such deployment", metrics.namespace, metrics.service));
+                problems.push(format!(
+                    "metrics for {}/{}: no such deployment",
+                    metrics.namespace, metrics.service
+                ));
             }
         }
         problems
@@ -277,7 +322,12 @@ impl DemoCluster {
     }
 }
 
-fn in_ns<'a, T: k8s_openapi::Metadata<Ty = k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta> + Clone + 'a>(
+fn in_ns<
+    'a,
+    T: k8s_openapi::Metadata<Ty = k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta>
+        + Clone
+        + 'a,
+>(
     items: &'a [T],
     namespace: Option<&str>,
 ) -> Vec<T> {
@@ -345,7 +395,8 @@ impl ClusterBackend for DemoCluster {
             Some(entries) => Ok(entries.clone()),
             None => {
                 let pod_exists = self.pods.iter().any(|p| {
-                    p.metadata.namespace.as_deref() == Some(namespace) && name_of(&p.metadata) == pod
+                    p.metadata.namespace.as_deref() == Some(namespace)
+                        && name_of(&p.metadata) == pod
                 });
                 if !pod_exists {
                     return Err(ClusterError::NotFound {

@@ -40,7 +40,9 @@ fn in_namespace(namespace: &Option<String>) -> String {
 pub type ClusterResult<T> = Result<T, ClusterError>;
 
 /// Health as a monitoring system reports it for one service (a Deployment).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, schemars::JsonSchema)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum HealthStatus {
     Healthy,

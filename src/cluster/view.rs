@@ -26,10 +26,10 @@ pub fn pod_status(pod: &Pod) -> String {
     let statuses = status.and_then(|s| s.container_statuses.as_ref());
     for cs in statuses.into_iter().flatten() {
         if let Some(state) = &cs.state {
-            if let Some(reason) = state.waiting.as_ref().and_then(|w| w.reason.clone()) {
-                if reason != "ContainerCreating" || !cs.ready {
-                    return reason;
-                }
+            if let Some(reason) = state.waiting.as_ref().and_then(|w| w.reason.clone())
+                && (reason != "ContainerCreating" || !cs.ready)
+            {
+                return reason;
             }
             if let Some(reason) = state.terminated.as_ref().and_then(|t| t.reason.clone()) {
                 return reason;
@@ -113,7 +113,12 @@ pub fn deployment_images(deployment: &Deployment) -> Vec<String> {
         .spec
         .as_ref()
         .and_then(|s| s.template.spec.as_ref())
-        .map(|s| s.containers.iter().filter_map(|c| c.image.clone()).collect())
+        .map(|s| {
+            s.containers
+                .iter()
+                .filter_map(|c| c.image.clone())
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -122,12 +127,21 @@ pub fn replica_set_images(rs: &ReplicaSet) -> Vec<String> {
         .as_ref()
         .and_then(|s| s.template.as_ref())
         .and_then(|t| t.spec.as_ref())
-        .map(|s| s.containers.iter().filter_map(|c| c.image.clone()).collect())
+        .map(|s| {
+            s.containers
+                .iter()
+                .filter_map(|c| c.image.clone())
+                .collect()
+        })
         .unwrap_or_default()
 }
 
 pub fn desired_replicas(deployment: &Deployment) -> i32 {
-    deployment.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1)
+    deployment
+        .spec
+        .as_ref()
+        .and_then(|s| s.replicas)
+        .unwrap_or(1)
 }
 
 pub fn ready_replicas(deployment: &Deployment) -> i32 {

@@ -69,7 +69,9 @@ fn summarise_deployment(d: &Deployment, now: Timestamp) -> DeploymentSummary {
                 .collect()
         })
         .unwrap_or_default();
-    let stuck = conditions.iter().any(|c| c.contains("ProgressDeadlineExceeded") || c.starts_with("Available=False"));
+    let stuck = conditions
+        .iter()
+        .any(|c| c.contains("ProgressDeadlineExceeded") || c.starts_with("Available=False"));
     let updated = status.and_then(|s| s.updated_replicas).unwrap_or(0);
     DeploymentSummary {
         name: view::name(&d.metadata).to_string(),
@@ -84,13 +86,21 @@ fn summarise_deployment(d: &Deployment, now: Timestamp) -> DeploymentSummary {
             .and_then(|s| s.strategy.as_ref())
             .and_then(|s| s.type_.clone())
             .unwrap_or_else(|| "RollingUpdate".into()),
-        age: d.metadata.creation_timestamp.as_ref().map(|t| age(t.0, now)).unwrap_or_default(),
+        age: d
+            .metadata
+            .creation_timestamp
+            .as_ref()
+            .map(|t| age(t.0, now))
+            .unwrap_or_default(),
         conditions,
         unhealthy: ready < desired || updated < desired || stuck,
     }
 }
 
-async fn list_deployments(app: Arc<App>, params: ListDeploymentsParams) -> ToolResult<DeploymentList> {
+async fn list_deployments(
+    app: Arc<App>,
+    params: ListDeploymentsParams,
+) -> ToolResult<DeploymentList> {
     lookup::require_namespace(&app, &params.namespace).await?;
     let now = Timestamp::now();
     let mut deployments: Vec<DeploymentSummary> = app
@@ -100,13 +110,24 @@ async fn list_deployments(app: Arc<App>, params: ListDeploymentsParams) -> ToolR
         .iter()
         .map(|d| summarise_deployment(d, now))
         .collect();
-    deployments.sort_by(|a, b| b.unhealthy.cmp(&a.unhealthy).then_with(|| a.name.cmp(&b.name)));
-    Ok(DeploymentList { namespace: params.namespace, deployments })
+    deployments.sort_by(|a, b| {
+        b.unhealthy
+            .cmp(&a.unhealthy)
+            .then_with(|| a.name.cmp(&b.name))
+    });
+    Ok(DeploymentList {
+        namespace: params.namespace,
+        deployments,
+    })
 }
 
 impl RenderText for DeploymentList {
     fn render_text(&self) -> String {
-        let mut out = format!("{} deployments in namespace {}:\n", self.deployments.len(), self.namespace);
+        let mut out = format!(
+            "{} deployments in namespace {}:\n",
+            self.deployments.len(),
+            self.namespace
+        );
         for d in &self.deployments {
             let _ = writeln!(
                 out,
@@ -177,13 +198,20 @@ pub fn get_recent_deploys_tool() -> ToolDef {
 }
 
 /// Every rollout of a deployment, newest first.
-pub fn deploy_records(deployment: &Deployment, replica_sets: &[ReplicaSet], now: Timestamp) -> Vec<(Timestamp, DeployRecord)> {
+pub fn deploy_records(
+    deployment: &Deployment,
+    replica_sets: &[ReplicaSet],
+    now: Timestamp,
+) -> Vec<(Timestamp, DeployRecord)> {
     let name = view::name(&deployment.metadata);
     let namespace = view::namespace(&deployment.metadata);
     let current_revision = view::revision(&deployment.metadata);
     let mut records: Vec<(Timestamp, DeployRecord)> = replica_sets
         .iter()
-        .filter(|rs| view::namespace(&rs.metadata) == namespace && view::replica_set_deployment(rs) == Some(name))
+        .filter(|rs| {
+            view::namespace(&rs.metadata) == namespace
+                && view::replica_set_deployment(rs) == Some(name)
+        })
         .filter_map(|rs| {
             let created = rs.metadata.creation_timestamp.as_ref()?.0;
             let revision = view::revision(&rs.metadata)?;
@@ -207,7 +235,7 @@ pub fn deploy_records(deployment: &Deployment, replica_sets: &[ReplicaSet], now:
             ))
         })
         .collect();
-    records.sort_by(|a, b| b.1.revision.cmp(&a.1.revision));
+    records.sort_by_key(|r| std::cmp::Reverse(r.1.revision));
     let current = current_revision.or_else(|| records.first().map(|r| r.1.revision));
     for (_, record) in &mut records {
         record.current = Some(record.revision) == current;
@@ -215,17 +243,26 @@ pub fn deploy_records(deployment: &Deployment, replica_sets: &[ReplicaSet], now:
     records
 }
 
-async fn get_recent_deploys(app: Arc<App>, params: GetRecentDeploysParams) -> ToolResult<DeployHistory> {
+async fn get_recent_deploys(
+    app: Arc<App>,
+    params: GetRecentDeploysParams,
+) -> ToolResult<DeployHistory> {
     let mut notes = Vec::new();
     let hours_back = lookup::clamp("hours_back", params.hours_back, 168, 1, 2160, &mut notes);
     let deployment = lookup::find_service(&app, &params.service).await?;
     let namespace = view::namespace(&deployment.metadata).to_string();
     let replica_sets = app.backend.replica_sets(Some(&namespace)).await?;
     let now = Timestamp::now();
-    let cutoff = now.checked_sub(SignedDuration::from_hours(hours_back)).unwrap_or(Timestamp::MIN);
+    let cutoff = now
+        .checked_sub(SignedDuration::from_hours(hours_back))
+        .unwrap_or(Timestamp::MIN);
     let all = deploy_records(&deployment, &replica_sets, now);
     let total = all.len();
-    let deploys: Vec<DeployRecord> = all.into_iter().filter(|(t, _)| *t >= cutoff).map(|(_, r)| r).collect();
+    let deploys: Vec<DeployRecord> = all
+        .into_iter()
+        .filter(|(t, _)| *t >= cutoff)
+        .map(|(_, r)| r)
+        .collect();
     Ok(DeployHistory {
         service: view::name(&deployment.metadata).to_string(),
         namespace,
@@ -240,10 +277,7 @@ impl RenderText for DeployHistory {
     fn render_text(&self) -> String {
         let mut out = format!(
             "Rollouts of {}/{} in the last {}h ({} older revisions not shown):\n",
-            self.namespace,
-            self.service,
-            self.hours_back,
-            self.older_revisions
+            self.namespace, self.service, self.hours_back, self.older_revisions
         );
         for n in &self.notes {
             let _ = writeln!(out, "note: {n}");

@@ -68,7 +68,11 @@ pub fn summarise_event(event: &Event, now: Timestamp) -> EventSummary {
         namespace: view::namespace(&event.metadata).to_string(),
         type_: event.type_.clone().unwrap_or_else(|| "Normal".into()),
         reason: event.reason.clone().unwrap_or_default(),
-        object: format!("{}/{}", obj.kind.as_deref().unwrap_or("?"), obj.name.as_deref().unwrap_or("?")),
+        object: format!(
+            "{}/{}",
+            obj.kind.as_deref().unwrap_or("?"),
+            obj.name.as_deref().unwrap_or("?")
+        ),
         message: event.message.clone().unwrap_or_default(),
         count: i64::from(event.count.unwrap_or(1)),
         first_seen: event
@@ -76,7 +80,9 @@ pub fn summarise_event(event: &Event, now: Timestamp) -> EventSummary {
             .as_ref()
             .map(|t| rfc3339(t.0))
             .unwrap_or_default(),
-        last_seen: last.map(|t| format!("{} ago", age(t, now))).unwrap_or_default(),
+        last_seen: last
+            .map(|t| format!("{} ago", age(t, now)))
+            .unwrap_or_default(),
         last_seen_at: last.map(rfc3339).unwrap_or_default(),
         source: event
             .source
@@ -101,7 +107,12 @@ async fn get_events(app: Arc<App>, params: GetEventsParams) -> ToolResult<EventL
             )));
         }
     };
-    let (kind, name) = match params.object.as_deref().map(str::trim).filter(|o| !o.is_empty()) {
+    let (kind, name) = match params
+        .object
+        .as_deref()
+        .map(str::trim)
+        .filter(|o| !o.is_empty())
+    {
         Some(o) => match o.split_once('/') {
             Some((k, n)) => (Some(k.to_string()), Some(n.to_string())),
             None => (None, Some(o.to_string())),
@@ -113,13 +124,20 @@ async fn get_events(app: Arc<App>, params: GetEventsParams) -> ToolResult<EventL
         .iter()
         .filter(|e| wanted_type.is_none_or(|t| e.type_.as_deref() == Some(t)))
         .filter(|e| {
-            kind.as_ref()
-                .is_none_or(|k| e.involved_object.kind.as_deref().is_some_and(|ek| ek.eq_ignore_ascii_case(k)))
+            kind.as_ref().is_none_or(|k| {
+                e.involved_object
+                    .kind
+                    .as_deref()
+                    .is_some_and(|ek| ek.eq_ignore_ascii_case(k))
+            })
         })
         .filter(|e| {
             name.as_ref().is_none_or(|n| {
                 e.involved_object.name.as_deref().is_some_and(|en| {
-                    en == n || (kind.is_none() && en.starts_with(n.as_str()) && en[n.len()..].starts_with('-'))
+                    en == n
+                        || (kind.is_none()
+                            && en.starts_with(n.as_str())
+                            && en[n.len()..].starts_with('-'))
                 })
             })
         })
@@ -131,7 +149,10 @@ async fn get_events(app: Arc<App>, params: GetEventsParams) -> ToolResult<EventL
     });
     let now = Timestamp::now();
     let events: Vec<EventSummary> = matching.iter().map(|e| summarise_event(e, now)).collect();
-    Ok(EventList { total: events.len(), events })
+    Ok(EventList {
+        total: events.len(),
+        events,
+    })
 }
 
 impl RenderText for EventList {
@@ -144,7 +165,11 @@ impl RenderText for EventList {
                 e.last_seen.trim_end_matches(" ago"),
                 e.type_,
                 e.reason,
-                if e.namespace.is_empty() { e.object.clone() } else { format!("{}/{}", e.namespace, e.object) },
+                if e.namespace.is_empty() {
+                    e.object.clone()
+                } else {
+                    format!("{}/{}", e.namespace, e.object)
+                },
                 e.count,
                 e.message
             );

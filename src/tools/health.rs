@@ -118,7 +118,10 @@ pub fn tool() -> ToolDef {
     )
 }
 
-async fn check_service_health(app: Arc<App>, params: CheckServiceHealthParams) -> ToolResult<HealthReport> {
+async fn check_service_health(
+    app: Arc<App>,
+    params: CheckServiceHealthParams,
+) -> ToolResult<HealthReport> {
     let deployments = match &params.service {
         Some(service) => vec![lookup::find_service(&app, service).await?],
         None => app.backend.deployments(None).await?,
@@ -139,7 +142,12 @@ async fn check_service_health(app: Arc<App>, params: CheckServiceHealthParams) -
         .iter()
         .map(|d| assess(d, &pods, &events, &metrics, &replica_sets, now))
         .collect();
-    services.sort_by(|a, b| b.status.cmp(&a.status).then_with(|| a.namespace.cmp(&b.namespace)).then_with(|| a.name.cmp(&b.name)));
+    services.sort_by(|a, b| {
+        b.status
+            .cmp(&a.status)
+            .then_with(|| a.namespace.cmp(&b.namespace))
+            .then_with(|| a.name.cmp(&b.name))
+    });
     let mut summary = HealthSummary::default();
     for s in &services {
         match s.status {
@@ -158,7 +166,9 @@ pub fn event_concerns(event: &Event, deployment: &str, pods: &[&Pod]) -> bool {
     };
     match event.involved_object.kind.as_deref() {
         Some("Deployment") => name == deployment,
-        Some("ReplicaSet") => name.strip_prefix(deployment).is_some_and(|rest| rest.starts_with('-') && !rest[1..].contains('-')),
+        Some("ReplicaSet") => name
+            .strip_prefix(deployment)
+            .is_some_and(|rest| rest.starts_with('-') && !rest[1..].contains('-')),
         Some("Pod") => pods.iter().any(|p| view::name(&p.metadata) == name),
         _ => false,
     }
@@ -176,7 +186,10 @@ fn assess(
     let namespace = view::namespace(&deployment.metadata).to_string();
     let pods: Vec<&Pod> = all_pods
         .iter()
-        .filter(|p| view::namespace(&p.metadata) == namespace && view::pod_deployment(p).as_deref() == Some(&name))
+        .filter(|p| {
+            view::namespace(&p.metadata) == namespace
+                && view::pod_deployment(p).as_deref() == Some(&name)
+        })
         .collect();
     let desired = view::desired_replicas(deployment);
     let ready = pods.iter().filter(|p| view::pod_is_ready(p)).count() as i32;
@@ -190,7 +203,10 @@ fn assess(
                 .status
                 .as_ref()
                 .and_then(|s| s.container_statuses.as_ref())
-                .and_then(|cs| cs.iter().find_map(|c| c.last_state.as_ref()?.terminated.as_ref()));
+                .and_then(|cs| {
+                    cs.iter()
+                        .find_map(|c| c.last_state.as_ref()?.terminated.as_ref())
+                });
             PodProblem {
                 pod: view::name(&p.metadata).to_string(),
                 status: view::pod_status(p),
@@ -202,7 +218,9 @@ fn assess(
         })
         .collect();
 
-    let hour_ago = now.checked_sub(SignedDuration::from_hours(1)).unwrap_or(now);
+    let hour_ago = now
+        .checked_sub(SignedDuration::from_hours(1))
+        .unwrap_or(now);
     let mut grouped: BTreeMap<String, WarningEvents> = BTreeMap::new();
     let mut latest: BTreeMap<String, Timestamp> = BTreeMap::new();
     for event in events.iter().filter(|e| {
@@ -213,12 +231,14 @@ fn assess(
     }) {
         let reason = event.reason.clone().unwrap_or_else(|| "Unknown".into());
         let seen = view::event_last_seen(event).unwrap_or(now);
-        let entry = grouped.entry(reason.clone()).or_insert_with(|| WarningEvents {
-            reason: reason.clone(),
-            count: 0,
-            last_seen: String::new(),
-            message: String::new(),
-        });
+        let entry = grouped
+            .entry(reason.clone())
+            .or_insert_with(|| WarningEvents {
+                reason: reason.clone(),
+                count: 0,
+                last_seen: String::new(),
+                message: String::new(),
+            });
         entry.count += i64::from(event.count.unwrap_or(1));
         if latest.get(&reason).is_none_or(|t| seen > *t) {
             latest.insert(reason.clone(), seen);
@@ -227,10 +247,12 @@ fn assess(
         }
     }
     let mut recent_warning_events: Vec<WarningEvents> = grouped.into_values().collect();
-    recent_warning_events.sort_by(|a, b| b.count.cmp(&a.count));
+    recent_warning_events.sort_by_key(|e| std::cmp::Reverse(e.count));
     recent_warning_events.truncate(5);
 
-    let service_metrics = metrics.iter().find(|m| m.service == name && m.namespace == namespace);
+    let service_metrics = metrics
+        .iter()
+        .find(|m| m.service == name && m.namespace == namespace);
     let firing_alerts: Vec<FiringAlert> = service_metrics
         .map(|m| {
             m.alerts
@@ -247,7 +269,10 @@ fn assess(
 
     let current_rs = replica_sets
         .iter()
-        .filter(|rs| view::namespace(&rs.metadata) == namespace && view::replica_set_deployment(rs) == Some(name.as_str()))
+        .filter(|rs| {
+            view::namespace(&rs.metadata) == namespace
+                && view::replica_set_deployment(rs) == Some(name.as_str())
+        })
         .max_by_key(|rs| view::revision(&rs.metadata).unwrap_or(0));
     let last_deploy = current_rs.map(|rs| LastDeploy {
         revision: view::revision(&rs.metadata).unwrap_or(0),
@@ -272,7 +297,11 @@ fn assess(
     let status = service_metrics.map_or(pod_status, |m| m.status.max(pod_status));
     let recent_deploy = current_rs
         .and_then(|rs| rs.metadata.creation_timestamp.as_ref())
-        .is_some_and(|t| t.0 >= now.checked_sub(SignedDuration::from_hours(2)).unwrap_or(now));
+        .is_some_and(|t| {
+            t.0 >= now
+                .checked_sub(SignedDuration::from_hours(2))
+                .unwrap_or(now)
+        });
 
     let mut health = ServiceHealth {
         name,
@@ -298,7 +327,10 @@ fn assess(
 /// One line that names the problem and its most likely cause, from the evidence gathered.
 fn verdict(h: &ServiceHealth, recent_deploy: bool) -> String {
     if h.status == HealthStatus::Healthy {
-        return format!("healthy: {}/{} pods ready, no firing alerts", h.pods_ready, h.pods_desired);
+        return format!(
+            "healthy: {}/{} pods ready, no firing alerts",
+            h.pods_ready, h.pods_desired
+        );
     }
     let mut parts: Vec<String> = Vec::new();
     parts.push(format!("{}/{} pods ready", h.pods_ready, h.pods_desired));
@@ -335,7 +367,12 @@ fn verdict(h: &ServiceHealth, recent_deploy: bool) -> String {
     {
         parts.push(format!("p99 {:.0} ms", p99));
     }
-    if let Some(alert) = h.firing_alerts.iter().find(|a| a.severity == "critical").or(h.firing_alerts.first()) {
+    if let Some(alert) = h
+        .firing_alerts
+        .iter()
+        .find(|a| a.severity == "critical")
+        .or(h.firing_alerts.first())
+    {
         parts.push(format!("alert {}", alert.name));
     }
     if recent_deploy && let Some(d) = &h.last_deploy {
@@ -367,25 +404,46 @@ impl RenderText for HealthReport {
                 HealthStatus::Degraded => "[DEGRADED]",
                 HealthStatus::Healthy => "[OK]      ",
             };
-            let mut signals = format!("pods {}/{}, restarts {}", h.pods_ready, h.pods_desired, h.restarts);
-            if let (Some(e), Some(p50), Some(p99), Some(rps)) = (h.error_rate, h.latency_p50_ms, h.latency_p99_ms, h.rps) {
-                let _ = write!(signals, ", errors {:.1}%, p50 {p50:.0} ms, p99 {p99:.0} ms, {rps:.0} rps", e * 100.0);
+            let mut signals = format!(
+                "pods {}/{}, restarts {}",
+                h.pods_ready, h.pods_desired, h.restarts
+            );
+            if let (Some(e), Some(p50), Some(p99), Some(rps)) =
+                (h.error_rate, h.latency_p50_ms, h.latency_p99_ms, h.rps)
+            {
+                let _ = write!(
+                    signals,
+                    ", errors {:.1}%, p50 {p50:.0} ms, p99 {p99:.0} ms, {rps:.0} rps",
+                    e * 100.0
+                );
             }
             let _ = writeln!(out, "{marker} {}/{} — {signals}", h.namespace, h.name);
             if h.status != HealthStatus::Healthy {
                 let _ = writeln!(out, "    verdict: {}", h.verdict);
                 for a in &h.firing_alerts {
-                    let _ = writeln!(out, "    alert {} ({}, since {}): {}", a.name, a.severity, a.since, a.summary);
+                    let _ = writeln!(
+                        out,
+                        "    alert {} ({}, since {}): {}",
+                        a.name, a.severity, a.since, a.summary
+                    );
                 }
                 for p in &h.pod_problems {
                     let last = match (&p.last_termination_reason, p.last_exit_code) {
                         (Some(r), Some(c)) => format!(", last terminated {r} (exit {c})"),
                         _ => String::new(),
                     };
-                    let _ = writeln!(out, "    pod {} {} ready {} restarts {}{last}", p.pod, p.status, p.ready, p.restarts);
+                    let _ = writeln!(
+                        out,
+                        "    pod {} {} ready {} restarts {}{last}",
+                        p.pod, p.status, p.ready, p.restarts
+                    );
                 }
                 for e in &h.recent_warning_events {
-                    let _ = writeln!(out, "    warning {} ×{} ({}): {}", e.reason, e.count, e.last_seen, e.message);
+                    let _ = writeln!(
+                        out,
+                        "    warning {} ×{} ({}): {}",
+                        e.reason, e.count, e.last_seen, e.message
+                    );
                 }
                 if let Some(d) = &h.last_deploy {
                     let _ = writeln!(

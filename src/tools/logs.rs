@@ -62,23 +62,34 @@ fn compile_pattern(name: &str, pattern: Option<&str>) -> ToolResult<Option<Regex
 
 fn parse_level(level: Option<&str>) -> ToolResult<Option<Level>> {
     match level.map(str::trim).filter(|l| !l.is_empty()) {
-        Some(l) => Level::parse_arg(l).map(Some).map_err(ToolError::InvalidArgument),
+        Some(l) => Level::parse_arg(l)
+            .map(Some)
+            .map_err(ToolError::InvalidArgument),
         None => Ok(None),
     }
 }
 
 fn parse_since_arg(since: Option<&str>, now: Timestamp) -> ToolResult<Option<Timestamp>> {
     match since.map(str::trim).filter(|s| !s.is_empty()) {
-        Some(s) => parse_since(s, now).map(Some).map_err(ToolError::InvalidArgument),
+        Some(s) => parse_since(s, now)
+            .map(Some)
+            .map_err(ToolError::InvalidArgument),
         None => Ok(None),
     }
 }
 
-fn entry_matches(entry: &LogEntry, since: Option<Timestamp>, level: Option<Level>, pattern: Option<&Regex>) -> bool {
+fn entry_matches(
+    entry: &LogEntry,
+    since: Option<Timestamp>,
+    level: Option<Level>,
+    pattern: Option<&Regex>,
+) -> bool {
     since.is_none_or(|s| entry.timestamp >= s)
         && level.is_none_or(|l| entry.level >= l)
         && pattern.is_none_or(|p| {
-            p.is_match(&entry.message) || p.is_match(&entry.logger) || entry.detail.iter().any(|d| p.is_match(d))
+            p.is_match(&entry.message)
+                || p.is_match(&entry.logger)
+                || entry.detail.iter().any(|d| p.is_match(d))
         })
 }
 
@@ -159,7 +170,14 @@ async fn get_pod_logs(app: Arc<App>, params: GetPodLogsParams) -> ToolResult<Pod
     };
     let mut notes = Vec::new();
     let max = app.settings.max_log_lines as i64;
-    let tail = lookup::clamp("tail_lines", params.tail_lines, 100.min(max), 1, max, &mut notes) as usize;
+    let tail = lookup::clamp(
+        "tail_lines",
+        params.tail_lines,
+        100.min(max),
+        1,
+        max,
+        &mut notes,
+    ) as usize;
     let now = Timestamp::now();
     let since = parse_since_arg(params.since.as_deref(), now)?;
     let level = parse_level(params.level.as_deref())?;
@@ -179,11 +197,20 @@ async fn get_pod_logs(app: Arc<App>, params: GetPodLogsParams) -> ToolResult<Pod
             )));
         }
     }
-    let stream = if previous { LogStream::Previous } else { LogStream::Current };
-    let entries = app.backend.pod_logs(&params.namespace, &params.pod, &container, stream).await?;
+    let stream = if previous {
+        LogStream::Previous
+    } else {
+        LogStream::Current
+    };
+    let entries = app
+        .backend
+        .pod_logs(&params.namespace, &params.pod, &container, stream)
+        .await?;
     if entries.is_empty() && !previous {
         let status = view::pod_status(&pod);
-        notes.push(format!("the container has written no logs (pod status {status})"));
+        notes.push(format!(
+            "the container has written no logs (pod status {status})"
+        ));
     }
     let matching: Vec<&LogEntry> = entries
         .iter()
@@ -196,7 +223,10 @@ async fn get_pod_logs(app: Arc<App>, params: GetPodLogsParams) -> ToolResult<Pod
         pod: params.pod,
         container,
         previous,
-        entries: matching[skip..].iter().map(|e| LogLine::from_entry(e)).collect(),
+        entries: matching[skip..]
+            .iter()
+            .map(|e| LogLine::from_entry(e))
+            .collect(),
         matched,
         total_entries: entries.len(),
         notes,
@@ -204,8 +234,21 @@ async fn get_pod_logs(app: Arc<App>, params: GetPodLogsParams) -> ToolResult<Pod
 }
 
 fn render_line(out: &mut String, prefix: &str, line: &LogLine) {
-    let trace = line.trace_id.as_deref().map(|t| format!(" trace={t}")).unwrap_or_default();
-    let _ = writeln!(out, "{}{} {:<5} {}{} {}", prefix, line.timestamp, line.level.as_str(), line.logger, trace, line.message);
+    let trace = line
+        .trace_id
+        .as_deref()
+        .map(|t| format!(" trace={t}"))
+        .unwrap_or_default();
+    let _ = writeln!(
+        out,
+        "{}{} {:<5} {}{} {}",
+        prefix,
+        line.timestamp,
+        line.level.as_str(),
+        line.logger,
+        trace,
+        line.message
+    );
     for d in &line.detail {
         let _ = writeln!(out, "    {d}");
     }
@@ -215,7 +258,11 @@ impl RenderText for PodLogs {
     fn render_text(&self) -> String {
         let mut out = format!(
             "{}logs of {}/{} container {}: {} of {} matching entries ({} in stream)\n",
-            if self.previous { "previous-instance " } else { "" },
+            if self.previous {
+                "previous-instance "
+            } else {
+                ""
+            },
             self.namespace,
             self.pod,
             self.container,
@@ -247,11 +294,16 @@ struct Stream {
 }
 
 /// Every log stream (current and previous instances) of the pods that pass the filters.
-async fn streams(app: &App, namespace: Option<&str>, service: Option<&str>) -> ToolResult<Vec<Stream>> {
+async fn streams(
+    app: &App,
+    namespace: Option<&str>,
+    service: Option<&str>,
+) -> ToolResult<Vec<Stream>> {
     let pods = app.backend.pods(namespace).await?;
     let mut out = Vec::new();
     for pod in &pods {
-        let pod_service = view::pod_deployment(pod).unwrap_or_else(|| view::name(&pod.metadata).to_string());
+        let pod_service =
+            view::pod_deployment(pod).unwrap_or_else(|| view::name(&pod.metadata).to_string());
         if service.is_some_and(|s| s != pod_service) {
             continue;
         }
@@ -261,7 +313,12 @@ async fn streams(app: &App, namespace: Option<&str>, service: Option<&str>) -> T
             .status
             .as_ref()
             .and_then(|s| s.container_statuses.as_ref())
-            .map(|cs| cs.iter().filter(|c| c.restart_count > 0).map(|c| c.name.clone()).collect())
+            .map(|cs| {
+                cs.iter()
+                    .filter(|c| c.restart_count > 0)
+                    .map(|c| c.name.clone())
+                    .collect()
+            })
             .unwrap_or_default();
         for container in pod.spec.iter().flat_map(|s| s.containers.iter()) {
             let mut kinds = vec![LogStream::Current];
@@ -269,7 +326,10 @@ async fn streams(app: &App, namespace: Option<&str>, service: Option<&str>) -> T
                 kinds.insert(0, LogStream::Previous);
             }
             for kind in kinds {
-                let entries = app.backend.pod_logs(&ns, &name, &container.name, kind).await?;
+                let entries = app
+                    .backend
+                    .pod_logs(&ns, &name, &container.name, kind)
+                    .await?;
                 if entries.is_empty() {
                     continue;
                 }
@@ -324,7 +384,11 @@ fn service_line(stream: &Stream, entry: &LogEntry) -> ServiceLogLine {
 }
 
 fn render_service_line(out: &mut String, line: &ServiceLogLine) {
-    let trace = line.trace_id.as_deref().map(|t| format!(" trace={t}")).unwrap_or_default();
+    let trace = line
+        .trace_id
+        .as_deref()
+        .map(|t| format!(" trace={t}"))
+        .unwrap_or_default();
     let _ = writeln!(
         out,
         "{} {:<5} {}/{}{}{} {}",
@@ -384,8 +448,15 @@ pub fn search_logs_tool() -> ToolDef {
     )
 }
 
-async fn resolve_scope(app: &App, service: Option<&str>, namespace: Option<&str>) -> ToolResult<(Option<String>, Option<String>)> {
-    let mut namespace = namespace.map(str::trim).filter(|n| !n.is_empty()).map(str::to_string);
+async fn resolve_scope(
+    app: &App,
+    service: Option<&str>,
+    namespace: Option<&str>,
+) -> ToolResult<(Option<String>, Option<String>)> {
+    let mut namespace = namespace
+        .map(str::trim)
+        .filter(|n| !n.is_empty())
+        .map(str::to_string);
     if let Some(ns) = &namespace {
         lookup::require_namespace(app, ns).await?;
     }
@@ -412,17 +483,29 @@ async fn search_logs(app: Arc<App>, params: SearchLogsParams) -> ToolResult<LogS
     let since = parse_since_arg(params.since.as_deref(), now)?;
     let level = parse_level(params.level.as_deref())?;
     let pattern = compile_pattern("pattern", params.pattern.as_deref())?;
-    let trace_id = match params.trace_id.as_deref().map(str::trim).filter(|t| !t.is_empty()) {
+    let trace_id = match params
+        .trace_id
+        .as_deref()
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+    {
         Some(t) if is_trace_id(&t.to_ascii_lowercase()) => Some(t.to_ascii_lowercase()),
-        Some(t) => return Err(ToolError::InvalidArgument(format!("invalid trace_id {t:?}: expected 32 (or 16) hexadecimal digits"))),
+        Some(t) => {
+            return Err(ToolError::InvalidArgument(format!(
+                "invalid trace_id {t:?}: expected 32 (or 16) hexadecimal digits"
+            )));
+        }
         None => None,
     };
-    let (service, namespace) = resolve_scope(&app, params.service.as_deref(), params.namespace.as_deref()).await?;
+    let (service, namespace) =
+        resolve_scope(&app, params.service.as_deref(), params.namespace.as_deref()).await?;
     let streams = streams(&app, namespace.as_deref(), service.as_deref()).await?;
     let mut hits: Vec<(&Stream, &LogEntry)> = Vec::new();
     for stream in &streams {
         for entry in stream.entries.iter() {
-            if trace_id.as_ref().is_none_or(|t| entry.trace_id.as_ref() == Some(t))
+            if trace_id
+                .as_ref()
+                .is_none_or(|t| entry.trace_id.as_ref() == Some(t))
                 && entry_matches(entry, since, level, pattern.as_ref())
             {
                 hits.push((stream, entry));
@@ -434,7 +517,7 @@ async fn search_logs(app: Arc<App>, params: SearchLogsParams) -> ToolResult<LogS
         hits.select_nth_unstable_by(matched - limit, |a, b| a.1.timestamp.cmp(&b.1.timestamp));
         hits.drain(..matched - limit);
     }
-    hits.sort_by(|a, b| a.1.timestamp.cmp(&b.1.timestamp));
+    hits.sort_by_key(|a| a.1.timestamp);
     if matched > limit {
         notes.push(format!("{matched} entries matched; the newest {limit} are shown — narrow with since=, level=, pattern= or service="));
     }
@@ -520,7 +603,11 @@ pub fn count_errors_tool() -> ToolDef {
 
 async fn count_errors(app: Arc<App>, params: CountErrorsParams) -> ToolResult<ErrorCounts> {
     let now = Timestamp::now();
-    let since_text = params.since.clone().filter(|s| !s.trim().is_empty()).unwrap_or_else(|| "1h".into());
+    let since_text = params
+        .since
+        .clone()
+        .filter(|s| !s.trim().is_empty())
+        .unwrap_or_else(|| "1h".into());
     let since = parse_since(&since_text, now).map_err(ToolError::InvalidArgument)?;
     let group_by = params.group_by.unwrap_or_default();
     let (_, namespace) = resolve_scope(&app, None, params.namespace.as_deref()).await?;
@@ -535,7 +622,11 @@ async fn count_errors(app: Arc<App>, params: CountErrorsParams) -> ToolResult<Er
     let mut groups: BTreeMap<String, Acc> = BTreeMap::new();
     let mut total = 0;
     for stream in &streams {
-        for entry in stream.entries.iter().filter(|e| e.level >= Level::Error && e.timestamp >= since) {
+        for entry in stream
+            .entries
+            .iter()
+            .filter(|e| e.level >= Level::Error && e.timestamp >= since)
+        {
             total += 1;
             let key = match group_by {
                 GroupBy::Service => stream.service.clone(),
@@ -594,7 +685,13 @@ impl RenderText for ErrorCounts {
         );
         for g in &self.groups {
             if self.group_by == "message" {
-                let _ = writeln!(out, "{:>6}  {}  [{}]", g.count, g.key, g.services.join(", "));
+                let _ = writeln!(
+                    out,
+                    "{:>6}  {}  [{}]",
+                    g.count,
+                    g.key,
+                    g.services.join(", ")
+                );
             } else {
                 let _ = writeln!(out, "{:>6}  {} — latest: {}", g.count, g.key, g.sample);
             }
@@ -650,7 +747,10 @@ pub fn trace_transaction_tool() -> ToolDef {
     )
 }
 
-async fn trace_transaction(app: Arc<App>, params: TraceTransactionParams) -> ToolResult<TraceTimeline> {
+async fn trace_transaction(
+    app: Arc<App>,
+    params: TraceTransactionParams,
+) -> ToolResult<TraceTimeline> {
     let trace_id = params.trace_id.trim().to_ascii_lowercase();
     if !is_trace_id(&trace_id) {
         return Err(ToolError::InvalidArgument(format!(
@@ -661,7 +761,12 @@ async fn trace_transaction(app: Arc<App>, params: TraceTransactionParams) -> Too
     let streams = streams(&app, None, None).await?;
     let mut hits: Vec<(&Stream, &LogEntry)> = streams
         .iter()
-        .flat_map(|s| s.entries.iter().filter(|e| e.trace_id.as_deref() == Some(trace_id.as_str())).map(move |e| (s, e)))
+        .flat_map(|s| {
+            s.entries
+                .iter()
+                .filter(|e| e.trace_id.as_deref() == Some(trace_id.as_str()))
+                .map(move |e| (s, e))
+        })
         .collect();
     if hits.is_empty() {
         return Err(ToolError::NotFound(format!(
@@ -669,7 +774,7 @@ async fn trace_transaction(app: Arc<App>, params: TraceTransactionParams) -> Too
             streams.len()
         )));
     }
-    hits.sort_by(|a, b| a.1.timestamp.cmp(&b.1.timestamp));
+    hits.sort_by_key(|a| a.1.timestamp);
     let mut services: Vec<String> = Vec::new();
     let mut spans: Vec<TraceSpan> = Vec::new();
     let mut bounds: Vec<(Timestamp, Timestamp)> = Vec::new();
@@ -707,7 +812,10 @@ async fn trace_transaction(app: Arc<App>, params: TraceTransactionParams) -> Too
     }
     let (first, last) = (hits[0].1.timestamp, hits[hits.len() - 1].1.timestamp);
     let duration_ms = last.duration_since(first).as_millis() as i64;
-    let first_error = hits.iter().find(|(_, e)| e.level >= Level::Error).map(|(s, e)| service_line(s, e));
+    let first_error = hits
+        .iter()
+        .find(|(_, e)| e.level >= Level::Error)
+        .map(|(s, e)| service_line(s, e));
     let verdict = match &first_error {
         Some(e) => format!(
             "failed: {} entries across {} services over {} ms; first error in {} ({}): {}",

@@ -11,7 +11,9 @@ use crate::cluster::view;
 /// Checks a Kubernetes name: DNS-1123 label (namespaces, services) or subdomain (pods).
 pub fn validate_name(kind: &str, name: &str, subdomain: bool) -> ToolResult<()> {
     let max = if subdomain { 253 } else { 63 };
-    let valid_char = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || (subdomain && c == '.');
+    let valid_char = |c: char| {
+        c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || (subdomain && c == '.')
+    };
     let ok = !name.is_empty()
         && name.len() <= max
         && name.chars().all(valid_char)
@@ -55,7 +57,14 @@ pub fn suggest<'a>(wanted: &str, candidates: impl IntoIterator<Item = &'a str>) 
 }
 
 /// Clamps a numeric argument and records a note when it had to.
-pub fn clamp(name: &str, value: Option<i64>, default: i64, min: i64, max: i64, notes: &mut Vec<String>) -> i64 {
+pub fn clamp(
+    name: &str,
+    value: Option<i64>,
+    default: i64,
+    min: i64,
+    max: i64,
+    notes: &mut Vec<String>,
+) -> i64 {
     let Some(value) = value else { return default };
     if value < min {
         notes.push(format!("{name}={value} was raised to the minimum {min}"));
@@ -72,12 +81,18 @@ pub fn clamp(name: &str, value: Option<i64>, default: i64, min: i64, max: i64, n
 pub async fn require_namespace(app: &App, namespace: &str) -> ToolResult<()> {
     validate_name("namespace", namespace, false)?;
     let namespaces = app.backend.namespaces().await?;
-    if namespaces.iter().any(|n| view::name(&n.metadata) == namespace) {
+    if namespaces
+        .iter()
+        .any(|n| view::name(&n.metadata) == namespace)
+    {
         return Ok(());
     }
     Err(ToolError::NotFound(format!(
         "namespace {namespace:?} not found; valid namespaces: {}",
-        suggest(namespace, namespaces.iter().map(|n| view::name(&n.metadata)))
+        suggest(
+            namespace,
+            namespaces.iter().map(|n| view::name(&n.metadata))
+        )
     )))
 }
 
@@ -112,7 +127,11 @@ pub async fn find_service(app: &App, service: &str) -> ToolResult<Deployment> {
         }
         _ => Err(ToolError::InvalidArgument(format!(
             "service {name:?} exists in several namespaces ({}); name it as namespace/{name}",
-            matches.iter().map(|d| view::namespace(&d.metadata)).collect::<Vec<_>>().join(", ")
+            matches
+                .iter()
+                .map(|d| view::namespace(&d.metadata))
+                .collect::<Vec<_>>()
+                .join(", ")
         ))),
     }
 }

