@@ -9,6 +9,7 @@ use jiff::Timestamp;
 use serde::Serialize;
 
 use crate::cluster::ClusterBackend;
+use crate::runbooks::knowledge::KnowledgeBase;
 
 /// Settings that change how tools answer (from flags / environment).
 #[derive(Debug, Clone)]
@@ -25,6 +26,7 @@ impl Default for Settings {
 
 pub struct App {
     pub backend: Arc<dyn ClusterBackend>,
+    pub knowledge: Arc<KnowledgeBase>,
     pub settings: Settings,
     pub stats: CallStats,
     pub started: Instant,
@@ -32,9 +34,10 @@ pub struct App {
 }
 
 impl App {
-    pub fn new(backend: Arc<dyn ClusterBackend>, settings: Settings) -> Arc<App> {
+    pub fn new(backend: Arc<dyn ClusterBackend>, knowledge: Arc<KnowledgeBase>, settings: Settings) -> Arc<App> {
         Arc::new(App {
             backend,
+            knowledge,
             settings,
             stats: CallStats::default(),
             started: Instant::now(),

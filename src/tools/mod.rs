@@ -9,6 +9,7 @@ pub mod logs;
 pub mod lookup;
 pub mod namespaces;
 pub mod pods;
+pub mod runbooks;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -137,6 +138,7 @@ impl ToolRegistry {
                 logs::search_logs_tool(),
                 logs::count_errors_tool(),
                 logs::trace_transaction_tool(),
+                runbooks::tool(),
             ],
         }
     }

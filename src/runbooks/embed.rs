@@ -1,0 +1,228 @@
+//! Local sentence embeddings (all-MiniLM-L6-v2 through fastembed and a dynamically loaded
+//! ONNX Runtime), and the on-disk cache of chunk embeddings keyed by model id and content hash,
+//! so a restart with unchanged runbooks embeds nothing.
+
+use std::collections::HashMap;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use anyhow::{Context, bail};
+use fastembed::{InitOptionsUserDefined, Pooling, TextEmbedding, TokenizerFiles, UserDefinedEmbeddingModel};
+use sha2::{Digest, Sha256};
+
+/// The model this build knows how to use, and its files.
+pub const MODEL_ID: &str = "all-MiniLM-L6-v2-int8";
+pub const DIMENSIONS: usize = 384;
+pub const MODEL_FILES: [&str; 5] =
+    ["model.onnx", "tokenizer.json", "config.json", "special_tokens_map.json", "tokenizer_config.json"];
+pub const ONNXRUNTIME_FILE: &str = "libonnxruntime.so.1.24.4";
+
+/// The per-user cache folder (e.g. `~/.cache/sre-mcp`).
+pub fn cache_root() -> PathBuf {
+    dirs::cache_dir().unwrap_or_else(std::env::temp_dir).join("sre-mcp")
+}
+
+pub fn default_model_dir() -> PathBuf {
+    cache_root().join("models").join("all-MiniLM-L6-v2")
+}
+
+pub fn default_onnxruntime() -> PathBuf {
+    cache_root().join("onnxruntime").join(ONNXRUNTIME_FILE)
+}
+
+/// Where the model and ONNX Runtime are.
+#[derive(Debug, Clone)]
+pub struct ModelLocation {
+    pub model_dir: PathBuf,
+    pub onnxruntime: PathBuf,
+}
+
+impl ModelLocation {
+    /// What is missing, as a sentence; `None` when everything is there.
+    pub fn missing(&self) -> Option<String> {
+        let mut missing: Vec<String> = MODEL_FILES
+            .iter()
+            .map(|f| self.model_dir.join(f))
+            .filter(|p| !p.is_file())
+            .map(|p| p.display().to_string())
+            .collect();
+        if !self.onnxruntime.is_file() {
+            missing.push(self.onnxruntime.display().to_string());
+        }
+        (!missing.is_empty()).then(|| format!("missing {}", missing.join(", ")))
+    }
+}
+
+/// A loaded embedding model. Thread-safe; one embedding call runs at a time.
+pub struct Embedder {
+    model: Mutex<TextEmbedding>,
+}
+
+impl Embedder {
+    /// Loads ONNX Runtime and the model. `threads` caps ONNX Runtime's intra-op threads; the
+    /// CPU arena allocator is off, which keeps the resident memory close to the model's size.
+    pub fn load(location: &ModelLocation, threads: usize) -> anyhow::Result<Embedder> {
+        if let Some(missing) = location.missing() {
+            bail!("{missing}");
+        }
+        let environment = ort::init_from(&location.onnxruntime)
+            .with_context(|| format!("loading ONNX Runtime from {}", location.onnxruntime.display()))?
+            .with_name("sre-mcp")
+            .build()
+            .context("creating the ONNX Runtime environment")?;
+        let read = |name: &str| -> anyhow::Result<Vec<u8>> {
+            let path = location.model_dir.join(name);
+            std::fs::read(&path).with_context(|| format!("reading {}", path.display()))
+        };
+        let model = UserDefinedEmbeddingModel::new(
+            read("model.onnx")?,
+            TokenizerFiles {
+                tokenizer_file: read("tokenizer.json")?,
+                config_file: read("config.json")?,
+                special_tokens_map_file: read("special_tokens_map.json")?,
+                tokenizer_config_file: read("tokenizer_config.json")?,
+            },
+        )
+        .with_pooling(Pooling::Mean);
+        let options = InitOptionsUserDefined::new()
+            .with_environment(environment)
+            .with_max_length(256)
+            .with_intra_threads(threads.max(1))
+            .with_execution_providers(vec![ort::ep::CPU::default().with_arena_allocator(false).build()]);
+        let model = TextEmbedding::try_new_from_user_defined(model, options).context("creating the embedding session")?;
+        Ok(Embedder { model: Mutex::new(model) })
+    }
+
+    /// Embeds texts (L2-normalised vectors).
+    pub fn embed(&self, texts: &[String]) -> anyhow::Result<Vec<Vec<f32>>> {
+        if texts.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut model = self.model.lock().unwrap_or_else(|e| e.into_inner());
+        model.embed(texts, Some(32)).context("embedding")
+    }
+}
+
+/// Content key of a chunk for the embedding cache.
+pub fn content_key(text: &str) -> [u8; 32] {
+    let mut hasher = Sha256::new();
+    hasher.update(MODEL_ID.as_bytes());
+    hasher.update([0]);
+    hasher.update(text.as_bytes());
+    hasher.finalize().into()
+}
+
+const CACHE_MAGIC: &[u8; 8] = b"SREMCPE1";
+
+/// Append-only file of (content key, vector) records for one model.
+pub struct EmbeddingCache {
+    path: PathBuf,
+    vectors: HashMap<[u8; 32], Vec<f32>>,
+}
+
+impl EmbeddingCache {
+    pub fn default_path() -> PathBuf {
+        cache_root().join("embeddings").join(format!("{MODEL_ID}.bin"))
+    }
+
+    /// Opens the cache; a missing or corrupt file gives an empty cache (and is rewritten).
+    pub fn open(path: &Path) -> EmbeddingCache {
+        let mut cache = EmbeddingCache { path: path.to_path_buf(), vectors: HashMap::new() };
+        if let Err(e) = cache.read() {
+            if path.exists() {
+                tracing::warn!(path = %path.display(), error = %e, "embedding cache unreadable; starting a new one");
+                let _ = std::fs::remove_file(path);
+            }
+            cache.vectors.clear();
+        }
+        cache
+    }
+
+    fn read(&mut self) -> anyhow::Result<()> {
+        let mut bytes = Vec::new();
+        std::fs::File::open(&self.path)?.read_to_end(&mut bytes)?;
+        if bytes.len() < 12 || &bytes[..8] != CACHE_MAGIC {
+            bail!("not an embedding cache");
+        }
+        let dims = u32::from_le_bytes(bytes[8..12].try_into()?) as usize;
+        if dims != DIMENSIONS {
+            bail!("cache holds {dims}-dimensional vectors");
+        }
+        let record = 32 + dims * 4;
+        for chunk in bytes[12..].chunks(record) {
+            if chunk.len() != record {
+                break; // a torn final write: keep what is whole
+            }
+            let key: [u8; 32] = chunk[..32].try_into()?;
+            let vector = chunk[32..].chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
+            self.vectors.insert(key, vector);
+        }
+        Ok(())
+    }
+
+    pub fn get(&self, key: &[u8; 32]) -> Option<&Vec<f32>> {
+        self.vectors.get(key)
+    }
+
+    pub fn len(&self) -> usize {
+        self.vectors.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.vectors.is_empty()
+    }
+
+    /// Adds vectors and appends them to the file.
+    pub fn insert_all(&mut self, entries: Vec<([u8; 32], Vec<f32>)>) -> anyhow::Result<()> {
+        if entries.is_empty() {
+            return Ok(());
+        }
+        if let Some(dir) = self.path.parent() {
+            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        }
+        let new_file = !self.path.exists();
+        let mut file = std::fs::OpenOptions::new().create(true).append(true).open(&self.path)?;
+        let mut buffer = Vec::new();
+        if new_file {
+            buffer.extend_from_slice(CACHE_MAGIC);
+            buffer.extend_from_slice(&(DIMENSIONS as u32).to_le_bytes());
+        }
+        for (key, vector) in &entries {
+            buffer.extend_from_slice(key);
+            for v in vector {
+                buffer.extend_from_slice(&v.to_le_bytes());
+            }
+        }
+        file.write_all(&buffer)?;
+        for (key, vector) in entries {
+            self.vectors.insert(key, vector);
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cache_round_trip_and_torn_tail() {
+        let dir = std::env::temp_dir().join(format!("sre-mcp-cache-test-{}", std::process::id()));
+        let path = dir.join("c.bin");
+        let _ = std::fs::remove_dir_all(&dir);
+        let mut cache = EmbeddingCache::open(&path);
+        assert!(cache.is_empty());
+        let key = content_key("hello");
+        cache.insert_all(vec![(key, vec![0.5; DIMENSIONS])]).unwrap();
+        cache.insert_all(vec![(content_key("b"), vec![0.25; DIMENSIONS])]).unwrap();
+        // Simulate a torn append.
+        std::fs::OpenOptions::new().append(true).open(&path).unwrap().write_all(&[1, 2, 3]).unwrap();
+        let reopened = EmbeddingCache::open(&path);
+        assert_eq!(reopened.len(), 2);
+        assert_eq!(reopened.get(&key).unwrap()[0], 0.5);
+        std::fs::write(&path, b"garbage").unwrap();
+        assert!(EmbeddingCache::open(&path).is_empty());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

