@@ -64,7 +64,9 @@ impl Signals {
         }
         match self.problems.iter_mut().find(|p| p.key.eq_ignore_ascii_case(key)) {
             Some(p) => {
-                p.weight += weight;
+                // Severity decides; repetition adds only a little, so a noisy but minor
+                // signal does not drown a rare severe one.
+                p.weight = p.weight.max(weight) + 0.1;
                 for c in context {
                     if !p.context.contains(&c) && p.context.len() < 4 {
                         p.context.push(c);
@@ -122,7 +124,11 @@ fn extract_object(o: &Map<String, Value>, signals: &mut Signals) {
         if let Some(m) = str_field(o, "message") {
             context.push(short(m, 16));
         }
-        let weight = if reason == "Completed" { 0.0 } else { 3.0 };
+        let weight = match reason {
+            "Completed" => 0.0,
+            "OOMKilled" | "CrashLoopBackOff" | "ImagePullBackOff" | "ErrImagePull" | "CreateContainerConfigError" => 4.0,
+            _ => 3.0,
+        };
         if weight > 0.0 {
             signals.add(reason, context, weight);
         }
@@ -135,12 +141,13 @@ fn extract_object(o: &Map<String, Value>, signals: &mut Signals) {
         let mut context = Vec::new();
         if let Some(last) = str_field(o, "last_termination_reason") {
             context.push(last.to_string());
-            signals.add(last, vec![status.to_string()], 2.0);
+            signals.add(last, vec![status.to_string()], 4.0);
         }
         if let Some(code) = o.get("last_exit_code").and_then(Value::as_i64).filter(|c| *c != 0) {
             context.push(format!("exit code {code}"));
         }
-        signals.add(status, context, 2.0);
+        let weight = if matches!(status, "Pending" | "Failed") { 2.5 } else { 3.5 };
+        signals.add(status, context, weight);
     }
     // A failing condition (pod or deployment).
     if str_field(o, "status") == Some("False")
@@ -242,7 +249,7 @@ impl Stage for Augmenter {
                     continue;
                 }
                 let runbook = &index.runbooks[hit.doc];
-                let chunk = hit.sections[0].chunk;
+                let chunk = index.best_content_section(hit);
                 let section = index.chunks[chunk].section.clone();
                 attached.push((
                     hit.doc,

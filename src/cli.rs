@@ -83,7 +83,7 @@ pub struct Cli {
     pub augment_threshold: f32,
 
     /// Most runbooks attached to one result.
-    #[arg(long, env = "SRE_MCP_AUGMENT_MAX_RUNBOOKS", default_value_t = 2, value_parser = clap::value_parser!(u8).range(1..=3), global = true)]
+    #[arg(long, env = "SRE_MCP_AUGMENT_MAX_RUNBOOKS", default_value_t = 3, value_parser = clap::value_parser!(u8).range(1..=3), global = true)]
     pub augment_max_runbooks: u8,
 
     #[command(subcommand)]

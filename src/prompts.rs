@@ -255,8 +255,8 @@ pub fn render(
     Ok((prompt, (prompt.build)(&args)))
 }
 
-/// Completion values for an argument named `service` or `namespace` (of a prompt or of a
-/// resource template), filtered by the typed prefix.
+/// Completion values for an argument named `service`, `namespace` or (runbook) `id`, of a
+/// prompt or a resource template, filtered by the typed prefix.
 pub async fn complete(app: &Arc<App>, argument: &str, prefix: &str) -> Vec<String> {
     let mut values: Vec<String> = match argument {
         "service" => app
@@ -278,6 +278,12 @@ pub async fn complete(app: &Arc<App>, argument: &str, prefix: &str) -> Vec<Strin
                     .map(|n| view::name(&n.metadata).to_string())
                     .collect()
             })
+            .unwrap_or_default(),
+        "id" => app
+            .knowledge
+            .index()
+            .await
+            .map(|index| index.runbooks.iter().map(|r| r.id.clone()).collect())
             .unwrap_or_default(),
         _ => Vec::new(),
     };

@@ -46,8 +46,28 @@ pub enum ResourceError {
 }
 
 const JSON: &str = "application/json";
+const MARKDOWN: &str = "text/markdown";
 
-pub fn list() -> Vec<ResourceInfo> {
+/// Every resource: the fixed ones, then one per runbook.
+pub async fn list(app: &Arc<App>) -> Vec<ResourceInfo> {
+    let mut resources = fixed();
+    if let Some(index) = app.knowledge.index().await {
+        resources.extend(index.runbooks.iter().map(|r| ResourceInfo {
+            uri: r.uri(),
+            name: r.id.clone(),
+            title: r.title.clone(),
+            description: format!(
+                "Runbook{}{}",
+                r.team.as_ref().map(|t| format!(" (team {t})")).unwrap_or_default(),
+                if r.signals.is_empty() { String::new() } else { format!(" for {}", r.signals.iter().take(6).cloned().collect::<Vec<_>>().join(", ")) }
+            ),
+            mime_type: MARKDOWN,
+        }));
+    }
+    resources
+}
+
+fn fixed() -> Vec<ResourceInfo> {
     vec![
         ResourceInfo {
             uri: "system://health".into(),
@@ -67,17 +87,26 @@ pub fn list() -> Vec<ResourceInfo> {
 }
 
 pub fn templates() -> Vec<TemplateInfo> {
-    vec![TemplateInfo {
-        uri_template: "deployment://history/{service}",
-        name: "service-deployment-history",
-        title: "Deployment history of one service",
-        description: "Rollout history of one service (Deployment name or namespace/name), newest first.",
-        mime_type: JSON,
-    }]
+    vec![
+        TemplateInfo {
+            uri_template: "deployment://history/{service}",
+            name: "service-deployment-history",
+            title: "Deployment history of one service",
+            description: "Rollout history of one service (Deployment name or namespace/name), newest first.",
+            mime_type: JSON,
+        },
+        TemplateInfo {
+            uri_template: "runbook://{id}",
+            name: "runbook",
+            title: "Runbook",
+            description: "A runbook's Markdown by id (file path without .md), as search_runbooks and relevant_runbooks name it.",
+            mime_type: MARKDOWN,
+        },
+    ]
 }
 
 fn valid_uris() -> String {
-    let mut uris: Vec<String> = list().into_iter().map(|r| r.uri).collect();
+    let mut uris: Vec<String> = fixed().into_iter().map(|r| r.uri).collect();
     uris.extend(templates().into_iter().map(|t| t.uri_template.to_string()));
     uris.join(", ")
 }
@@ -91,6 +120,21 @@ pub async fn read(app: &Arc<App>, uri: &str) -> Result<ResourceBody, ResourceErr
     match uri {
         "system://health" => Ok(body(system_health(app).await?)),
         "deployment://history" => Ok(body(json!({ "deploys": history(app, None).await? }))),
+        _ if uri.starts_with("runbook://") => {
+            let id = percent_decode(&uri["runbook://".len()..]);
+            let index = app
+                .knowledge
+                .index()
+                .await
+                .ok_or_else(|| ResourceError::Failed("the runbook index is still loading; try again shortly".into()))?;
+            match index.find(&id) {
+                Some(runbook) => Ok(ResourceBody { uri: uri.to_string(), mime_type: MARKDOWN, text: runbook.markdown.clone() }),
+                None => Err(ResourceError::NotFound(format!(
+                    "no runbook {id:?}; closest ids: {}",
+                    lookup::suggest(&id, index.runbooks.iter().map(|r| r.id.as_str()))
+                ))),
+            }
+        }
         _ => match uri.strip_prefix("deployment://history/") {
             Some(service) if !service.is_empty() => {
                 let service = percent_decode(service);

@@ -115,7 +115,8 @@ impl ServerHandler for SreServer {
         _request: Option<PaginatedRequestParams>,
         _context: RequestContext<RoleServer>,
     ) -> Result<ListResourcesResult, McpError> {
-        let items = resources::list()
+        let items = resources::list(&self.pipeline.app)
+            .await
             .into_iter()
             .map(|r| {
                 Resource::new(r.uri, r.name)
@@ -223,7 +224,8 @@ impl ServerHandler for SreServer {
                 .find(|x| x.name == p.name)
                 .is_some_and(|x| x.arguments.iter().any(|a| a.name == request.argument.name)),
             Reference::Resource(r) => {
-                r.uri == "deployment://history/{service}" && request.argument.name == "service"
+                (r.uri == "deployment://history/{service}" && request.argument.name == "service")
+                    || (r.uri == "runbook://{id}" && request.argument.name == "id")
             }
             _ => false,
         };

@@ -60,7 +60,7 @@ pub fn tokenize(text: &str) -> Vec<String> {
 }
 
 /// An inverted index with BM25 scoring.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct Bm25Index {
     postings: HashMap<String, Vec<(u32, u32)>>,
     lengths: Vec<u32>,

@@ -66,11 +66,7 @@ impl Embedder {
         if let Some(missing) = location.missing() {
             bail!("{missing}");
         }
-        let environment = ort::init_from(&location.onnxruntime)
-            .with_context(|| format!("loading ONNX Runtime from {}", location.onnxruntime.display()))?
-            .with_name("sre-mcp")
-            .build()
-            .context("creating the ONNX Runtime environment")?;
+        let environment = ort_environment(&location.onnxruntime)?;
         let read = |name: &str| -> anyhow::Result<Vec<u8>> {
             let path = location.model_dir.join(name);
             std::fs::read(&path).with_context(|| format!("reading {}", path.display()))
@@ -101,6 +97,23 @@ impl Embedder {
         }
         let mut model = self.model.lock().unwrap_or_else(|e| e.into_inner());
         model.embed(texts, Some(32)).context("embedding")
+    }
+}
+
+/// ONNX Runtime is loaded once per process (the library cannot be loaded twice); later calls
+/// reuse that environment, and must name the same library.
+fn ort_environment(library: &Path) -> anyhow::Result<ort::environment::Environment> {
+    static ENVIRONMENT: std::sync::OnceLock<Result<(PathBuf, ort::environment::Environment), String>> = std::sync::OnceLock::new();
+    let loaded = ENVIRONMENT.get_or_init(|| {
+        ort::init_from(library)
+            .map_err(|e| format!("loading ONNX Runtime from {}: {e}", library.display()))
+            .and_then(|builder| builder.with_name("sre-mcp").build().map_err(|e| format!("creating the ONNX Runtime environment: {e}")))
+            .map(|env| (library.to_path_buf(), env))
+    });
+    match loaded {
+        Ok((path, env)) if path == library => Ok(env.clone()),
+        Ok((path, _)) => bail!("ONNX Runtime is already loaded from {} in this process; cannot switch to {}", path.display(), library.display()),
+        Err(e) => bail!("{e}"),
     }
 }
 

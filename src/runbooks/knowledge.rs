@@ -199,6 +199,22 @@ impl KnowledgeBase {
         }
     }
 
+    /// The index as soon as it exists (lexical at least), waiting a bounded time; embeddings
+    /// are not waited for.
+    pub async fn index(&self) -> Option<Arc<RunbookIndex>> {
+        let mut receiver = self.state.clone();
+        let deadline = tokio::time::Instant::now() + self.wait;
+        loop {
+            if let Some(index) = receiver.borrow_and_update().index.clone() {
+                return Some(index);
+            }
+            match tokio::time::timeout_at(deadline, receiver.changed()).await {
+                Ok(Ok(())) => continue,
+                _ => return receiver.borrow().index.clone(),
+            }
+        }
+    }
+
     /// Searches with every retriever available; says which were used and why.
     pub async fn search(&self, query: &str, filter: &Filter, limit: usize) -> Result<SearchOutcome, String> {
         let (index, mut hits, mode, note) = self.search_batch(&[query.to_string()], filter, limit).await?;

@@ -110,11 +110,23 @@ where
         description,
         input_schema: rmcp::handler::server::tool::schema_for_input::<P>()
             .unwrap_or_else(|e| panic!("tool {name}: {e}")),
-        output_schema: rmcp::handler::server::tool::schema_for_output::<O>(),
+        output_schema: rmcp::handler::server::tool::schema_for_output::<Envelope<O>>(),
         read_only: true,
         handler,
         render: render_as::<O>,
     }
+}
+
+/// What every tool's structured output may carry besides its own fields (added by the
+/// pipeline's stages); declared in every output schema.
+#[derive(Serialize, serde::Deserialize, JsonSchema)]
+pub struct Envelope<T> {
+    #[serde(flatten)]
+    pub result: T,
+    /// Runbook sections that address the problems in this result (added by the runbook
+    /// augmenter; absent when the result shows no problem).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub relevant_runbooks: Option<Vec<crate::augment::RelevantRunbook>>,
 }
 
 /// All tools, in a stable order.

@@ -92,7 +92,7 @@ pub fn result_of(index: &RunbookIndex, hit: &DocHit, query: &str) -> RunbookResu
         score: (hit.score * 1e4).round() / 1e4,
         relevance: (hit.relevance * 1e3).round() / 1e3,
         sections,
-        excerpt: index.excerpt(hit.sections[0].chunk, query, 45, 360),
+        excerpt: index.excerpt(index.best_content_section(hit), query, 45, 360),
         matched_by,
     }
 }
