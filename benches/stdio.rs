@@ -26,7 +26,12 @@ impl Server {
             .expect("spawn sre-mcp");
         let stdin = child.stdin.take().unwrap();
         let stdout = BufReader::new(child.stdout.take().unwrap());
-        Server { child, stdin, stdout, next_id: 0 }
+        Server {
+            child,
+            stdin,
+            stdout,
+            next_id: 0,
+        }
     }
 
     fn send(&mut self, message: &Value) {
@@ -86,7 +91,11 @@ fn main() {
         let mut server = Server::spawn();
         server.initialize();
         let tools = server.request("tools/list", json!({}));
-        assert!(tools["result"]["tools"].as_array().is_some_and(|t| !t.is_empty()));
+        assert!(
+            tools["result"]["tools"]
+                .as_array()
+                .is_some_and(|t| !t.is_empty())
+        );
         cold.push(started.elapsed());
     }
     cold.sort();
@@ -102,9 +111,15 @@ fn main() {
     let calls = 1000;
     for (tool, arguments) in [
         ("check_service_health", json!({})),
-        ("check_service_health", json!({"service": "payment-gateway"})),
+        (
+            "check_service_health",
+            json!({"service": "payment-gateway"}),
+        ),
         ("search_logs", json!({"level": "error", "limit": 20})),
-        ("search_logs", json!({"pattern": "timeout", "since": "30m", "limit": 20})),
+        (
+            "search_logs",
+            json!({"pattern": "timeout", "since": "30m", "limit": 20}),
+        ),
     ] {
         for _ in 0..50 {
             server.request("tools/call", json!({"name": tool, "arguments": arguments}));

@@ -34,7 +34,11 @@ pub struct App {
 }
 
 impl App {
-    pub fn new(backend: Arc<dyn ClusterBackend>, knowledge: Arc<KnowledgeBase>, settings: Settings) -> Arc<App> {
+    pub fn new(
+        backend: Arc<dyn ClusterBackend>,
+        knowledge: Arc<KnowledgeBase>,
+        settings: Settings,
+    ) -> Arc<App> {
         Arc::new(App {
             backend,
             knowledge,

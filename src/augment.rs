@@ -37,9 +37,22 @@ pub struct RelevantRunbook {
 
 /// Container reasons and statuses that mean trouble.
 const PROBLEM_STATUSES: &[&str] = &[
-    "CrashLoopBackOff", "ImagePullBackOff", "ErrImagePull", "OOMKilled", "Error", "CreateContainerConfigError",
-    "CreateContainerError", "InvalidImageName", "Evicted", "ContainerStatusUnknown", "Pending", "Failed",
-    "Unschedulable", "RunContainerError", "StartError", "DeadlineExceeded",
+    "CrashLoopBackOff",
+    "ImagePullBackOff",
+    "ErrImagePull",
+    "OOMKilled",
+    "Error",
+    "CreateContainerConfigError",
+    "CreateContainerError",
+    "InvalidImageName",
+    "Evicted",
+    "ContainerStatusUnknown",
+    "Pending",
+    "Failed",
+    "Unschedulable",
+    "RunContainerError",
+    "StartError",
+    "DeadlineExceeded",
 ];
 
 /// One problem seen in a result: a key phrase and the context that goes with it.
@@ -62,7 +75,11 @@ impl Signals {
         if key.is_empty() {
             return;
         }
-        match self.problems.iter_mut().find(|p| p.key.eq_ignore_ascii_case(key)) {
+        match self
+            .problems
+            .iter_mut()
+            .find(|p| p.key.eq_ignore_ascii_case(key))
+        {
             Some(p) => {
                 // Severity decides; repetition adds only a little, so a noisy but minor
                 // signal does not drown a rare severe one.
@@ -73,17 +90,27 @@ impl Signals {
                     }
                 }
             }
-            None => self.problems.push(Problem { key: key.to_string(), context, weight }),
+            None => self.problems.push(Problem {
+                key: key.to_string(),
+                context,
+                weight,
+            }),
         }
     }
 }
 
 fn short(text: &str, words: usize) -> String {
-    text.split_whitespace().take(words).collect::<Vec<_>>().join(" ")
+    text.split_whitespace()
+        .take(words)
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 fn str_field<'a>(object: &'a Map<String, Value>, key: &str) -> Option<&'a str> {
-    object.get(key).and_then(Value::as_str).filter(|s| !s.is_empty())
+    object
+        .get(key)
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
 }
 
 /// Walks the structured result, reading fields by their meaning.
@@ -104,11 +131,12 @@ fn extract(value: &Value, signals: &mut Signals) {
 
 fn extract_object(o: &Map<String, Value>, signals: &mut Signals) {
     // A Kubernetes event (get_events, describe_pod) or a grouped warning (check_service_health).
-    let is_warning_event = str_field(o, "type") == Some("Warning") || o.contains_key("last_seen") && o.contains_key("count") && !o.contains_key("type");
-    if is_warning_event
-        && let Some(reason) = str_field(o, "reason")
-    {
-        let message = str_field(o, "message").map(|m| short(&normalise_message(m), 24)).unwrap_or_default();
+    let is_warning_event = str_field(o, "type") == Some("Warning")
+        || o.contains_key("last_seen") && o.contains_key("count") && !o.contains_key("type");
+    if is_warning_event && let Some(reason) = str_field(o, "reason") {
+        let message = str_field(o, "message")
+            .map(|m| short(&normalise_message(m), 24))
+            .unwrap_or_default();
         signals.add(reason, vec![message], 3.0);
         return;
     }
@@ -118,7 +146,11 @@ fn extract_object(o: &Map<String, Value>, signals: &mut Signals) {
         && let Some(reason) = str_field(o, "reason")
     {
         let mut context = Vec::new();
-        if let Some(code) = o.get("exit_code").and_then(Value::as_i64).filter(|c| *c != 0) {
+        if let Some(code) = o
+            .get("exit_code")
+            .and_then(Value::as_i64)
+            .filter(|c| *c != 0)
+        {
             context.push(format!("exit code {code}"));
         }
         if let Some(m) = str_field(o, "message") {
@@ -126,7 +158,11 @@ fn extract_object(o: &Map<String, Value>, signals: &mut Signals) {
         }
         let weight = match reason {
             "Completed" => 0.0,
-            "OOMKilled" | "CrashLoopBackOff" | "ImagePullBackOff" | "ErrImagePull" | "CreateContainerConfigError" => 4.0,
+            "OOMKilled"
+            | "CrashLoopBackOff"
+            | "ImagePullBackOff"
+            | "ErrImagePull"
+            | "CreateContainerConfigError" => 4.0,
             _ => 3.0,
         };
         if weight > 0.0 {
@@ -143,10 +179,18 @@ fn extract_object(o: &Map<String, Value>, signals: &mut Signals) {
             context.push(last.to_string());
             signals.add(last, vec![status.to_string()], 4.0);
         }
-        if let Some(code) = o.get("last_exit_code").and_then(Value::as_i64).filter(|c| *c != 0) {
+        if let Some(code) = o
+            .get("last_exit_code")
+            .and_then(Value::as_i64)
+            .filter(|c| *c != 0)
+        {
             context.push(format!("exit code {code}"));
         }
-        let weight = if matches!(status, "Pending" | "Failed") { 2.5 } else { 3.5 };
+        let weight = if matches!(status, "Pending" | "Failed") {
+            2.5
+        } else {
+            3.5
+        };
         signals.add(status, context, weight);
     }
     // A failing condition (pod or deployment).
@@ -154,28 +198,44 @@ fn extract_object(o: &Map<String, Value>, signals: &mut Signals) {
         && let (Some(kind), Some(reason)) = (str_field(o, "type"), str_field(o, "reason"))
         && !matches!(reason, "ContainersNotReady" | "PodCompleted")
     {
-        let message = str_field(o, "message").map(|m| short(&normalise_message(m), 20)).unwrap_or_default();
+        let message = str_field(o, "message")
+            .map(|m| short(&normalise_message(m), 20))
+            .unwrap_or_default();
         signals.add(reason, vec![format!("{kind} False"), message], 1.5);
     }
     // A firing alert.
     if o.contains_key("severity")
         && let Some(name) = str_field(o, "name")
     {
-        let summary = str_field(o, "summary").map(|s| short(s, 20)).unwrap_or_default();
-        let weight = if str_field(o, "severity") == Some("critical") { 2.5 } else { 1.5 };
+        let summary = str_field(o, "summary")
+            .map(|s| short(s, 20))
+            .unwrap_or_default();
+        let weight = if str_field(o, "severity") == Some("critical") {
+            2.5
+        } else {
+            1.5
+        };
         signals.add(name, vec![summary], weight);
     }
     // An error log entry.
     if matches!(str_field(o, "level"), Some("ERROR" | "FATAL"))
         && let Some(message) = str_field(o, "message")
     {
-        *signals.error_lines.entry(short(&normalise_message(message), 20)).or_default() += 1;
+        *signals
+            .error_lines
+            .entry(short(&normalise_message(message), 20))
+            .or_default() += 1;
     }
     // An error group (count_errors).
-    if let (Some(sample), Some(count)) = (str_field(o, "sample"), o.get("count").and_then(Value::as_u64))
-        && o.contains_key("key")
+    if let (Some(sample), Some(count)) = (
+        str_field(o, "sample"),
+        o.get("count").and_then(Value::as_u64),
+    ) && o.contains_key("key")
     {
-        *signals.error_lines.entry(short(&normalise_message(sample), 20)).or_default() += count as usize;
+        *signals
+            .error_lines
+            .entry(short(&normalise_message(sample), 20))
+            .or_default() += count as usize;
     }
 }
 
@@ -186,10 +246,18 @@ fn problems(structured: &Value, limit: usize) -> Vec<Problem> {
     let mut lines: Vec<(String, usize)> = signals.error_lines.into_iter().collect();
     lines.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
     for (line, count) in lines.into_iter().take(3) {
-        signals.problems.push(Problem { key: line, context: Vec::new(), weight: 1.0 + (count as f32).ln_1p() * 0.5 });
+        signals.problems.push(Problem {
+            key: line,
+            context: Vec::new(),
+            weight: 1.0 + (count as f32).ln_1p() * 0.5,
+        });
     }
     let mut problems = signals.problems;
-    problems.sort_by(|a, b| b.weight.total_cmp(&a.weight).then_with(|| a.key.cmp(&b.key)));
+    problems.sort_by(|a, b| {
+        b.weight
+            .total_cmp(&a.weight)
+            .then_with(|| a.key.cmp(&b.key))
+    });
     problems.truncate(limit);
     problems
 }
@@ -209,7 +277,11 @@ pub struct Augmenter {
 
 impl Augmenter {
     pub fn new(knowledge: Arc<KnowledgeBase>, threshold: f32, max_runbooks: usize) -> Augmenter {
-        Augmenter { knowledge, threshold, max_runbooks: max_runbooks.clamp(1, 3) }
+        Augmenter {
+            knowledge,
+            threshold,
+            max_runbooks: max_runbooks.clamp(1, 3),
+        }
     }
 }
 
@@ -219,18 +291,31 @@ impl Stage for Augmenter {
         "runbook-augmenter"
     }
 
-    async fn apply(&self, tool: &ToolDef, _arguments: &Map<String, Value>, result: &mut StagedResult) -> anyhow::Result<()> {
+    async fn apply(
+        &self,
+        tool: &ToolDef,
+        _arguments: &Map<String, Value>,
+        result: &mut StagedResult,
+    ) -> anyhow::Result<()> {
         if tool.name == "search_runbooks" {
             return Ok(());
         }
         let started = Instant::now();
         let problems = problems(&result.structured, 3);
         if problems.is_empty() {
-            tracing::debug!(tool = tool.name, us = started.elapsed().as_micros() as u64, "augmenter: no signals");
+            tracing::debug!(
+                tool = tool.name,
+                us = started.elapsed().as_micros() as u64,
+                "augmenter: no signals"
+            );
             return Ok(());
         }
         let queries: Vec<String> = problems.iter().map(query_of).collect();
-        let (index, per_query, mode) = self.knowledge.search_many(&queries, &Filter::default(), 3).await.map_err(anyhow::Error::msg)?;
+        let (index, per_query, mode) = self
+            .knowledge
+            .search_many(&queries, &Filter::default(), 3)
+            .await
+            .map_err(anyhow::Error::msg)?;
         let mut attached: Vec<(usize, RelevantRunbook)> = Vec::new();
         // Round-robin over problems so that each problem gets its best runbook before any gets a second.
         for round in 0..3 {
@@ -256,7 +341,11 @@ impl Stage for Augmenter {
                     RelevantRunbook {
                         title: runbook.title.clone(),
                         uri: runbook.uri(),
-                        section: if section.is_empty() { "(introduction)".into() } else { section },
+                        section: if section.is_empty() {
+                            "(introduction)".into()
+                        } else {
+                            section
+                        },
                         excerpt: index.excerpt(chunk, query, 40, 300),
                         score: (hit.relevance * 1e3).round() / 1e3,
                         signals: vec![problem.key.clone()],
@@ -265,7 +354,14 @@ impl Stage for Augmenter {
             }
         }
         let elapsed_us = started.elapsed().as_micros() as u64;
-        tracing::info!(tool = tool.name, problems = problems.len(), attached = attached.len(), retrieval = mode.as_str(), us = elapsed_us, "augmenter");
+        tracing::info!(
+            tool = tool.name,
+            problems = problems.len(),
+            attached = attached.len(),
+            retrieval = mode.as_str(),
+            us = elapsed_us,
+            "augmenter"
+        );
         if attached.is_empty() {
             return Ok(());
         }
@@ -282,7 +378,16 @@ impl Stage for Augmenter {
 pub fn render_footer(runbooks: &[RelevantRunbook]) -> String {
     let mut out = String::from("Relevant runbooks:");
     for r in runbooks {
-        let _ = write!(out, "\n- {} ({}) § {} — relevance {:.2}, for: {}\n  {}", r.title, r.uri, r.section, r.score, r.signals.join(", "), r.excerpt);
+        let _ = write!(
+            out,
+            "\n- {} ({}) § {} — relevance {:.2}, for: {}\n  {}",
+            r.title,
+            r.uri,
+            r.section,
+            r.score,
+            r.signals.join(", "),
+            r.excerpt
+        );
     }
     out
 }
@@ -296,7 +401,8 @@ mod tests {
     fn healthy_results_have_no_signals() {
         let healthy = json!({"services": [{"name": "a", "status": "healthy", "verdict": "healthy", "pods_ready": 3}]});
         assert!(problems(&healthy, 3).is_empty());
-        let pods = json!({"pods": [{"name": "p", "status": "Running", "ready": "1/1", "restarts": 0}]});
+        let pods =
+            json!({"pods": [{"name": "p", "status": "Running", "ready": "1/1", "restarts": 0}]});
         assert!(problems(&pods, 3).is_empty());
     }
 
@@ -310,7 +416,12 @@ mod tests {
         });
         let found = problems(&described, 5);
         let keys: Vec<&str> = found.iter().map(|p| p.key.as_str()).collect();
-        assert!(keys.contains(&"OOMKilled") && keys.contains(&"CrashLoopBackOff") && keys.contains(&"BackOff"), "{keys:?}");
+        assert!(
+            keys.contains(&"OOMKilled")
+                && keys.contains(&"CrashLoopBackOff")
+                && keys.contains(&"BackOff"),
+            "{keys:?}"
+        );
         let oom = found.iter().find(|p| p.key == "OOMKilled").unwrap();
         assert!(oom.context.contains(&"exit code 137".to_string()));
         assert!(found.iter().any(|p| p.key.contains("OutOfMemoryError")));

@@ -3,10 +3,10 @@
 //! the stdio MCP server.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
-use std::time::Duration;
 use std::io::IsTerminal;
+use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand, ValueEnum};
@@ -14,9 +14,9 @@ use rmcp::ServiceExt;
 use serde_json::{Map, Value};
 
 use crate::app::{App, Settings};
+use crate::augment::Augmenter;
 use crate::cluster::ClusterBackend;
 use crate::cluster::demo::DemoCluster;
-use crate::augment::Augmenter;
 use crate::pipeline::Pipeline;
 use crate::runbooks::embed::{self, EmbeddingCache, ModelLocation};
 use crate::runbooks::knowledge::{KnowledgeBase, KnowledgeConfig};
@@ -44,7 +44,13 @@ pub struct Cli {
 
     /// Add a folder of Markdown runbooks (front matter optional); repeatable. In the
     /// environment, separate folders with ':'.
-    #[arg(long = "runbooks", value_name = "DIR", env = "SRE_MCP_RUNBOOKS", value_delimiter = ':', global = true)]
+    #[arg(
+        long = "runbooks",
+        value_name = "DIR",
+        env = "SRE_MCP_RUNBOOKS",
+        value_delimiter = ':',
+        global = true
+    )]
     pub runbook_dirs: Vec<PathBuf>,
 
     /// Leave the runbooks shipped in the binary out of the corpus.
@@ -71,7 +77,12 @@ pub struct Cli {
 
     /// Longest a runbook search waits for the index or the embeddings to finish loading before
     /// it answers with lexical search alone, in milliseconds.
-    #[arg(long, env = "SRE_MCP_INDEX_WAIT_MS", default_value_t = 3000, global = true)]
+    #[arg(
+        long,
+        env = "SRE_MCP_INDEX_WAIT_MS",
+        default_value_t = 3000,
+        global = true
+    )]
     pub index_wait_ms: u64,
 
     /// Attach relevant runbook sections to tool results that show problems.
@@ -79,7 +90,12 @@ pub struct Cli {
     pub augment: Switch,
 
     /// Least relevance (0–1) a runbook needs to be attached to a result.
-    #[arg(long, env = "SRE_MCP_AUGMENT_THRESHOLD", default_value_t = 0.35, global = true)]
+    #[arg(
+        long,
+        env = "SRE_MCP_AUGMENT_THRESHOLD",
+        default_value_t = 0.35,
+        global = true
+    )]
     pub augment_threshold: f32,
 
     /// Most runbooks attached to one result.
@@ -181,8 +197,14 @@ pub fn build_pipeline(cli: &Cli) -> anyhow::Result<Arc<Pipeline>> {
 
 pub fn model_location(cli: &Cli) -> ModelLocation {
     ModelLocation {
-        model_dir: cli.model_dir.clone().unwrap_or_else(embed::default_model_dir),
-        onnxruntime: cli.onnxruntime.clone().unwrap_or_else(embed::default_onnxruntime),
+        model_dir: cli
+            .model_dir
+            .clone()
+            .unwrap_or_else(embed::default_model_dir),
+        onnxruntime: cli
+            .onnxruntime
+            .clone()
+            .unwrap_or_else(embed::default_onnxruntime),
     }
 }
 
@@ -213,12 +235,16 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             ));
             return Ok(());
         }
-        Some(Command::EvalRunbooks { queries, json }) => return eval_runbooks(&cli, queries, *json),
+        Some(Command::EvalRunbooks { queries, json }) => {
+            return eval_runbooks(&cli, queries, *json);
+        }
         _ => {}
     }
     let pipeline = build_pipeline(&cli)?;
     match &cli.command {
-        Some(Command::SetupEmbeddings { .. } | Command::EvalRunbooks { .. }) => unreachable!("handled above"),
+        Some(Command::SetupEmbeddings { .. } | Command::EvalRunbooks { .. }) => {
+            unreachable!("handled above")
+        }
         None | Some(Command::Serve) => serve(pipeline).await,
         Some(Command::Tools) => {
             let width = pipeline.tools.names().map(str::len).max().unwrap_or(0);
@@ -299,18 +325,42 @@ fn eval_runbooks(cli: &Cli, queries: &std::path::Path, json: bool) -> anyhow::Re
         eprintln!("warning: {w}");
     }
     let index = snapshot.index.context("no runbooks were loaded")?;
-    if let crate::runbooks::knowledge::DenseState::Unavailable { reason, how_to_enable } = &snapshot.dense {
-        eprintln!("embeddings unavailable ({reason}); evaluating lexical retrieval only. To enable: {how_to_enable}");
+    if let crate::runbooks::knowledge::DenseState::Unavailable {
+        reason,
+        how_to_enable,
+    } = &snapshot.dense
+    {
+        eprintln!(
+            "embeddings unavailable ({reason}); evaluating lexical retrieval only. To enable: {how_to_enable}"
+        );
     }
-    let results = crate::runbooks::eval::evaluate_all(&index, &queries, snapshot.embedder.as_deref())?;
+    let results =
+        crate::runbooks::eval::evaluate_all(&index, &queries, snapshot.embedder.as_deref())?;
     if json {
-        let rows: Vec<Value> = results.iter().map(|(m, s)| serde_json::json!({"mode": m.as_str(), "scores": s})).collect();
+        let rows: Vec<Value> = results
+            .iter()
+            .map(|(m, s)| serde_json::json!({"mode": m.as_str(), "scores": s}))
+            .collect();
         print_stdout(&format!("{}\n", serde_json::to_string_pretty(&rows)?));
     } else {
-        let mut out = format!("{} queries over {} runbooks ({} chunks)\n", queries.len(), index.runbooks.len(), index.chunks.len());
-        out.push_str(&format!("{:<8} {:>9} {:>9} {:>7}\n", "mode", "recall@1", "recall@3", "MRR"));
+        let mut out = format!(
+            "{} queries over {} runbooks ({} chunks)\n",
+            queries.len(),
+            index.runbooks.len(),
+            index.chunks.len()
+        );
+        out.push_str(&format!(
+            "{:<8} {:>9} {:>9} {:>7}\n",
+            "mode", "recall@1", "recall@3", "MRR"
+        ));
         for (mode, s) in &results {
-            out.push_str(&format!("{:<8} {:>9.3} {:>9.3} {:>7.3}\n", mode.as_str(), s.recall_at_1, s.recall_at_3, s.mrr));
+            out.push_str(&format!(
+                "{:<8} {:>9.3} {:>9.3} {:>7.3}\n",
+                mode.as_str(),
+                s.recall_at_1,
+                s.recall_at_3,
+                s.mrr
+            ));
         }
         print_stdout(&out);
     }

@@ -205,6 +205,10 @@ static NORMALISE: LazyLock<[(Regex, &'static str); 7]> = LazyLock::new(|| {
     let re = |p: &str| Regex::new(p).expect("static regex");
     [
         (
+            re(r"\b[a-z0-9]+(?:-[a-z0-9]+)*-[a-z0-9]{8,10}-[a-z0-9]{5}\b"),
+            "<pod>",
+        ),
+        (
             re(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"),
             "<uuid>",
         ),
@@ -219,10 +223,6 @@ static NORMALISE: LazyLock<[(Regex, &'static str); 7]> = LazyLock::new(|| {
                 r"\b(?:0x)?[0-9a-f]*\d[0-9a-f]*[a-f][0-9a-f]*\b|\b[0-9a-f]*[a-f][0-9a-f]*\d[0-9a-f]*\b",
             ),
             "<id>",
-        ),
-        (
-            re(r"\b[a-z0-9]+(?:-[a-z0-9]+)*-[a-z0-9]{8,10}-[a-z0-9]{5}\b"),
-            "<pod>",
         ),
         (re(r"\d+(?:\.\d+)?"), "<n>"),
     ]

@@ -79,7 +79,7 @@ impl Pipeline {
         let Some(tool) = self.tools.get(name) else {
             return Err(UnknownTool {
                 name: name.to_string(),
-                available: crate::tools::lookup::suggest(name, self.tools.names()),
+                available: self.tools.names().collect::<Vec<_>>().join(", "),
             });
         };
         let started = Instant::now();

@@ -52,16 +52,33 @@ const MARKDOWN: &str = "text/markdown";
 pub async fn list(app: &Arc<App>) -> Vec<ResourceInfo> {
     let mut resources = fixed();
     if let Some(index) = app.knowledge.index().await {
-        resources.extend(index.runbooks.iter().map(|r| ResourceInfo {
-            uri: r.uri(),
-            name: r.id.clone(),
-            title: r.title.clone(),
-            description: format!(
-                "Runbook{}{}",
-                r.team.as_ref().map(|t| format!(" (team {t})")).unwrap_or_default(),
-                if r.signals.is_empty() { String::new() } else { format!(" for {}", r.signals.iter().take(6).cloned().collect::<Vec<_>>().join(", ")) }
-            ),
-            mime_type: MARKDOWN,
+        resources.extend(index.runbooks.iter().map(|r| {
+            ResourceInfo {
+                uri: r.uri(),
+                name: r.id.clone(),
+                title: r.title.clone(),
+                description: format!(
+                    "Runbook{}{}",
+                    r.team
+                        .as_ref()
+                        .map(|t| format!(" (team {t})"))
+                        .unwrap_or_default(),
+                    if r.signals.is_empty() {
+                        String::new()
+                    } else {
+                        format!(
+                            " for {}",
+                            r.signals
+                                .iter()
+                                .take(6)
+                                .cloned()
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        )
+                    }
+                ),
+                mime_type: MARKDOWN,
+            }
         }));
     }
     resources
@@ -122,13 +139,17 @@ pub async fn read(app: &Arc<App>, uri: &str) -> Result<ResourceBody, ResourceErr
         "deployment://history" => Ok(body(json!({ "deploys": history(app, None).await? }))),
         _ if uri.starts_with("runbook://") => {
             let id = percent_decode(&uri["runbook://".len()..]);
-            let index = app
-                .knowledge
-                .index()
-                .await
-                .ok_or_else(|| ResourceError::Failed("the runbook index is still loading; try again shortly".into()))?;
+            let index = app.knowledge.index().await.ok_or_else(|| {
+                ResourceError::Failed(
+                    "the runbook index is still loading; try again shortly".into(),
+                )
+            })?;
             match index.find(&id) {
-                Some(runbook) => Ok(ResourceBody { uri: uri.to_string(), mime_type: MARKDOWN, text: runbook.markdown.clone() }),
+                Some(runbook) => Ok(ResourceBody {
+                    uri: uri.to_string(),
+                    mime_type: MARKDOWN,
+                    text: runbook.markdown.clone(),
+                }),
                 None => Err(ResourceError::NotFound(format!(
                     "no runbook {id:?}; closest ids: {}",
                     lookup::suggest(&id, index.runbooks.iter().map(|r| r.id.as_str()))

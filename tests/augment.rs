@@ -10,43 +10,111 @@ use serde_json::{Value, json};
 fn attached(result: &Value) -> Vec<String> {
     result["relevant_runbooks"]
         .as_array()
-        .map(|a| a.iter().map(|r| r["uri"].as_str().unwrap().to_string()).collect())
+        .map(|a| {
+            a.iter()
+                .map(|r| r["uri"].as_str().unwrap().to_string())
+                .collect()
+        })
         .unwrap_or_default()
 }
 
 #[tokio::test]
 async fn incidents_get_their_runbooks_and_healthy_results_get_none() {
     let client = start(&[]).await;
-    let pods = ok(&client, "list_pods", json!({"namespace": "payments", "status": "CrashLoopBackOff"})).await;
+    let pods = ok(
+        &client,
+        "list_pods",
+        json!({"namespace": "payments", "status": "CrashLoopBackOff"}),
+    )
+    .await;
     let uris = attached(&pods);
-    assert!(uris.iter().any(|u| u == "runbook://oomkilled-crashloop" || u == "runbook://payment-gateway-memory"), "{uris:?}");
+    assert!(
+        uris.iter().any(
+            |u| u == "runbook://oomkilled-crashloop" || u == "runbook://payment-gateway-memory"
+        ),
+        "{uris:?}"
+    );
     let pod = pods["pods"][0]["name"].as_str().unwrap().to_string();
 
-    let described = ok(&client, "describe_pod", json!({"namespace": "payments", "pod": pod})).await;
+    let described = ok(
+        &client,
+        "describe_pod",
+        json!({"namespace": "payments", "pod": pod}),
+    )
+    .await;
     let uris = attached(&described);
-    assert!(uris.contains(&"runbook://oomkilled-crashloop".to_string()) || uris.contains(&"runbook://payment-gateway-memory".to_string()), "{uris:?}");
+    assert!(
+        uris.contains(&"runbook://oomkilled-crashloop".to_string())
+            || uris.contains(&"runbook://payment-gateway-memory".to_string()),
+        "{uris:?}"
+    );
     let first = &described["relevant_runbooks"][0];
     assert!(first["excerpt"].as_str().unwrap().len() <= 310);
     assert!(!first["signals"].as_array().unwrap().is_empty());
     assert!(first["section"].is_string());
 
-    let logs = ok(&client, "get_pod_logs", json!({"namespace": "payments", "pod": pod, "previous": true, "level": "error"})).await;
+    let logs = ok(
+        &client,
+        "get_pod_logs",
+        json!({"namespace": "payments", "pod": pod, "previous": true, "level": "error"}),
+    )
+    .await;
     let uris = attached(&logs);
-    assert!(uris.iter().any(|u| u.contains("oomkilled") || u.contains("payment-gateway-memory")), "{uris:?}");
+    assert!(
+        uris.iter()
+            .any(|u| u.contains("oomkilled") || u.contains("payment-gateway-memory")),
+        "{uris:?}"
+    );
 
-    let pool = ok(&client, "search_logs", json!({"service": "inventory-service", "level": "error", "limit": 30})).await;
+    let pool = ok(
+        &client,
+        "search_logs",
+        json!({"service": "inventory-service", "level": "error", "limit": 30}),
+    )
+    .await;
     let uris = attached(&pool);
-    assert!(uris.iter().any(|u| u == "runbook://db-connection-pool-exhaustion" || u == "runbook://inventory-db-lock-contention"), "{uris:?}");
+    assert!(
+        uris.iter()
+            .any(|u| u == "runbook://db-connection-pool-exhaustion"
+                || u == "runbook://inventory-db-lock-contention"),
+        "{uris:?}"
+    );
 
-    let image = ok(&client, "get_events", json!({"namespace": "catalog", "object": "recommendation-engine", "type": "Warning"})).await;
-    assert!(attached(&image).contains(&"runbook://image-pull-backoff".to_string()), "{:?}", attached(&image));
+    let image = ok(
+        &client,
+        "get_events",
+        json!({"namespace": "catalog", "object": "recommendation-engine", "type": "Warning"}),
+    )
+    .await;
+    assert!(
+        attached(&image).contains(&"runbook://image-pull-backoff".to_string()),
+        "{:?}",
+        attached(&image)
+    );
 
-    let pending = ok(&client, "get_events", json!({"namespace": "catalog", "object": "search-indexer", "type": "Warning"})).await;
+    let pending = ok(
+        &client,
+        "get_events",
+        json!({"namespace": "catalog", "object": "search-indexer", "type": "Warning"}),
+    )
+    .await;
     let uris = attached(&pending);
-    assert!(uris.iter().any(|u| u == "runbook://pending-pods-failed-scheduling" || u == "runbook://search-indexer-reindex-memory"), "{uris:?}");
+    assert!(
+        uris.iter()
+            .any(|u| u == "runbook://pending-pods-failed-scheduling"
+                || u == "runbook://search-indexer-reindex-memory"),
+        "{uris:?}"
+    );
 
     // The text rendering carries the block after the data.
-    let rendered = text(&common::call(&client, "describe_pod", json!({"namespace": "payments", "pod": pod})).await);
+    let rendered = text(
+        &common::call(
+            &client,
+            "describe_pod",
+            json!({"namespace": "payments", "pod": pod}),
+        )
+        .await,
+    );
     assert!(rendered.contains("Relevant runbooks:"), "{rendered}");
 
     // Healthy results are not padded.
@@ -57,9 +125,14 @@ async fn incidents_get_their_runbooks_and_healthy_results_get_none() {
         ("list_namespaces", json!({})),
     ] {
         let result = ok(&client, tool, args.clone()).await;
-        assert!(result.get("relevant_runbooks").is_none(), "{tool}({args}) was augmented: {:?}", attached(&result));
+        assert!(
+            result.get("relevant_runbooks").is_none(),
+            "{tool}({args}) was augmented: {:?}",
+            attached(&result)
+        );
     }
-    let healthy_text = text(&common::call(&client, "list_pods", json!({"namespace": "identity"})).await);
+    let healthy_text =
+        text(&common::call(&client, "list_pods", json!({"namespace": "identity"})).await);
     assert!(!healthy_text.contains("Relevant runbooks"));
     client.cancel().await.unwrap();
 }
@@ -71,48 +144,121 @@ async fn search_runbooks_and_runbook_resources() {
     let results = found["results"].as_array().unwrap();
     assert!(!results.is_empty());
     let ids: Vec<&str> = results.iter().map(|r| r["id"].as_str().unwrap()).collect();
-    assert!(ids[..2].iter().any(|id| *id == "db-connection-pool-exhaustion" || *id == "inventory-db-lock-contention"), "{ids:?}");
-    for field in ["title", "uri", "source", "excerpt", "score", "sections", "matched_by"] {
+    assert!(
+        ids[..2]
+            .iter()
+            .any(|id| *id == "db-connection-pool-exhaustion"
+                || *id == "inventory-db-lock-contention"),
+        "{ids:?}"
+    );
+    for field in [
+        "title",
+        "uri",
+        "source",
+        "excerpt",
+        "score",
+        "sections",
+        "matched_by",
+    ] {
         assert!(results[0].get(field).is_some(), "missing {field}");
     }
-    assert!(matches!(found["retrieval"].as_str(), Some("fused" | "lexical")));
-    let team = ok(&client, "search_runbooks", json!({"query": "memory", "team": "payments"})).await;
-    assert!(team["results"].as_array().unwrap().iter().all(|r| r["team"] == "payments"));
-    let limited = ok(&client, "search_runbooks", json!({"query": "node", "limit": 2})).await;
+    assert!(matches!(
+        found["retrieval"].as_str(),
+        Some("fused" | "lexical")
+    ));
+    let team = ok(
+        &client,
+        "search_runbooks",
+        json!({"query": "memory", "team": "payments"}),
+    )
+    .await;
+    assert!(
+        team["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["team"] == "payments")
+    );
+    let limited = ok(
+        &client,
+        "search_runbooks",
+        json!({"query": "node", "limit": 2}),
+    )
+    .await;
     assert!(limited["results"].as_array().unwrap().len() <= 2);
     let empty = common::err(&client, "search_runbooks", json!({"query": "  "})).await;
     assert!(empty.contains("query is empty"));
 
     let resources = client.list_all_resources().await.unwrap();
-    let runbooks: Vec<_> = resources.iter().filter(|r| r.uri.starts_with("runbook://")).collect();
+    let runbooks: Vec<_> = resources
+        .iter()
+        .filter(|r| r.uri.starts_with("runbook://"))
+        .collect();
     assert!(runbooks.len() >= 25);
     let templates = client.list_all_resource_templates().await.unwrap();
     assert!(templates.iter().any(|t| t.uri_template == "runbook://{id}"));
-    let body = client.read_resource(ReadResourceRequestParams::new("runbook://oomkilled-crashloop")).await.unwrap();
+    let body = client
+        .read_resource(ReadResourceRequestParams::new(
+            "runbook://oomkilled-crashloop",
+        ))
+        .await
+        .unwrap();
     let markdown = match &body.contents[0] {
-        rmcp::model::ResourceContents::TextResourceContents { text, mime_type, .. } => {
+        rmcp::model::ResourceContents::TextResourceContents {
+            text, mime_type, ..
+        } => {
             assert_eq!(mime_type.as_deref(), Some("text/markdown"));
             text.clone()
         }
         other => panic!("{other:?}"),
     };
     assert!(markdown.contains("## Mitigation"));
-    let missing = client.read_resource(ReadResourceRequestParams::new("runbook://oomkiled")).await.unwrap_err().to_string();
+    let missing = client
+        .read_resource(ReadResourceRequestParams::new("runbook://oomkiled"))
+        .await
+        .unwrap_err()
+        .to_string();
     assert!(missing.contains("oomkilled-crashloop"), "{missing}");
-    let ids = client.complete_resource_simple("runbook://{id}", "id", "image").await.unwrap();
+    let ids = client
+        .complete_resource_simple("runbook://{id}", "id", "image")
+        .await
+        .unwrap();
     assert_eq!(ids, vec!["image-pull-backoff".to_string()]);
     client.cancel().await.unwrap();
 }
 
 #[tokio::test]
 async fn augmentation_can_be_turned_off_and_extra_runbook_folders_load() {
-    let corpus = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/corpora/prometheus-operator-runbooks");
-    let client = start(&["--augment", "off", "--runbooks", corpus, "--no-default-runbooks"]).await;
+    let corpus = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../shared/corpora/prometheus-operator-runbooks"
+    );
+    let client = start(&[
+        "--augment",
+        "off",
+        "--runbooks",
+        corpus,
+        "--no-default-runbooks",
+    ])
+    .await;
     let described = ok(&client, "list_pods", json!({"namespace": "payments"})).await;
     assert!(described.get("relevant_runbooks").is_none());
-    let found = ok(&client, "search_runbooks", json!({"query": "pod restarting over and over, back-off restarting failed container"})).await;
-    let ids: Vec<&str> = found["results"].as_array().unwrap().iter().map(|r| r["id"].as_str().unwrap()).collect();
+    let found = ok(
+        &client,
+        "search_runbooks",
+        json!({"query": "pod restarting over and over, back-off restarting failed container"}),
+    )
+    .await;
+    let ids: Vec<&str> = found["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["id"].as_str().unwrap())
+        .collect();
     assert!(ids.contains(&"kubernetes/KubePodCrashLooping"), "{ids:?}");
-    assert!(ids.iter().all(|id| id.contains('/')), "shipped runbooks must be left out: {ids:?}");
+    assert!(
+        ids.iter().all(|id| id.contains('/')),
+        "shipped runbooks must be left out: {ids:?}"
+    );
     client.cancel().await.unwrap();
 }

@@ -18,6 +18,7 @@ const TOOLS: &[&str] = &[
     "search_logs",
     "count_errors",
     "trace_transaction",
+    "search_runbooks",
 ];
 
 fn items<'a>(value: &'a Value, field: &str) -> &'a Vec<Value> {

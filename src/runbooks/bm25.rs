@@ -8,10 +8,11 @@ const K1: f32 = 1.2;
 const B: f32 = 0.75;
 
 const STOPWORDS: &[&str] = &[
-    "a", "an", "and", "are", "as", "at", "be", "by", "for", "from", "has", "have", "in", "is", "it", "its", "of",
-    "on", "or", "that", "the", "this", "to", "was", "were", "will", "with", "when", "what", "which", "why", "how",
-    "our", "we", "you", "your", "can", "if", "not", "no", "do", "does", "after", "all", "any", "but", "into",
-    "than", "then", "there", "these", "they", "up", "out", "so", "i", "my", "me", "keeps", "keep",
+    "a", "an", "and", "are", "as", "at", "be", "by", "for", "from", "has", "have", "in", "is",
+    "it", "its", "of", "on", "or", "that", "the", "this", "to", "was", "were", "will", "with",
+    "when", "what", "which", "why", "how", "our", "we", "you", "your", "can", "if", "not", "no",
+    "do", "does", "after", "all", "any", "but", "into", "than", "then", "there", "these", "they",
+    "up", "out", "so", "i", "my", "me", "keeps", "keep",
 ];
 
 fn stem(word: &str) -> String {
@@ -19,7 +20,12 @@ fn stem(word: &str) -> String {
     if w.len() > 4 && w.ends_with("ies") {
         return format!("{}y", &w[..w.len() - 3]);
     }
-    if w.len() > 3 && w.ends_with('s') && !w.ends_with("ss") && !w.ends_with("us") && !w.ends_with("is") {
+    if w.len() > 3
+        && w.ends_with('s')
+        && !w.ends_with("ss")
+        && !w.ends_with("us")
+        && !w.ends_with("is")
+    {
         return w[..w.len() - 1].to_string();
     }
     w.to_string()
@@ -40,7 +46,9 @@ pub fn tokenize(text: &str) -> Vec<String> {
         for (i, &c) in chars.iter().enumerate() {
             let boundary = c.is_uppercase()
                 && i > 0
-                && (chars[i - 1].is_lowercase() || chars.get(i + 1).is_some_and(|n| n.is_lowercase()) && chars[i - 1].is_uppercase());
+                && (chars[i - 1].is_lowercase()
+                    || chars.get(i + 1).is_some_and(|n| n.is_lowercase())
+                        && chars[i - 1].is_uppercase());
             if boundary && !current.is_empty() {
                 parts.push(std::mem::take(&mut current));
             }
@@ -53,7 +61,12 @@ pub fn tokenize(text: &str) -> Vec<String> {
             out.push(stem(&lower));
         }
         if parts.len() > 1 {
-            out.extend(parts.into_iter().filter(|p| p.len() >= 2 && !STOPWORDS.contains(&p.as_str())).map(|p| stem(&p)));
+            out.extend(
+                parts
+                    .into_iter()
+                    .filter(|p| p.len() >= 2 && !STOPWORDS.contains(&p.as_str()))
+                    .map(|p| stem(&p)),
+            );
         }
     }
     out
@@ -78,11 +91,19 @@ impl Bm25Index {
                 *counts.entry(t).or_default() += 1;
             }
             for (term, tf) in counts {
-                index.postings.entry(term).or_default().push((id as u32, tf));
+                index
+                    .postings
+                    .entry(term)
+                    .or_default()
+                    .push((id as u32, tf));
             }
         }
         let total: u64 = index.lengths.iter().map(|&l| u64::from(l)).sum();
-        index.average_length = if index.lengths.is_empty() { 0.0 } else { total as f32 / index.lengths.len() as f32 };
+        index.average_length = if index.lengths.is_empty() {
+            0.0
+        } else {
+            total as f32 / index.lengths.len() as f32
+        };
         index
     }
 
@@ -102,17 +123,21 @@ impl Bm25Index {
         terms.dedup();
         let mut scores: HashMap<u32, f32> = HashMap::new();
         for term in &terms {
-            let Some(postings) = self.postings.get(term) else { continue };
+            let Some(postings) = self.postings.get(term) else {
+                continue;
+            };
             let df = postings.len() as f32;
             let idf = ((n - df + 0.5) / (df + 0.5) + 1.0).ln();
             for &(doc, tf) in postings {
                 let tf = tf as f32;
                 let len = self.lengths[doc as usize] as f32;
-                let norm = tf * (K1 + 1.0) / (tf + K1 * (1.0 - B + B * len / self.average_length.max(1.0)));
+                let norm = tf * (K1 + 1.0)
+                    / (tf + K1 * (1.0 - B + B * len / self.average_length.max(1.0)));
                 *scores.entry(doc).or_default() += idf * norm;
             }
         }
-        let mut ranked: Vec<(usize, f32)> = scores.into_iter().map(|(d, s)| (d as usize, s)).collect();
+        let mut ranked: Vec<(usize, f32)> =
+            scores.into_iter().map(|(d, s)| (d as usize, s)).collect();
         ranked.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
         ranked.truncate(limit);
         ranked
@@ -126,8 +151,24 @@ mod tests {
     #[test]
     fn tokenizer_splits_camel_case_and_stems() {
         let t = tokenize("Pod CrashLoopBackOff: containers OOMKilled (exit 137)");
-        for expected in ["pod", "crashloopbackoff", "crash", "loop", "back", "off", "container", "oomkilled", "oom", "killed", "exit", "137"] {
-            assert!(t.contains(&expected.to_string()), "{expected} missing from {t:?}");
+        for expected in [
+            "pod",
+            "crashloopbackoff",
+            "crash",
+            "loop",
+            "back",
+            "off",
+            "container",
+            "oomkilled",
+            "oom",
+            "killed",
+            "exit",
+            "137",
+        ] {
+            assert!(
+                t.contains(&expected.to_string()),
+                "{expected} missing from {t:?}"
+            );
         }
         assert!(!t.contains(&"the".to_string()));
     }

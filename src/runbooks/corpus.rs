@@ -65,7 +65,11 @@ impl StringOrList {
     fn into_vec(self) -> Vec<String> {
         match self {
             StringOrList::None => Vec::new(),
-            StringOrList::One(s) => s.split(',').map(|x| x.trim().to_string()).filter(|x| !x.is_empty()).collect(),
+            StringOrList::One(s) => s
+                .split(',')
+                .map(|x| x.trim().to_string())
+                .filter(|x| !x.is_empty())
+                .collect(),
             StringOrList::Many(v) => v
                 .into_iter()
                 .filter_map(|x| match x {
@@ -92,7 +96,10 @@ pub fn parse_runbook(id: &str, source: &str, markdown: String) -> anyhow::Result
     let title = front
         .title
         .filter(|t| !t.trim().is_empty())
-        .or_else(|| body.lines().find_map(|l| l.strip_prefix("# ").map(|t| t.trim().to_string())))
+        .or_else(|| {
+            body.lines()
+                .find_map(|l| l.strip_prefix("# ").map(|t| t.trim().to_string()))
+        })
         .unwrap_or_else(|| id.rsplit('/').next().unwrap_or(id).replace(['-', '_'], " "));
     Ok(Runbook {
         id: id.to_string(),
@@ -108,7 +115,10 @@ pub fn parse_runbook(id: &str, source: &str, markdown: String) -> anyhow::Result
 }
 
 fn split_front_matter(markdown: &str) -> (Option<&str>, usize) {
-    let Some(rest) = markdown.strip_prefix("---\n").or_else(|| markdown.strip_prefix("---\r\n")) else {
+    let Some(rest) = markdown
+        .strip_prefix("---\n")
+        .or_else(|| markdown.strip_prefix("---\r\n"))
+    else {
         return (None, 0);
     };
     let start = markdown.len() - rest.len();
@@ -135,13 +145,23 @@ pub fn shipped() -> anyhow::Result<Vec<Runbook>> {
         stack.extend(dir.dirs());
         for file in dir.files() {
             let path = file.path().to_string_lossy().to_string();
-            let name = file.path().file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+            let name = file
+                .path()
+                .file_name()
+                .map(|n| n.to_string_lossy().to_string())
+                .unwrap_or_default();
             if !is_runbook_file(&name) {
                 continue;
             }
-            let text = file.contents_utf8().with_context(|| format!("runbooks/{path} is not UTF-8"))?;
+            let text = file
+                .contents_utf8()
+                .with_context(|| format!("runbooks/{path} is not UTF-8"))?;
             let id = path.trim_end_matches(".md").to_string();
-            out.push(parse_runbook(&id, &format!("builtin:runbooks/{path}"), text.to_string())?);
+            out.push(parse_runbook(
+                &id,
+                &format!("builtin:runbooks/{path}"),
+                text.to_string(),
+            )?);
         }
     }
     out.sort_by(|a, b| a.id.cmp(&b.id));
@@ -152,14 +172,20 @@ pub fn shipped() -> anyhow::Result<Vec<Runbook>> {
 /// silently skipped.
 pub fn from_dir(dir: &Path) -> anyhow::Result<Vec<Runbook>> {
     if !dir.is_dir() {
-        anyhow::bail!("runbook folder {} does not exist or is not a folder", dir.display());
+        anyhow::bail!(
+            "runbook folder {} does not exist or is not a folder",
+            dir.display()
+        );
     }
     let mut files: Vec<PathBuf> = Vec::new();
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
         for entry in std::fs::read_dir(&d).with_context(|| format!("reading {}", d.display()))? {
             let path = entry?.path();
-            let name = path.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+            let name = path
+                .file_name()
+                .map(|n| n.to_string_lossy().to_string())
+                .unwrap_or_default();
             if path.is_dir() && !name.starts_with('.') {
                 stack.push(path);
             } else if is_runbook_file(&name) {
@@ -171,7 +197,8 @@ pub fn from_dir(dir: &Path) -> anyhow::Result<Vec<Runbook>> {
     files
         .iter()
         .map(|path| {
-            let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading {}", path.display()))?;
             let relative = path.strip_prefix(dir).unwrap_or(path).with_extension("");
             let id = relative.to_string_lossy().replace('\\', "/");
             parse_runbook(&id, &path.display().to_string(), text)
@@ -188,7 +215,10 @@ pub fn merge(corpora: Vec<Vec<Runbook>>) -> (Vec<Runbook>, Vec<String>) {
         if seen.insert(runbook.id.clone()) {
             out.push(runbook);
         } else {
-            warnings.push(format!("runbook id {:?} from {} is already taken; skipped", runbook.id, runbook.source));
+            warnings.push(format!(
+                "runbook id {:?} from {} is already taken; skipped",
+                runbook.id, runbook.source
+            ));
         }
     }
     (out, warnings)
@@ -229,11 +259,15 @@ pub fn chunk(doc: usize, runbook: &Runbook) -> Vec<Chunk> {
         chunks.push(Chunk {
             doc,
             section: "Signals".into(),
-            text: [runbook.signals.join("; "), runbook.tags.join(", "), runbook.services.join(", ")]
-                .into_iter()
-                .filter(|s| !s.is_empty())
-                .collect::<Vec<_>>()
-                .join("\n"),
+            text: [
+                runbook.signals.join("; "),
+                runbook.tags.join(", "),
+                runbook.services.join(", "),
+            ]
+            .into_iter()
+            .filter(|s| !s.is_empty())
+            .collect::<Vec<_>>()
+            .join("\n"),
         });
     }
     let mut path: Vec<(usize, String)> = Vec::new();
@@ -242,7 +276,11 @@ pub fn chunk(doc: usize, runbook: &Runbook) -> Vec<Chunk> {
     let flush = |path: &[(usize, String)], text: &mut String, chunks: &mut Vec<Chunk>| {
         let body = text.trim();
         if !body.is_empty() {
-            let section = path.iter().map(|(_, h)| h.as_str()).collect::<Vec<_>>().join(" > ");
+            let section = path
+                .iter()
+                .map(|(_, h)| h.as_str())
+                .collect::<Vec<_>>()
+                .join(" > ");
             push_windows(doc, &section, body, chunks);
         }
         text.clear();
@@ -251,7 +289,11 @@ pub fn chunk(doc: usize, runbook: &Runbook) -> Vec<Chunk> {
         if line.trim_start().starts_with("```") {
             in_code = !in_code;
         }
-        let level = if in_code { 0 } else { line.chars().take_while(|c| *c == '#').count() };
+        let level = if in_code {
+            0
+        } else {
+            line.chars().take_while(|c| *c == '#').count()
+        };
         if (1..=6).contains(&level) && line[level..].starts_with(' ') {
             flush(&path, &mut text, &mut chunks);
             let heading = line[level..].trim().to_string();
@@ -272,14 +314,22 @@ pub fn chunk(doc: usize, runbook: &Runbook) -> Vec<Chunk> {
 fn push_windows(doc: usize, section: &str, body: &str, chunks: &mut Vec<Chunk>) {
     let words: Vec<&str> = body.split_whitespace().collect();
     if words.len() <= MAX_CHUNK_WORDS {
-        chunks.push(Chunk { doc, section: section.to_string(), text: body.to_string() });
+        chunks.push(Chunk {
+            doc,
+            section: section.to_string(),
+            text: body.to_string(),
+        });
         return;
     }
     let step = MAX_CHUNK_WORDS - OVERLAP_WORDS;
     let mut start = 0;
     while start < words.len() {
         let end = (start + MAX_CHUNK_WORDS).min(words.len());
-        chunks.push(Chunk { doc, section: section.to_string(), text: words[start..end].join(" ") });
+        chunks.push(Chunk {
+            doc,
+            section: section.to_string(),
+            text: words[start..end].join(" "),
+        });
         if end == words.len() {
             break;
         }
@@ -306,17 +356,29 @@ mod tests {
 
     #[test]
     fn chunks_follow_headings_and_split_long_sections() {
-        let long = (0..400).map(|i| format!("w{i}")).collect::<Vec<_>>().join(" ");
-        let md = format!("---\ntitle: T\nsignals: [OOMKilled]\n---\n# T\nintro\n## Diagnosis\n### Check limits\n```\n# not a heading\nkubectl get pod\n```\n## Mitigation\n{long}\n");
+        let long = (0..400)
+            .map(|i| format!("w{i}"))
+            .collect::<Vec<_>>()
+            .join(" ");
+        let md = format!(
+            "---\ntitle: T\nsignals: [OOMKilled]\n---\n# T\nintro\n## Diagnosis\n### Check limits\n```\n# not a heading\nkubectl get pod\n```\n## Mitigation\n{long}\n"
+        );
         let rb = parse_runbook("t", "t", md).unwrap();
         let chunks = chunk(0, &rb);
         assert_eq!(chunks[0].section, "Signals");
         assert_eq!(chunks[1].section, "");
         assert_eq!(chunks[2].section, "Diagnosis > Check limits");
         assert!(chunks[2].text.contains("# not a heading"));
-        let windows: Vec<_> = chunks.iter().filter(|c| c.section == "Mitigation").collect();
+        let windows: Vec<_> = chunks
+            .iter()
+            .filter(|c| c.section == "Mitigation")
+            .collect();
         assert_eq!(windows.len(), 3);
-        assert!(windows.iter().all(|c| c.text.split_whitespace().count() <= MAX_CHUNK_WORDS));
+        assert!(
+            windows
+                .iter()
+                .all(|c| c.text.split_whitespace().count() <= MAX_CHUNK_WORDS)
+        );
         assert!(windows[1].text.starts_with("w120"));
     }
 
@@ -324,6 +386,10 @@ mod tests {
     fn shipped_runbooks_load() {
         let runbooks = shipped().unwrap();
         assert!(runbooks.len() >= 25);
-        assert!(runbooks.iter().all(|r| !r.signals.is_empty() && r.team.is_some()));
+        assert!(
+            runbooks
+                .iter()
+                .all(|r| !r.signals.is_empty() && r.team.is_some())
+        );
     }
 }

@@ -8,19 +8,28 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use anyhow::{Context, bail};
-use fastembed::{InitOptionsUserDefined, Pooling, TextEmbedding, TokenizerFiles, UserDefinedEmbeddingModel};
+use fastembed::{
+    InitOptionsUserDefined, Pooling, TextEmbedding, TokenizerFiles, UserDefinedEmbeddingModel,
+};
 use sha2::{Digest, Sha256};
 
 /// The model this build knows how to use, and its files.
 pub const MODEL_ID: &str = "all-MiniLM-L6-v2-int8";
 pub const DIMENSIONS: usize = 384;
-pub const MODEL_FILES: [&str; 5] =
-    ["model.onnx", "tokenizer.json", "config.json", "special_tokens_map.json", "tokenizer_config.json"];
+pub const MODEL_FILES: [&str; 5] = [
+    "model.onnx",
+    "tokenizer.json",
+    "config.json",
+    "special_tokens_map.json",
+    "tokenizer_config.json",
+];
 pub const ONNXRUNTIME_FILE: &str = "libonnxruntime.so.1.24.4";
 
 /// The per-user cache folder (e.g. `~/.cache/sre-mcp`).
 pub fn cache_root() -> PathBuf {
-    dirs::cache_dir().unwrap_or_else(std::env::temp_dir).join("sre-mcp")
+    dirs::cache_dir()
+        .unwrap_or_else(std::env::temp_dir)
+        .join("sre-mcp")
 }
 
 pub fn default_model_dir() -> PathBuf {
@@ -85,9 +94,14 @@ impl Embedder {
             .with_environment(environment)
             .with_max_length(256)
             .with_intra_threads(threads.max(1))
-            .with_execution_providers(vec![ort::ep::CPU::default().with_arena_allocator(false).build()]);
-        let model = TextEmbedding::try_new_from_user_defined(model, options).context("creating the embedding session")?;
-        Ok(Embedder { model: Mutex::new(model) })
+            .with_execution_providers(vec![
+                ort::ep::CPU::default().with_arena_allocator(false).build(),
+            ]);
+        let model = TextEmbedding::try_new_from_user_defined(model, options)
+            .context("creating the embedding session")?;
+        Ok(Embedder {
+            model: Mutex::new(model),
+        })
     }
 
     /// Embeds texts (L2-normalised vectors).
@@ -103,16 +117,27 @@ impl Embedder {
 /// ONNX Runtime is loaded once per process (the library cannot be loaded twice); later calls
 /// reuse that environment, and must name the same library.
 fn ort_environment(library: &Path) -> anyhow::Result<ort::environment::Environment> {
-    static ENVIRONMENT: std::sync::OnceLock<Result<(PathBuf, ort::environment::Environment), String>> = std::sync::OnceLock::new();
+    static ENVIRONMENT: std::sync::OnceLock<
+        Result<(PathBuf, ort::environment::Environment), String>,
+    > = std::sync::OnceLock::new();
     let loaded = ENVIRONMENT.get_or_init(|| {
         ort::init_from(library)
             .map_err(|e| format!("loading ONNX Runtime from {}: {e}", library.display()))
-            .and_then(|builder| builder.with_name("sre-mcp").build().map_err(|e| format!("creating the ONNX Runtime environment: {e}")))
+            .and_then(|builder| {
+                builder
+                    .with_name("sre-mcp")
+                    .build()
+                    .map_err(|e| format!("creating the ONNX Runtime environment: {e}"))
+            })
             .map(|env| (library.to_path_buf(), env))
     });
     match loaded {
         Ok((path, env)) if path == library => Ok(env.clone()),
-        Ok((path, _)) => bail!("ONNX Runtime is already loaded from {} in this process; cannot switch to {}", path.display(), library.display()),
+        Ok((path, _)) => bail!(
+            "ONNX Runtime is already loaded from {} in this process; cannot switch to {}",
+            path.display(),
+            library.display()
+        ),
         Err(e) => bail!("{e}"),
     }
 }
@@ -136,12 +161,17 @@ pub struct EmbeddingCache {
 
 impl EmbeddingCache {
     pub fn default_path() -> PathBuf {
-        cache_root().join("embeddings").join(format!("{MODEL_ID}.bin"))
+        cache_root()
+            .join("embeddings")
+            .join(format!("{MODEL_ID}.bin"))
     }
 
     /// Opens the cache; a missing or corrupt file gives an empty cache (and is rewritten).
     pub fn open(path: &Path) -> EmbeddingCache {
-        let mut cache = EmbeddingCache { path: path.to_path_buf(), vectors: HashMap::new() };
+        let mut cache = EmbeddingCache {
+            path: path.to_path_buf(),
+            vectors: HashMap::new(),
+        };
         if let Err(e) = cache.read() {
             if path.exists() {
                 tracing::warn!(path = %path.display(), error = %e, "embedding cache unreadable; starting a new one");
@@ -168,7 +198,10 @@ impl EmbeddingCache {
                 break; // a torn final write: keep what is whole
             }
             let key: [u8; 32] = chunk[..32].try_into()?;
-            let vector = chunk[32..].chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
+            let vector = chunk[32..]
+                .chunks_exact(4)
+                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                .collect();
             self.vectors.insert(key, vector);
         }
         Ok(())
@@ -195,7 +228,10 @@ impl EmbeddingCache {
             std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         }
         let new_file = !self.path.exists();
-        let mut file = std::fs::OpenOptions::new().create(true).append(true).open(&self.path)?;
+        let mut file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.path)?;
         let mut buffer = Vec::new();
         if new_file {
             buffer.extend_from_slice(CACHE_MAGIC);
@@ -227,10 +263,19 @@ mod tests {
         let mut cache = EmbeddingCache::open(&path);
         assert!(cache.is_empty());
         let key = content_key("hello");
-        cache.insert_all(vec![(key, vec![0.5; DIMENSIONS])]).unwrap();
-        cache.insert_all(vec![(content_key("b"), vec![0.25; DIMENSIONS])]).unwrap();
+        cache
+            .insert_all(vec![(key, vec![0.5; DIMENSIONS])])
+            .unwrap();
+        cache
+            .insert_all(vec![(content_key("b"), vec![0.25; DIMENSIONS])])
+            .unwrap();
         // Simulate a torn append.
-        std::fs::OpenOptions::new().append(true).open(&path).unwrap().write_all(&[1, 2, 3]).unwrap();
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .unwrap()
+            .write_all(&[1, 2, 3])
+            .unwrap();
         let reopened = EmbeddingCache::open(&path);
         assert_eq!(reopened.len(), 2);
         assert_eq!(reopened.get(&key).unwrap()[0], 0.5);

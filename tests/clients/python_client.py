@@ -13,7 +13,7 @@ from mcp.client.stdio import stdio_client
 EXPECTED_TOOLS = {
     "check_service_health", "list_namespaces", "list_pods", "describe_pod", "get_pod_logs",
     "get_events", "list_deployments", "get_recent_deploys", "search_logs", "count_errors",
-    "trace_transaction",
+    "trace_transaction", "search_runbooks",
 }
 
 passed = 0
@@ -49,8 +49,13 @@ async def main(binary):
                 ("get_events", {"namespace": "catalog", "type": "Warning"}),
                 ("search_logs", {"level": "error", "limit": 5}),
                 ("count_errors", {"group_by": "message"}),
+                ("search_runbooks", {"query": "pods OOMKilled exit code 137"}),
+                ("describe_pod", {"namespace": "payments", "pod": None}),
             ]
+            pods = (await session.call_tool("list_pods", {"namespace": "payments", "status": "CrashLoopBackOff"})).structuredContent
             for tool, arguments in calls:
+                if arguments.get("pod", "") is None:
+                    arguments["pod"] = pods["pods"][0]["name"]
                 result = await session.call_tool(tool, arguments)
                 ok = not result.isError and result.structuredContent is not None
                 check(f"tools/call {tool}", ok, result.content[:1])
@@ -60,6 +65,9 @@ async def main(binary):
                         check(f"{tool} output matches its outputSchema", True)
                     except jsonschema.ValidationError as e:
                         check(f"{tool} output matches its outputSchema", False, e.message)
+            described = (await session.call_tool("describe_pod", {"namespace": "payments", "pod": pods["pods"][0]["name"]})).structuredContent
+            attached = [r["uri"] for r in described.get("relevant_runbooks", [])]
+            check("describe_pod carries the OOM runbook", any("oom" in u or "payment-gateway-memory" in u for u in attached), attached)
             health = (await session.call_tool("check_service_health", {"service": "payment-gateway"})).structuredContent
             check("payment-gateway is down", health["services"][0]["status"] == "down", health["services"][0])
 
@@ -68,7 +76,9 @@ async def main(binary):
 
             resources = (await session.list_resources()).resources
             uris = {str(r.uri) for r in resources}
-            check("resources/list", {"system://health", "deployment://history"} <= uris, uris)
+            check("resources/list", {"system://health", "deployment://history", "runbook://oomkilled-crashloop"} <= uris, uris)
+            runbook = await session.read_resource("runbook://image-pull-backoff")
+            check("resources/read runbook://", "## Mitigation" in runbook.contents[0].text)
             body = await session.read_resource("system://health")
             health = json.loads(body.contents[0].text)
             check("resources/read system://health", health["backend"]["kind"] == "demo")
