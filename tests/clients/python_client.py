@@ -1,5 +1,5 @@
 """Independent client check: the official Python MCP SDK (PyPI `mcp`) drives the real binary
-over stdio — tools/list, tools/call (validated against each tool's outputSchema), resources,
+over stdio — tools/list, tools/call (validated against each tool's output_schema), resources,
 prompts and completion. Usage: python_client.py PATH_TO_SRE_MCP"""
 
 import asyncio
@@ -35,13 +35,13 @@ async def main(binary):
     async with stdio_client(params) as (read, write):
         async with ClientSession(read, write) as session:
             init = await session.initialize()
-            check("initialize", init.serverInfo.name == "sre-mcp", init.serverInfo)
+            check("initialize", init.server_info.name == "sre-mcp", init.server_info)
 
             tools = (await session.list_tools()).tools
             names = {t.name for t in tools}
             check("tools/list has every tool", EXPECTED_TOOLS <= names, names)
-            schemas = {t.name: t.outputSchema for t in tools}
-            check("every tool is read-only", all(t.annotations and t.annotations.readOnlyHint for t in tools))
+            schemas = {t.name: t.output_schema for t in tools}
+            check("every tool is read-only", all(t.annotations and t.annotations.read_only_hint for t in tools))
 
             calls = [
                 ("check_service_health", {}),
@@ -52,27 +52,27 @@ async def main(binary):
                 ("search_runbooks", {"query": "pods OOMKilled exit code 137"}),
                 ("describe_pod", {"namespace": "payments", "pod": None}),
             ]
-            pods = (await session.call_tool("list_pods", {"namespace": "payments", "status": "CrashLoopBackOff"})).structuredContent
+            pods = (await session.call_tool("list_pods", {"namespace": "payments", "status": "CrashLoopBackOff"})).structured_content
             for tool, arguments in calls:
                 if arguments.get("pod", "") is None:
                     arguments["pod"] = pods["pods"][0]["name"]
                 result = await session.call_tool(tool, arguments)
-                ok = not result.isError and result.structuredContent is not None
+                ok = not result.is_error and result.structured_content is not None
                 check(f"tools/call {tool}", ok, result.content[:1])
                 if ok:
                     try:
-                        jsonschema.validate(result.structuredContent, schemas[tool])
-                        check(f"{tool} output matches its outputSchema", True)
+                        jsonschema.validate(result.structured_content, schemas[tool])
+                        check(f"{tool} output matches its output_schema", True)
                     except jsonschema.ValidationError as e:
-                        check(f"{tool} output matches its outputSchema", False, e.message)
-            described = (await session.call_tool("describe_pod", {"namespace": "payments", "pod": pods["pods"][0]["name"]})).structuredContent
+                        check(f"{tool} output matches its output_schema", False, e.message)
+            described = (await session.call_tool("describe_pod", {"namespace": "payments", "pod": pods["pods"][0]["name"]})).structured_content
             attached = [r["uri"] for r in described.get("relevant_runbooks", [])]
             check("describe_pod carries the OOM runbook", any("oom" in u or "payment-gateway-memory" in u for u in attached), attached)
-            health = (await session.call_tool("check_service_health", {"service": "payment-gateway"})).structuredContent
+            health = (await session.call_tool("check_service_health", {"service": "payment-gateway"})).structured_content
             check("payment-gateway is down", health["services"][0]["status"] == "down", health["services"][0])
 
             bad = await session.call_tool("list_pods", {"namespace": "nope"})
-            check("unknown namespace is an isError result", bad.isError and "valid namespaces" in bad.content[0].text)
+            check("unknown namespace is an is_error result", bad.is_error and "valid namespaces" in bad.content[0].text)
 
             resources = (await session.list_resources()).resources
             uris = {str(r.uri) for r in resources}
@@ -82,8 +82,8 @@ async def main(binary):
             body = await session.read_resource("system://health")
             health = json.loads(body.contents[0].text)
             check("resources/read system://health", health["backend"]["kind"] == "demo")
-            templates = (await session.list_resource_templates()).resourceTemplates
-            check("resource templates", any(t.uriTemplate == "deployment://history/{service}" for t in templates))
+            templates = (await session.list_resource_templates()).resource_templates
+            check("resource templates", any(t.uri_template == "deployment://history/{service}" for t in templates))
 
             prompts = (await session.list_prompts()).prompts
             check("prompts/list", len(prompts) >= 5, [p.name for p in prompts])
