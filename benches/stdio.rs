@@ -16,8 +16,9 @@ struct Server {
 }
 
 impl Server {
-    fn spawn() -> Server {
+    fn spawn(args: &[&str]) -> Server {
         let mut child = Command::new(env!("CARGO_BIN_EXE_sre-mcp"))
+            .args(args)
             .env("SRE_MCP_LOG", "error")
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -66,6 +67,37 @@ impl Server {
     }
 }
 
+impl Server {
+    /// Waits until the runbook embeddings are loaded (or failed), as system://health reports.
+    fn wait_for_embeddings(&mut self) -> String {
+        let started = Instant::now();
+        loop {
+            let reply = self.request("resources/read", json!({"uri": "system://health"}));
+            let text = reply["result"]["contents"][0]["text"].as_str().unwrap_or("{}").to_string();
+            let health: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+            let state = health["runbooks"]["embeddings"]["state"].as_str().unwrap_or("loading").to_string();
+            if state != "loading" || started.elapsed() > Duration::from_secs(300) {
+                return state;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Resident and peak resident memory of the server process, in MB.
+    fn memory_mb(&self) -> (f64, f64) {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap_or_default();
+        let field = |name: &str| {
+            status
+                .lines()
+                .find(|l| l.starts_with(name))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<f64>().ok())
+                .map_or(0.0, |kb| kb / 1024.0)
+        };
+        (field("VmRSS:"), field("VmHWM:"))
+    }
+}
+
 impl Drop for Server {
     fn drop(&mut self) {
         let _ = self.child.kill();
@@ -82,63 +114,82 @@ fn micros(d: Duration) -> String {
     format!("{:.0} µs", d.as_secs_f64() * 1e6)
 }
 
-fn main() {
-    // Ignore the harness arguments cargo passes (e.g. --bench).
+fn cold_start(args: &[&str], label: &str) {
     let starts = 20;
     let mut cold = Vec::with_capacity(starts);
     for _ in 0..starts {
         let started = Instant::now();
-        let mut server = Server::spawn();
+        let mut server = Server::spawn(args);
         server.initialize();
         let tools = server.request("tools/list", json!({}));
-        assert!(
-            tools["result"]["tools"]
-                .as_array()
-                .is_some_and(|t| !t.is_empty())
-        );
+        assert!(tools["result"]["tools"].as_array().is_some_and(|t| !t.is_empty()));
         cold.push(started.elapsed());
     }
     cold.sort();
     println!(
-        "cold start → initialize + tools/list answered: median {} (min {}, max {}) over {starts} starts",
+        "cold start → initialize + tools/list answered ({label}): median {} (min {}, max {}) over {starts} starts",
         micros(percentile(&cold, 0.5)),
         micros(cold[0]),
         micros(cold[cold.len() - 1])
     );
+}
 
-    let mut server = Server::spawn();
+fn latencies(args: &[&str], label: &str) {
+    let mut server = Server::spawn(args);
     server.initialize();
+    let state = server.wait_for_embeddings();
     let calls = 1000;
     for (tool, arguments) in [
         ("check_service_health", json!({})),
-        (
-            "check_service_health",
-            json!({"service": "payment-gateway"}),
-        ),
+        ("check_service_health", json!({"service": "user-service"})),
         ("search_logs", json!({"level": "error", "limit": 20})),
-        (
-            "search_logs",
-            json!({"pattern": "timeout", "since": "30m", "limit": 20}),
-        ),
+        ("search_logs", json!({"service": "user-service", "pattern": "GET", "limit": 20})),
     ] {
         for _ in 0..50 {
             server.request("tools/call", json!({"name": tool, "arguments": arguments}));
         }
-        let mut latencies = Vec::with_capacity(calls);
+        let mut samples = Vec::with_capacity(calls);
         let mut bytes = 0;
+        let mut augmented = false;
         for _ in 0..calls {
             let started = Instant::now();
             let reply = server.request("tools/call", json!({"name": tool, "arguments": arguments}));
-            latencies.push(started.elapsed());
+            samples.push(started.elapsed());
             assert_eq!(reply["result"]["isError"], false, "{reply}");
             bytes = reply.to_string().len();
+            augmented = reply["result"]["structuredContent"].get("relevant_runbooks").is_some();
         }
-        latencies.sort();
+        samples.sort();
         println!(
-            "{tool}({arguments}) over stdio, {calls} calls: p50 {} p99 {} ({} bytes per reply)",
-            micros(percentile(&latencies, 0.5)),
-            micros(percentile(&latencies, 0.99)),
-            bytes
+            "[{label}, embeddings {state}] {tool}({arguments}) over stdio, {calls} calls: p50 {} p99 {} ({bytes} bytes per reply{})",
+            micros(percentile(&samples, 0.5)),
+            micros(percentile(&samples, 0.99)),
+            if augmented { ", runbooks attached" } else { "" }
         );
     }
+    let (rss, peak) = server.memory_mb();
+    println!("[{label}] server memory after the calls: RSS {rss:.1} MB, peak RSS {peak:.1} MB");
+}
+
+fn memory(args: &[&str], label: &str) {
+    let mut server = Server::spawn(args);
+    server.initialize();
+    let state = server.wait_for_embeddings();
+    let (rss, peak) = server.memory_mb();
+    server.request("tools/call", json!({"name": "search_runbooks", "arguments": {"query": "pods OOMKilled after a deploy"}}));
+    let (rss_after, peak_after) = server.memory_mb();
+    println!(
+        "[{label}] embeddings {state}: RSS {rss:.1} MB (peak {peak:.1} MB) once loaded; after a search RSS {rss_after:.1} MB (peak {peak_after:.1} MB)"
+    );
+}
+
+fn main() {
+    // Cargo passes harness arguments such as --bench; there are none to read.
+    cold_start(&[], "default: embeddings load in the background");
+    cold_start(&["--no-embeddings"], "--no-embeddings");
+    memory(&[], "arena off (default)");
+    memory(&["--onnx-arena"], "--onnx-arena");
+    memory(&["--no-embeddings"], "--no-embeddings");
+    latencies(&["--augment", "off"], "--augment off");
+    latencies(&[], "augment on");
 }

@@ -28,7 +28,7 @@ const ANSWER_SHAPE: &str = "Answer with these sections:\n\
 3. Evidence — bullet list; each bullet quotes a concrete datum (exit code, event, log line with timestamp, metric, revision) and the tool that returned it.\n\
 4. Immediate actions — ordered, each with the exact command or tool call; prefer the reversible action (rollback, disable a flag, scale) first.\n\
 5. Follow-up — prevention items for the post-incident review.\n\
-Quote the runbook sections attached to tool results where they apply. Do not guess: if a datum is missing, say which tool call would provide it.";
+Quote the runbook sections attached to tool results (relevant_runbooks) where they apply, or find them with search_runbooks; read a whole runbook at its runbook:// URI. Do not guess: if a datum is missing, say which tool call would provide it.";
 
 pub static PROMPTS: &[PromptDef] = &[
     PromptDef {
@@ -172,7 +172,7 @@ then Root cause, Severity, Evidence, Immediate actions, Follow-up as below.\n\n{
                 "Troubleshoot this reported issue: \"{description}\".\n\n\
 Call in order:\n\
 1. {scope} — which services are not healthy and their verdicts.\n\
-2. Read the runbook sections attached to results (relevant_runbooks), when present, for the symptom.\n\
+2. search_runbooks(query=<the symptom in a few words>) and the runbook sections attached to results (relevant_runbooks).\n\
 3. count_errors(group_by=\"message\", since=\"1h\") — the dominant failures and the services they come from.\n\
 4. For the most affected service: list_pods, describe_pod on an unhealthy pod, get_pod_logs (previous=true if it restarted), get_events(type=\"Warning\").\n\
 5. If errors are timeouts towards another service, follow a failing trace_id with trace_transaction and investigate the service at the end of the chain.\n\

@@ -276,8 +276,24 @@ async fn system_health(app: &Arc<App>) -> Result<serde_json::Value, ResourceErro
             },
             "firing_alerts": metrics.iter().flat_map(|m| m.alerts.iter().map(move |a| format!("{} ({}/{}, {})", a.name, m.namespace, m.service, a.severity))).collect::<Vec<_>>(),
         },
+        "runbooks": runbook_status(app),
         "tools": app.stats.snapshot(),
     }))
+}
+
+/// Runbook knowledge status: corpus size, which retrievers are live and, when embeddings are
+/// off, how to enable them.
+fn runbook_status(app: &Arc<App>) -> serde_json::Value {
+    let snapshot = app.knowledge.snapshot();
+    json!({
+        "index": if snapshot.index.is_some() { "ready" } else { "loading" },
+        "runbooks": snapshot.index.as_ref().map(|i| i.runbooks.len()),
+        "chunks": snapshot.index.as_ref().map(|i| i.chunks.len()),
+        "lexical_build_ms": snapshot.lexical_ms,
+        "embeddings": snapshot.dense,
+        "retrieval": if snapshot.embedder.is_some() { "fused (BM25 + embeddings)" } else { "lexical (BM25)" },
+        "warnings": snapshot.warnings,
+    })
 }
 
 #[cfg(test)]

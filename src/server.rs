@@ -29,7 +29,7 @@ pub struct SreServer {
 
 const INSTRUCTIONS: &str = "SRE tools for a Kubernetes cluster. Start with check_service_health (no arguments) to see what is wrong, \
 then drill down with list_pods, describe_pod, get_pod_logs (previous=true for crashed containers), get_events and get_recent_deploys. \
-search_logs, count_errors and trace_transaction work across services. The prompts investigate-service, troubleshoot-issue and \
+search_logs, count_errors and trace_transaction work across services. Results that show a problem carry relevant_runbooks (the runbook sections that fix it); search_runbooks searches them directly. The prompts investigate-service, troubleshoot-issue and \
 daily-health-report give complete investigation plans. All tools are read-only.";
 
 impl SreServer {

@@ -159,6 +159,7 @@ async fn every_trace_id_in_the_logs_resolves() {
         extra_dirs: Vec::new(),
         model: None,
         threads: 1,
+        arena: false,
         cache_path: None,
         wait: std::time::Duration::from_secs(1),
     });

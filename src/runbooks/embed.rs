@@ -69,9 +69,9 @@ pub struct Embedder {
 }
 
 impl Embedder {
-    /// Loads ONNX Runtime and the model. `threads` caps ONNX Runtime's intra-op threads; the
-    /// CPU arena allocator is off, which keeps the resident memory close to the model's size.
-    pub fn load(location: &ModelLocation, threads: usize) -> anyhow::Result<Embedder> {
+    /// Loads ONNX Runtime and the model. `threads` caps ONNX Runtime's intra-op threads;
+    /// `arena` turns ONNX Runtime's CPU arena allocator on (it keeps peak buffers resident).
+    pub fn load(location: &ModelLocation, threads: usize, arena: bool) -> anyhow::Result<Embedder> {
         if let Some(missing) = location.missing() {
             bail!("{missing}");
         }
@@ -95,7 +95,7 @@ impl Embedder {
             .with_max_length(256)
             .with_intra_threads(threads.max(1))
             .with_execution_providers(vec![
-                ort::ep::CPU::default().with_arena_allocator(false).build(),
+                ort::ep::CPU::default().with_arena_allocator(arena).build(),
             ]);
         let model = TextEmbedding::try_new_from_user_defined(model, options)
             .context("creating the embedding session")?;

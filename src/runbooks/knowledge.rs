@@ -2,7 +2,9 @@
 //! background (lexical first, then embeddings), so `initialize` is never delayed; searches wait
 //! a bounded time for the index and say which retrievers answered.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
+use std::sync::Mutex;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -21,6 +23,8 @@ pub struct KnowledgeConfig {
     /// `None` disables embeddings (lexical search only).
     pub model: Option<ModelLocation>,
     pub threads: usize,
+    /// ONNX Runtime's CPU arena allocator.
+    pub arena: bool,
     pub cache_path: Option<PathBuf>,
     /// Longest a search waits for the index (and for embeddings) before answering with what it has.
     pub wait: Duration,
@@ -59,7 +63,12 @@ pub struct Snapshot {
 pub struct KnowledgeBase {
     state: watch::Receiver<Snapshot>,
     wait: Duration,
+    /// Recent query vectors: the augmenter sees the same problems again and again.
+    query_vectors: Mutex<HashMap<String, Vec<f32>>>,
 }
+
+/// Query vectors kept before the cache is emptied and refilled.
+const QUERY_CACHE_ENTRIES: usize = 1024;
 
 /// The result of a search, with how it was answered.
 pub struct SearchOutcome {
@@ -156,6 +165,7 @@ impl KnowledgeBase {
         Arc::new(KnowledgeBase {
             state: receiver,
             wait,
+            query_vectors: Mutex::default(),
         })
     }
 
@@ -173,6 +183,7 @@ impl KnowledgeBase {
         Arc::new(KnowledgeBase {
             state: receiver,
             wait,
+            query_vectors: Mutex::default(),
         })
     }
 
@@ -211,7 +222,7 @@ impl KnowledgeBase {
             return;
         }
         let dense_started = Instant::now();
-        let result = Embedder::load(&location, config.threads).and_then(|embedder| {
+        let result = Embedder::load(&location, config.threads, config.arena).and_then(|embedder| {
             let mut cache = config.cache_path.as_deref().map(EmbeddingCache::open);
             let (vectors, new) = embed_chunks(&embedder, &lexical.chunk_texts, &mut cache)?;
             Ok((embedder, vectors, new))
@@ -337,10 +348,33 @@ impl KnowledgeBase {
         };
         let (mode, vectors, note) = match (&snapshot.embedder, &snapshot.dense) {
             (Some(embedder), _) => {
+                let cached: Vec<Option<Vec<f32>>> = {
+                    let cache = self.query_vectors.lock().unwrap_or_else(|e| e.into_inner());
+                    queries.iter().map(|q| cache.get(q).cloned()).collect()
+                };
+                let missing: Vec<String> = queries.iter().zip(&cached).filter(|(_, c)| c.is_none()).map(|(q, _)| q.clone()).collect();
                 let embedder = embedder.clone();
-                let texts = queries.to_vec();
-                match tokio::task::spawn_blocking(move || embedder.embed(&texts)).await {
-                    Ok(Ok(v)) => (Mode::Fused, Some(v), None),
+                let to_embed = missing.clone();
+                let embedded = if missing.is_empty() {
+                    Ok(Ok(Vec::new()))
+                } else {
+                    tokio::task::spawn_blocking(move || embedder.embed(&to_embed)).await
+                };
+                match embedded {
+                    Ok(Ok(fresh)) => {
+                        let mut cache = self.query_vectors.lock().unwrap_or_else(|e| e.into_inner());
+                        if cache.len() + fresh.len() > QUERY_CACHE_ENTRIES {
+                            cache.clear();
+                        }
+                        let mut fresh = missing.into_iter().zip(fresh).inspect(|(q, v)| {
+                            cache.insert(q.clone(), v.clone());
+                        });
+                        let vectors: Vec<Vec<f32>> = cached
+                            .into_iter()
+                            .map(|c| c.or_else(|| fresh.next().map(|(_, v)| v)).unwrap_or_default())
+                            .collect();
+                        (Mode::Fused, Some(vectors), None)
+                    }
                     Ok(Err(e)) => (
                         Mode::Lexical,
                         None,
