@@ -22,7 +22,10 @@ fn config(default_runbooks: bool, dirs: Vec<PathBuf>, cache: PathBuf) -> Knowled
     KnowledgeConfig {
         default_runbooks,
         extra_dirs: dirs,
-        model: Some(ModelLocation { model_dir: default_model_dir(), onnxruntime: default_onnxruntime() }),
+        model: Some(ModelLocation {
+            model_dir: default_model_dir(),
+            onnxruntime: default_onnxruntime(),
+        }),
         threads: 1,
         arena: false,
         cache_path: Some(cache),
@@ -35,18 +38,27 @@ fn p(sorted: &[Duration], q: f64) -> f64 {
 }
 
 fn build(label: &str, default_runbooks: bool, dirs: Vec<PathBuf>) -> Arc<KnowledgeBase> {
-    let cache = std::env::temp_dir().join(format!("sre-mcp-bench-{}-{label}.bin", std::process::id()));
+    let cache =
+        std::env::temp_dir().join(format!("sre-mcp-bench-{}-{label}.bin", std::process::id()));
     let _ = std::fs::remove_file(&cache);
     let mut last = None;
     for pass in ["cold", "warm"] {
         let started = Instant::now();
-        let knowledge = KnowledgeBase::load_now(config(default_runbooks, dirs.clone(), cache.clone()));
+        let knowledge =
+            KnowledgeBase::load_now(config(default_runbooks, dirs.clone(), cache.clone()));
         let total = started.elapsed();
         let s = knowledge.snapshot();
         let index = s.index.as_ref().unwrap();
         let dense = match &s.dense {
-            DenseState::Ready { chunks_embedded, chunks_from_cache, load_ms, .. } => {
-                format!("embeddings {load_ms} ms ({chunks_embedded} embedded, {chunks_from_cache} from cache)")
+            DenseState::Ready {
+                chunks_embedded,
+                chunks_from_cache,
+                load_ms,
+                ..
+            } => {
+                format!(
+                    "embeddings {load_ms} ms ({chunks_embedded} embedded, {chunks_from_cache} from cache)"
+                )
             }
             other => format!("embeddings unavailable: {other:?}"),
         };
@@ -65,9 +77,17 @@ fn build(label: &str, default_runbooks: bool, dirs: Vec<PathBuf>) -> Arc<Knowled
 
 fn main() {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
     let shipped = build("shipped", true, Vec::new());
-    build("prometheus-operator corpus", false, vec![root.join("../shared/corpora/prometheus-operator-runbooks")]);
+    build(
+        "prometheus-operator corpus",
+        false,
+        vec![root.join("../shared/corpora/prometheus-operator-runbooks")],
+    );
 
     // search_runbooks: distinct queries (each embedded) and repeated ones (query vector cached).
     let queries = load_queries(&root.join("tests/eval/shipped.yaml")).unwrap();
@@ -76,13 +96,19 @@ fn main() {
     runtime.block_on(async {
         for q in &queries {
             let started = Instant::now();
-            shipped.search(&q.query, &Filter::default(), 5).await.unwrap();
+            shipped
+                .search(&q.query, &Filter::default(), 5)
+                .await
+                .unwrap();
             first.push(started.elapsed());
         }
         for _ in 0..10 {
             for q in &queries {
                 let started = Instant::now();
-                shipped.search(&q.query, &Filter::default(), 5).await.unwrap();
+                shipped
+                    .search(&q.query, &Filter::default(), 5)
+                    .await
+                    .unwrap();
                 repeat.push(started.elapsed());
             }
         }

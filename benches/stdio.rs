@@ -73,9 +73,15 @@ impl Server {
         let started = Instant::now();
         loop {
             let reply = self.request("resources/read", json!({"uri": "system://health"}));
-            let text = reply["result"]["contents"][0]["text"].as_str().unwrap_or("{}").to_string();
+            let text = reply["result"]["contents"][0]["text"]
+                .as_str()
+                .unwrap_or("{}")
+                .to_string();
             let health: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
-            let state = health["runbooks"]["embeddings"]["state"].as_str().unwrap_or("loading").to_string();
+            let state = health["runbooks"]["embeddings"]["state"]
+                .as_str()
+                .unwrap_or("loading")
+                .to_string();
             if state != "loading" || started.elapsed() > Duration::from_secs(300) {
                 return state;
             }
@@ -85,7 +91,8 @@ impl Server {
 
     /// Resident and peak resident memory of the server process, in MB.
     fn memory_mb(&self) -> (f64, f64) {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap_or_default();
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .unwrap_or_default();
         let field = |name: &str| {
             status
                 .lines()
@@ -122,7 +129,11 @@ fn cold_start(args: &[&str], label: &str) {
         let mut server = Server::spawn(args);
         server.initialize();
         let tools = server.request("tools/list", json!({}));
-        assert!(tools["result"]["tools"].as_array().is_some_and(|t| !t.is_empty()));
+        assert!(
+            tools["result"]["tools"]
+                .as_array()
+                .is_some_and(|t| !t.is_empty())
+        );
         cold.push(started.elapsed());
     }
     cold.sort();
@@ -143,7 +154,10 @@ fn latencies(args: &[&str], label: &str) {
         ("check_service_health", json!({})),
         ("check_service_health", json!({"service": "user-service"})),
         ("search_logs", json!({"level": "error", "limit": 20})),
-        ("search_logs", json!({"service": "user-service", "pattern": "GET", "limit": 20})),
+        (
+            "search_logs",
+            json!({"service": "user-service", "pattern": "GET", "limit": 20}),
+        ),
     ] {
         for _ in 0..50 {
             server.request("tools/call", json!({"name": tool, "arguments": arguments}));
@@ -157,7 +171,9 @@ fn latencies(args: &[&str], label: &str) {
             samples.push(started.elapsed());
             assert_eq!(reply["result"]["isError"], false, "{reply}");
             bytes = reply.to_string().len();
-            augmented = reply["result"]["structuredContent"].get("relevant_runbooks").is_some();
+            augmented = reply["result"]["structuredContent"]
+                .get("relevant_runbooks")
+                .is_some();
         }
         samples.sort();
         println!(
@@ -176,7 +192,10 @@ fn memory(args: &[&str], label: &str) {
     server.initialize();
     let state = server.wait_for_embeddings();
     let (rss, peak) = server.memory_mb();
-    server.request("tools/call", json!({"name": "search_runbooks", "arguments": {"query": "pods OOMKilled after a deploy"}}));
+    server.request(
+        "tools/call",
+        json!({"name": "search_runbooks", "arguments": {"query": "pods OOMKilled after a deploy"}}),
+    );
     let (rss_after, peak_after) = server.memory_mb();
     println!(
         "[{label}] embeddings {state}: RSS {rss:.1} MB (peak {peak:.1} MB) once loaded; after a search RSS {rss_after:.1} MB (peak {peak_after:.1} MB)"

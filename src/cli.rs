@@ -16,6 +16,7 @@ use serde_json::{Map, Value};
 use crate::app::{App, Settings};
 use crate::augment::Augmenter;
 use crate::cluster::ClusterBackend;
+use crate::cluster::deferred::DeferredBackend;
 use crate::cluster::demo::DemoCluster;
 use crate::pipeline::Pipeline;
 use crate::runbooks::embed::{self, EmbeddingCache, ModelLocation};
@@ -181,9 +182,12 @@ fn init_tracing(cli: &Cli) {
 
 /// Builds the pipeline the server and the subcommands share.
 pub fn build_pipeline(cli: &Cli) -> anyhow::Result<Arc<Pipeline>> {
-    let backend: Arc<dyn ClusterBackend> = Arc::new(
-        DemoCluster::load(jiff::Timestamp::now()).context("loading the embedded demo cluster")?,
-    );
+    // The demo cluster (2 MB of fixtures) loads on its own thread so `initialize` is answered at once.
+    let backend: Arc<dyn ClusterBackend> = Arc::new(DeferredBackend::start("demo", || {
+        let cluster = DemoCluster::load(jiff::Timestamp::now())
+            .context("loading the embedded demo cluster")?;
+        Ok(Arc::new(cluster) as Arc<dyn ClusterBackend>)
+    }));
     let settings = Settings {
         max_log_lines: cli.max_log_lines as usize,
     };

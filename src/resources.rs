@@ -52,12 +52,11 @@ const MARKDOWN: &str = "text/markdown";
 pub async fn list(app: &Arc<App>) -> Vec<ResourceInfo> {
     let mut resources = fixed();
     if let Some(index) = app.knowledge.index().await {
-        resources.extend(index.runbooks.iter().map(|r| {
-            ResourceInfo {
-                uri: r.uri(),
-                name: r.id.clone(),
-                title: r.title.clone(),
-                description: format!(
+        resources.extend(index.runbooks.iter().map(|r| ResourceInfo {
+            uri: r.uri(),
+            name: r.id.clone(),
+            title: r.title.clone(),
+            description: format!(
                     "Runbook{}{}",
                     r.team
                         .as_ref()
@@ -77,8 +76,7 @@ pub async fn list(app: &Arc<App>) -> Vec<ResourceInfo> {
                         )
                     }
                 ),
-                mime_type: MARKDOWN,
-            }
+            mime_type: MARKDOWN,
         }));
     }
     resources

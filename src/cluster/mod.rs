@@ -4,6 +4,7 @@
 //! Objects are k8s-openapi types wherever Kubernetes has one; service metrics and parsed log
 //! entries are our own types because Kubernetes has none.
 
+pub mod deferred;
 pub mod demo;
 pub mod view;
 

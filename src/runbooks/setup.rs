@@ -102,9 +102,11 @@ pub fn setup(location: &ModelLocation, python: &str) -> anyhow::Result<Vec<Strin
     if missing.is_empty() {
         return Ok(report);
     }
-    let named_right = location.onnxruntime.file_name().is_some_and(|n| n == ONNXRUNTIME_FILE);
-    if !named_right && missing.iter().any(|f| f.target == "ort")
-    {
+    let named_right = location
+        .onnxruntime
+        .file_name()
+        .is_some_and(|n| n == ONNXRUNTIME_FILE);
+    if !named_right && missing.iter().any(|f| f.target == "ort") {
         bail!(
             "--onnxruntime must name a file called {ONNXRUNTIME_FILE} for setup-embeddings to install it"
         );
