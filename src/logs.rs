@@ -233,13 +233,34 @@ static NORMALISE: LazyLock<[(Regex, &'static str); 7]> = LazyLock::new(|| {
 /// "timeout after 5000ms for order 17" fall in one group.
 pub fn normalise_message(message: &str) -> String {
     let mut text = message.to_string();
-    for (pattern, placeholder) in NORMALISE.iter() {
+    let last = NORMALISE.len() - 1;
+    for (pattern, placeholder) in &NORMALISE[..last] {
         if pattern.is_match(&text) {
             text = pattern.replace_all(&text, *placeholder).into_owned();
         }
     }
-    text
+    // Identifiers that mix letters and digits (ord_8j9x5busql, cus_342527, req-7f3a9) before
+    // plain numbers, so that each becomes one placeholder rather than a scatter of <n>.
+    text = MIXED_ID
+        .replace_all(&text, |caps: &regex::Captures| {
+            let token = &caps[0];
+            let digits = token.bytes().filter(u8::is_ascii_digit).count();
+            let has_alpha = token.bytes().any(|b| b.is_ascii_alphabetic());
+            // "HikariPool-1" or "x509" are names, not ids: one digit without an underscore, or short.
+            let looks_generated = digits >= 2 || (digits == 1 && token.contains('_'));
+            if looks_generated && has_alpha && token.len() >= 6 {
+                "<id>".to_string()
+            } else {
+                token.to_string()
+            }
+        })
+        .into_owned();
+    let (pattern, placeholder) = &NORMALISE[last];
+    pattern.replace_all(&text, *placeholder).into_owned()
 }
+
+static MIXED_ID: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"[A-Za-z0-9_]+(?:-[A-Za-z0-9_]+)*").expect("static regex"));
 
 #[cfg(test)]
 mod tests {
@@ -292,5 +313,14 @@ mod tests {
             "request 3fa85f64-5717-4562-b3fc-2c963f66afa6 from 10.0.3.17:8080 failed",
         );
         assert_eq!(c, "request <uuid> from <ip> failed");
+        assert_eq!(
+            normalise_message("Order ord_lgxbeoe6tg rejected: inventory-service unavailable"),
+            normalise_message("Order ord_8j9x5busql rejected: inventory-service unavailable")
+        );
+        assert_eq!(normalise_message("retry 3 of 5"), "retry <n> of <n>");
+        assert_eq!(
+            normalise_message("HikariPool-1 - Connection is not available"),
+            "HikariPool-<n> - Connection is not available"
+        );
     }
 }

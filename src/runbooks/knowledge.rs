@@ -140,6 +140,15 @@ pub fn embed_chunks(
     Ok((vectors, new))
 }
 
+fn mark_unavailable(sender: &watch::Sender<Snapshot>, reason: String) {
+    sender.send_modify(|s| {
+        s.dense = DenseState::Unavailable {
+            reason,
+            how_to_enable: HOW_TO_ENABLE.into(),
+        }
+    });
+}
+
 /// Hands memory freed by the indexing pass back to the operating system. Embedding a corpus
 /// leaves hundreds of MB of freed activations in glibc's heap, which would otherwise stay
 /// resident for the server's lifetime.
@@ -236,12 +245,7 @@ impl KnowledgeBase {
             tracing::warn!(
                 "runbook search is lexical-only: embedding model not installed ({missing}); to enable embeddings, {HOW_TO_ENABLE}"
             );
-            sender.send_modify(|s| {
-                s.dense = DenseState::Unavailable {
-                    reason: format!("model not installed: {missing}"),
-                    how_to_enable: HOW_TO_ENABLE.into(),
-                }
-            });
+            mark_unavailable(&sender, format!("model not installed: {missing}"));
             return;
         }
         let dense_started = Instant::now();
@@ -285,12 +289,7 @@ impl KnowledgeBase {
                 tracing::warn!(
                     "runbook search is lexical-only: embeddings failed to load: {e:#}; to enable embeddings, {HOW_TO_ENABLE}"
                 );
-                sender.send_modify(|s| {
-                    s.dense = DenseState::Unavailable {
-                        reason: format!("{e:#}"),
-                        how_to_enable: HOW_TO_ENABLE.into(),
-                    }
-                });
+                mark_unavailable(&sender, format!("{e:#}"));
             }
         }
     }
@@ -342,7 +341,7 @@ impl KnowledgeBase {
         limit: usize,
     ) -> Result<SearchOutcome, String> {
         let (index, mut hits, mode, note) = self
-            .search_batch(&[query.to_string()], filter, limit)
+            .search_batch(&[query.to_string()], filter, limit, true)
             .await?;
         Ok(SearchOutcome {
             index,
@@ -352,14 +351,16 @@ impl KnowledgeBase {
         })
     }
 
-    /// Several queries at once (one embedding call): hits per query, and the mode used.
+    /// Several queries at once (one embedding call): hits per query, and the mode used. It does
+    /// not wait for embeddings that are still loading (the augmenter must not slow every call
+    /// while a cold index is being embedded); it uses what is ready.
     pub async fn search_many(
         &self,
         queries: &[String],
         filter: &Filter,
         limit: usize,
     ) -> Result<(Arc<RunbookIndex>, Vec<Vec<DocHit>>, Mode), String> {
-        let (index, hits, mode, _) = self.search_batch(queries, filter, limit).await?;
+        let (index, hits, mode, _) = self.search_batch(queries, filter, limit, false).await?;
         Ok((index, hits, mode))
     }
 
@@ -368,8 +369,14 @@ impl KnowledgeBase {
         queries: &[String],
         filter: &Filter,
         limit: usize,
+        wait_for_embeddings: bool,
     ) -> Result<(Arc<RunbookIndex>, Vec<Vec<DocHit>>, Mode, Option<String>), String> {
-        let snapshot = self.ready_snapshot().await;
+        let snapshot = if wait_for_embeddings {
+            self.ready_snapshot().await
+        } else {
+            self.index().await;
+            self.snapshot()
+        };
         let Some(index) = snapshot.index.clone() else {
             return Err(format!(
                 "the runbook index is still loading after {} ms; try again shortly",

@@ -233,25 +233,35 @@ async fn get_pod_logs(app: Arc<App>, params: GetPodLogsParams) -> ToolResult<Pod
     })
 }
 
-fn render_line(out: &mut String, prefix: &str, line: &LogLine) {
-    let trace = line
-        .trace_id
-        .as_deref()
-        .map(|t| format!(" trace={t}"))
-        .unwrap_or_default();
-    let _ = writeln!(
-        out,
-        "{}{} {:<5} {}{} {}",
-        prefix,
-        line.timestamp,
-        line.level.as_str(),
-        line.logger,
-        trace,
-        line.message
-    );
-    for d in &line.detail {
+/// One rendered entry: `<head> [trace=…] <message>`, then its continuation lines indented.
+fn write_entry(
+    out: &mut String,
+    head: &str,
+    trace_id: Option<&str>,
+    message: &str,
+    detail: &[String],
+) {
+    let trace = trace_id.map(|t| format!(" trace={t}")).unwrap_or_default();
+    let _ = writeln!(out, "{head}{trace} {message}");
+    for d in detail {
         let _ = writeln!(out, "    {d}");
     }
+}
+
+fn render_line(out: &mut String, line: &LogLine) {
+    let head = format!(
+        "{} {:<5} {}",
+        line.timestamp,
+        line.level.as_str(),
+        line.logger
+    );
+    write_entry(
+        out,
+        &head,
+        line.trace_id.as_deref(),
+        &line.message,
+        &line.detail,
+    );
 }
 
 impl RenderText for PodLogs {
@@ -274,7 +284,7 @@ impl RenderText for PodLogs {
             let _ = writeln!(out, "note: {n}");
         }
         for line in &self.entries {
-            render_line(&mut out, "", line);
+            render_line(&mut out, line);
         }
         out.trim_end().to_string()
     }
@@ -384,25 +394,21 @@ fn service_line(stream: &Stream, entry: &LogEntry) -> ServiceLogLine {
 }
 
 fn render_service_line(out: &mut String, line: &ServiceLogLine) {
-    let trace = line
-        .trace_id
-        .as_deref()
-        .map(|t| format!(" trace={t}"))
-        .unwrap_or_default();
-    let _ = writeln!(
-        out,
-        "{} {:<5} {}/{}{}{} {}",
+    let head = format!(
+        "{} {:<5} {}/{}{}",
         line.timestamp,
         line.level.as_str(),
         line.service,
         line.pod,
-        if line.previous { " (previous)" } else { "" },
-        trace,
-        line.message
+        if line.previous { " (previous)" } else { "" }
     );
-    for d in &line.detail {
-        let _ = writeln!(out, "    {d}");
-    }
+    write_entry(
+        out,
+        &head,
+        line.trace_id.as_deref(),
+        &line.message,
+        &line.detail,
+    );
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -64,5 +64,5 @@ for prompt in "investigate-service service=payment-gateway" "pre-deploy-check se
   fi
 done
 
-echo "mcp inspector cli: $passed passed, $failed failed"
+echo "mcp-inspector-cli: $passed passed, $failed failed"
 [ "$failed" -eq 0 ]

@@ -96,7 +96,7 @@ async def main(binary):
             )
             check("completion/complete", completion.completion.values == ["inventory-service"], completion.completion.values)
 
-    print(f"python mcp client: {passed} passed, {failed} failed")
+    print(f"python-mcp-client: {passed} passed, {failed} failed")
     return failed == 0
 
 
