@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use jiff::Timestamp;
 use serde::Serialize;
 
+use crate::budget::{BudgetConfig, BudgetTracker, DEFAULT_MODEL, Encoding};
 use crate::cluster::ClusterBackend;
 use crate::runbooks::knowledge::KnowledgeBase;
 
@@ -16,17 +17,30 @@ use crate::runbooks::knowledge::KnowledgeBase;
 pub struct Settings {
     /// Most entries a log or search tool returns in one call.
     pub max_log_lines: usize,
+    /// Token counting, pricing and budgets.
+    pub budget: BudgetConfig,
 }
 
 impl Default for Settings {
     fn default() -> Self {
-        Settings { max_log_lines: 500 }
+        Settings {
+            max_log_lines: 500,
+            budget: BudgetConfig {
+                encoding: Encoding::O200kBase,
+                model: DEFAULT_MODEL.to_string(),
+                price_per_mtok: 3.0,
+                budget_tokens: None,
+                budget_usd: None,
+            },
+        }
     }
 }
 
 pub struct App {
     pub backend: Arc<dyn ClusterBackend>,
     pub knowledge: Arc<KnowledgeBase>,
+    /// The session ledger; also the pipeline's last stage.
+    pub budget: Arc<BudgetTracker>,
     pub settings: Settings,
     pub stats: CallStats,
     pub started: Instant,
@@ -42,6 +56,7 @@ impl App {
         Arc::new(App {
             backend,
             knowledge,
+            budget: Arc::new(BudgetTracker::new(settings.budget.clone())),
             settings,
             stats: CallStats::default(),
             started: Instant::now(),

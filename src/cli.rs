@@ -15,6 +15,7 @@ use serde_json::{Map, Value};
 
 use crate::app::{App, Settings};
 use crate::augment::Augmenter;
+use crate::budget::{BudgetConfig, Encoding};
 use crate::cluster::ClusterBackend;
 use crate::cluster::deferred::DeferredBackend;
 use crate::cluster::demo::DemoCluster;
@@ -108,6 +109,28 @@ pub struct Cli {
     #[arg(long, env = "SRE_MCP_AUGMENT_MAX_RUNBOOKS", default_value_t = 3, value_parser = clap::value_parser!(u8).range(1..=3), global = true)]
     pub augment_max_runbooks: u8,
 
+    /// BPE encoding used to count the tokens each result costs.
+    #[arg(long, env = "SRE_MCP_TOKENIZER", value_enum, default_value_t = Encoding::O200kBase, global = true)]
+    pub tokenizer: Encoding,
+
+    /// Model whose input price (USD per million tokens) the ledger uses: claude-sonnet-4-5,
+    /// claude-opus-4-1, claude-haiku-4-5, gpt-4o, gpt-4.1.
+    #[arg(long, env = "SRE_MCP_MODEL", default_value = crate::budget::DEFAULT_MODEL, global = true)]
+    pub model: String,
+
+    /// Input price in USD per million tokens; overrides the --model price table.
+    #[arg(long, env = "SRE_MCP_PRICE_PER_MTOK", global = true)]
+    pub price_per_mtok: Option<f64>,
+
+    /// Session budget in tokens returned to the client: a warning at 80%, tool calls refused
+    /// past 100%.
+    #[arg(long, env = "SRE_MCP_BUDGET_TOKENS", global = true)]
+    pub budget_tokens: Option<u64>,
+
+    /// Session budget in USD (at the --model price), with the same warning and refusal.
+    #[arg(long, env = "SRE_MCP_BUDGET_USD", global = true)]
+    pub budget_usd: Option<f64>,
+
     #[command(subcommand)]
     pub command: Option<Command>,
 }
@@ -188,11 +211,27 @@ pub fn build_pipeline(cli: &Cli) -> anyhow::Result<Arc<Pipeline>> {
             .context("loading the embedded demo cluster")?;
         Ok(Arc::new(cluster) as Arc<dyn ClusterBackend>)
     }));
+    let price_per_mtok = match cli.price_per_mtok {
+        Some(p) if p.is_finite() && p >= 0.0 => p,
+        Some(p) => bail!("--price-per-mtok must be a non-negative number of USD, not {p}"),
+        None => crate::budget::price_for(&cli.model).map_err(anyhow::Error::msg)?,
+    };
+    if cli.budget_usd.is_some_and(|b| !b.is_finite() || b < 0.0) {
+        bail!("--budget-usd must be a non-negative number of USD");
+    }
     let settings = Settings {
         max_log_lines: cli.max_log_lines as usize,
+        budget: BudgetConfig {
+            encoding: cli.tokenizer,
+            model: cli.model.clone(),
+            price_per_mtok,
+            budget_tokens: cli.budget_tokens,
+            budget_usd: cli.budget_usd,
+        },
     };
     let knowledge = KnowledgeBase::start(knowledge_config(cli));
     let app = App::new(backend, knowledge.clone(), settings);
+    let budget = app.budget.clone();
     let mut pipeline = Pipeline::new(app, ToolRegistry::standard());
     if cli.augment == Switch::On {
         pipeline = pipeline.with_stage(Box::new(Augmenter::new(
@@ -201,6 +240,8 @@ pub fn build_pipeline(cli: &Cli) -> anyhow::Result<Arc<Pipeline>> {
             cli.augment_max_runbooks as usize,
         )));
     }
+    // Last, so it counts what the client really receives (attached runbooks included).
+    pipeline = pipeline.with_stage(Box::new(budget));
     Ok(Arc::new(pipeline))
 }
 
@@ -248,18 +289,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Some(Command::EvalRunbooks { queries, json }) => {
             return eval_runbooks(&cli, queries, *json);
         }
-        _ => {}
-    }
-    let pipeline = build_pipeline(&cli)?;
-    match &cli.command {
-        Some(Command::SetupEmbeddings { .. } | Command::EvalRunbooks { .. }) => {
-            unreachable!("handled above")
-        }
-        None | Some(Command::Serve) => serve(pipeline).await,
         Some(Command::Tools) => {
-            let width = pipeline.tools.names().map(str::len).max().unwrap_or(0);
+            let registry = ToolRegistry::standard();
+            let width = registry.names().map(str::len).max().unwrap_or(0);
             let mut out = String::new();
-            for t in pipeline.tools.iter() {
+            for t in registry.iter() {
                 let first = t.description.split(". ").next().unwrap_or(t.description);
                 out.push_str(&format!(
                     "{:<width$}  {}\n",
@@ -268,9 +302,49 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 ));
             }
             print_stdout(&out);
-            Ok(())
+            return Ok(());
         }
+        Some(Command::Prompts) => {
+            let mut out = String::new();
+            for p in crate::prompts::PROMPTS {
+                let args: Vec<String> = p
+                    .arguments
+                    .iter()
+                    .map(|a| {
+                        if a.required {
+                            a.name.to_string()
+                        } else {
+                            format!("{}?", a.name)
+                        }
+                    })
+                    .collect();
+                out.push_str(&format!(
+                    "{}({})  {}\n",
+                    p.name,
+                    args.join(", "),
+                    p.description
+                ));
+            }
+            print_stdout(&out);
+            return Ok(());
+        }
+        _ => {}
+    }
+    let pipeline = build_pipeline(&cli)?;
+    match &cli.command {
+        Some(
+            Command::SetupEmbeddings { .. }
+            | Command::EvalRunbooks { .. }
+            | Command::Tools
+            | Command::Prompts,
+        ) => {
+            unreachable!("handled above")
+        }
+        None | Some(Command::Serve) => serve(pipeline).await,
+
         Some(Command::Call { tool, args, json }) => {
+            // Like a server that has been up a moment: runbook embeddings ready (bounded wait).
+            pipeline.app.knowledge.ready_snapshot().await;
             let Some(def) = pipeline.tools.get(tool) else {
                 bail!(
                     "unknown tool {tool:?}; available tools: {}",
@@ -295,31 +369,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Some(Command::Prompts) => {
-            let mut out = String::new();
-            for p in crate::prompts::PROMPTS {
-                let args: Vec<String> = p
-                    .arguments
-                    .iter()
-                    .map(|a| {
-                        if a.required {
-                            a.name.to_string()
-                        } else {
-                            format!("{}?", a.name)
-                        }
-                    })
-                    .collect();
-                out.push_str(&format!(
-                    "{}({})  {}\n",
-                    p.name,
-                    args.join(", "),
-                    p.description
-                ));
-            }
-            print_stdout(&out);
-            Ok(())
-        }
+
         Some(Command::Read { uri }) => {
+            pipeline.app.knowledge.ready_snapshot().await;
             let body = crate::resources::read(&pipeline.app, uri).await?;
             print_stdout(&format!("{}\n", body.text));
             Ok(())

@@ -6,6 +6,7 @@
 
 pub mod app;
 pub mod augment;
+pub mod budget;
 pub mod cli;
 pub mod cluster;
 pub mod logs;

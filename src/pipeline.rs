@@ -35,12 +35,22 @@ pub struct ToolReply {
 #[async_trait]
 pub trait Stage: Send + Sync {
     fn name(&self) -> &'static str;
+
+    /// Before the tool runs: `Err(message)` refuses the call (an `isError` reply).
+    fn admit(&self, _tool: &ToolDef) -> Result<(), String> {
+        Ok(())
+    }
+
+    /// Edits the structured result before it is rendered as text.
     async fn apply(
         &self,
         tool: &ToolDef,
         arguments: &Map<String, Value>,
         result: &mut StagedResult,
     ) -> anyhow::Result<()>;
+
+    /// Sees the final reply (text rendered, footers added) of every call, errors included.
+    fn finish(&self, _tool: &ToolDef, _reply: &mut ToolReply) {}
 }
 
 /// The tool could not be called at all (unknown name): a protocol error, not a tool failure.
@@ -83,8 +93,13 @@ impl Pipeline {
             });
         };
         let started = Instant::now();
-        let outcome = (tool.handler)(self.app.clone(), Value::Object(arguments.clone())).await;
-        let reply = match outcome {
+        let refusal = self.stages.iter().find_map(|stage| stage.admit(tool).err());
+        let outcome = match refusal {
+            Some(message) => Err(ToolError::Refused(message)),
+            None => (tool.handler)(self.app.clone(), Value::Object(arguments.clone())).await,
+        };
+        let refused = matches!(outcome, Err(ToolError::Refused(_)));
+        let mut reply = match outcome {
             Ok(structured) => {
                 let mut staged = StagedResult {
                     structured,
@@ -124,6 +139,11 @@ impl Pipeline {
                 meta: Map::new(),
             },
         };
+        if !refused {
+            for stage in &self.stages {
+                stage.finish(tool, &mut reply);
+            }
+        }
         let elapsed = started.elapsed();
         self.app.stats.record(name, elapsed, reply.is_error);
         let bytes = reply.text.len() + reply.structured.as_ref().map_or(0, |v| v.to_string().len());

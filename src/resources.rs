@@ -92,6 +92,13 @@ fn fixed() -> Vec<ResourceInfo> {
             mime_type: JSON,
         },
         ResourceInfo {
+            uri: "budget://usage".into(),
+            name: "budget-usage".into(),
+            title: "Token and cost ledger".into(),
+            description: "Tokens and cost returned to the client this session, per tool and in total, with the budget and what remains. Reading it is free.".into(),
+            mime_type: JSON,
+        },
+        ResourceInfo {
             uri: "deployment://history".into(),
             name: "deployment-history".into(),
             title: "Deployment history".into(),
@@ -134,6 +141,7 @@ pub async fn read(app: &Arc<App>, uri: &str) -> Result<ResourceBody, ResourceErr
     };
     match uri {
         "system://health" => Ok(body(system_health(app).await?)),
+        "budget://usage" => Ok(body(app.budget.usage())),
         "deployment://history" => Ok(body(json!({ "deploys": history(app, None).await? }))),
         _ if uri.starts_with("runbook://") => {
             let id = percent_decode(&uri["runbook://".len()..]);
@@ -194,7 +202,7 @@ impl From<ToolError> for ResourceError {
     fn from(e: ToolError) -> Self {
         match e {
             ToolError::NotFound(m) | ToolError::InvalidArgument(m) => ResourceError::NotFound(m),
-            ToolError::Backend(m) => ResourceError::Failed(m),
+            ToolError::Backend(m) | ToolError::Refused(m) => ResourceError::Failed(m),
         }
     }
 }
@@ -275,8 +283,15 @@ async fn system_health(app: &Arc<App>) -> Result<serde_json::Value, ResourceErro
             "firing_alerts": metrics.iter().flat_map(|m| m.alerts.iter().map(move |a| format!("{} ({}/{}, {})", a.name, m.namespace, m.service, a.severity))).collect::<Vec<_>>(),
         },
         "runbooks": runbook_status(app),
+        "budget": budget_summary(app),
         "tools": app.stats.snapshot(),
     }))
+}
+
+/// The ledger's totals (the per-tool detail is in budget://usage).
+fn budget_summary(app: &Arc<App>) -> serde_json::Value {
+    let usage = app.budget.usage();
+    json!({ "tokens": usage["tokens"], "cost_usd": usage["cost_usd"], "calls": usage["calls"], "budget": usage["budget"] })
 }
 
 /// Runbook knowledge status: corpus size, which retrievers are live and, when embeddings are

@@ -33,6 +33,9 @@ pub enum ToolError {
     /// A named object does not exist; the message lists the closest valid names.
     #[error("{0}")]
     NotFound(String),
+    /// A pipeline stage refused the call (e.g. the session budget is spent).
+    #[error("{0}")]
+    Refused(String),
     /// The backend failed (API server unreachable, forbidden…).
     #[error("cluster backend error: {0}")]
     Backend(String),
