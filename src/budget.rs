@@ -38,6 +38,7 @@ impl Encoding {
         let _ = std::thread::Builder::new()
             .name("tokenizer".into())
             .spawn(move || {
+                crate::cluster::deferred::lower_thread_priority();
                 let _ = self.bpe();
             });
     }

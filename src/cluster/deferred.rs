@@ -13,6 +13,17 @@ use crate::logs::LogEntry;
 
 type Loaded = Result<Arc<dyn ClusterBackend>, String>;
 
+/// Background loading must not compete with answering requests on a small machine: this
+/// thread runs at a lower scheduling priority (Linux schedules threads individually).
+pub fn lower_thread_priority() {
+    #[cfg(target_os = "linux")]
+    // SAFETY: setpriority on this thread's id changes only its nice value.
+    unsafe {
+        let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
+        libc::setpriority(libc::PRIO_PROCESS, tid, 10);
+    }
+}
+
 pub struct DeferredBackend {
     kind: &'static str,
     ready: watch::Receiver<bool>,
@@ -31,6 +42,7 @@ impl DeferredBackend {
         std::thread::Builder::new()
             .name(format!("{kind}-backend"))
             .spawn(move || {
+                lower_thread_priority();
                 let started = std::time::Instant::now();
                 let loaded = load().map_err(|e| format!("{e:#}"));
                 match &loaded {

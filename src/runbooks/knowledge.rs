@@ -192,7 +192,10 @@ impl KnowledgeBase {
         let wait = config.wait;
         std::thread::Builder::new()
             .name("runbook-index".into())
-            .spawn(move || Self::load(config, sender))
+            .spawn(move || {
+                crate::cluster::deferred::lower_thread_priority();
+                Self::load(config, sender)
+            })
             .expect("spawn the index thread");
         Arc::new(KnowledgeBase {
             state: receiver,
