@@ -2,7 +2,7 @@
 //! variable) and the subcommands for people at a terminal. With no subcommand the binary is
 //! the stdio MCP server.
 
-use std::collections::BTreeMap;
+use std::collections::BTreeSet;
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -475,12 +475,12 @@ pub fn parse_cli_arguments(
 ) -> anyhow::Result<Map<String, Value>> {
     let properties = schema.get("properties").and_then(Value::as_object);
     let mut arguments = Map::new();
-    let mut seen = BTreeMap::new();
+    let mut seen = BTreeSet::new();
     for word in words {
         let Some((key, raw)) = word.split_once('=') else {
             bail!("argument {word:?} is not key=value (e.g. namespace=payments)");
         };
-        if seen.insert(key.to_string(), ()).is_some() {
+        if !seen.insert(key.to_string()) {
             bail!("argument {key:?} given twice");
         }
         let kind = properties

@@ -157,15 +157,3 @@ impl Pipeline {
         Ok(reply)
     }
 }
-
-impl From<ToolError> for ToolReply {
-    fn from(error: ToolError) -> Self {
-        ToolReply {
-            tool: String::new(),
-            structured: None,
-            text: error.to_string(),
-            is_error: true,
-            meta: Map::new(),
-        }
-    }
-}

@@ -221,7 +221,10 @@ async fn history(
         Some(s) => vec![lookup::find_service(app, s).await?],
         None => app.backend.deployments(None).await?,
     };
-    let replica_sets = app.backend.replica_sets(None).await?;
+    let namespace = service
+        .and_then(|_| deployments.first())
+        .map(|d| view::namespace(&d.metadata));
+    let replica_sets = app.backend.replica_sets(namespace).await?;
     let now = Timestamp::now();
     let mut records: Vec<(Timestamp, DeployRecord)> = deployments
         .iter()

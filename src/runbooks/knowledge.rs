@@ -173,23 +173,32 @@ pub fn resident_mb() -> u64 {
 }
 
 impl KnowledgeBase {
-    /// Starts loading in the background and returns at once.
-    pub fn start(config: KnowledgeConfig) -> Arc<KnowledgeBase> {
-        let initial = Snapshot {
+    /// What is known before loading: nothing indexed; embeddings loading or disabled.
+    fn initial(config: &KnowledgeConfig) -> (watch::Sender<Snapshot>, Arc<KnowledgeBase>) {
+        let dense = match config.model {
+            Some(_) => DenseState::Loading,
+            None => DenseState::Disabled {
+                reason: "embeddings disabled by --no-embeddings".into(),
+            },
+        };
+        let (sender, receiver) = watch::channel(Snapshot {
             index: None,
             embedder: None,
-            dense: if config.model.is_some() {
-                DenseState::Loading
-            } else {
-                DenseState::Disabled {
-                    reason: "embeddings disabled by --no-embeddings".into(),
-                }
-            },
+            dense,
             warnings: Vec::new(),
             lexical_ms: None,
-        };
-        let (sender, receiver) = watch::channel(initial);
-        let wait = config.wait;
+        });
+        let knowledge = Arc::new(KnowledgeBase {
+            state: receiver,
+            wait: config.wait,
+            query_vectors: Mutex::default(),
+        });
+        (sender, knowledge)
+    }
+
+    /// Starts loading in the background and returns at once.
+    pub fn start(config: KnowledgeConfig) -> Arc<KnowledgeBase> {
+        let (sender, knowledge) = Self::initial(&config);
         std::thread::Builder::new()
             .name("runbook-index".into())
             .spawn(move || {
@@ -197,29 +206,14 @@ impl KnowledgeBase {
                 Self::load(config, sender)
             })
             .expect("spawn the index thread");
-        Arc::new(KnowledgeBase {
-            state: receiver,
-            wait,
-            query_vectors: Mutex::default(),
-        })
+        knowledge
     }
 
     /// Builds everything synchronously (for tests, evaluation and benchmarks).
     pub fn load_now(config: KnowledgeConfig) -> Arc<KnowledgeBase> {
-        let wait = config.wait;
-        let (sender, receiver) = watch::channel(Snapshot {
-            index: None,
-            embedder: None,
-            dense: DenseState::Loading,
-            warnings: Vec::new(),
-            lexical_ms: None,
-        });
+        let (sender, knowledge) = Self::initial(&config);
         Self::load(config, sender);
-        Arc::new(KnowledgeBase {
-            state: receiver,
-            wait,
-            query_vectors: Mutex::default(),
-        })
+        knowledge
     }
 
     fn load(config: KnowledgeConfig, sender: watch::Sender<Snapshot>) {
@@ -267,8 +261,7 @@ impl KnowledgeBase {
             Ok((embedder, vectors, new)) => {
                 let total = vectors.len();
                 release_freed_memory();
-                let index =
-                    Arc::new(RunbookIndex::build(lexical.runbooks.clone()).with_vectors(vectors));
+                let index = Arc::new((*lexical).clone().with_vectors(vectors));
                 let load_ms = dense_started.elapsed().as_millis() as u64;
                 tracing::info!(
                     chunks = total,
@@ -301,16 +294,14 @@ impl KnowledgeBase {
         self.state.borrow().clone()
     }
 
-    /// Waits (bounded) until the lexical index exists and, if embeddings are loading, until
-    /// they are ready. Returns whatever is there when the time is up.
-    pub async fn ready_snapshot(&self) -> Snapshot {
+    /// The first snapshot for which `settled` holds, waiting at most the configured time;
+    /// whatever is there when the time is up otherwise.
+    async fn wait_until(&self, settled: impl Fn(&Snapshot) -> bool) -> Snapshot {
         let mut receiver = self.state.clone();
         let deadline = tokio::time::Instant::now() + self.wait;
         loop {
             let snapshot = receiver.borrow_and_update().clone();
-            let settled =
-                snapshot.index.is_some() && !matches!(snapshot.dense, DenseState::Loading);
-            if settled {
+            if settled(&snapshot) {
                 return snapshot;
             }
             match tokio::time::timeout_at(deadline, receiver.changed()).await {
@@ -320,20 +311,17 @@ impl KnowledgeBase {
         }
     }
 
+    /// Waits (bounded) until the lexical index exists and, if embeddings are loading, until
+    /// they are ready.
+    pub async fn ready_snapshot(&self) -> Snapshot {
+        self.wait_until(|s| s.index.is_some() && !matches!(s.dense, DenseState::Loading))
+            .await
+    }
+
     /// The index as soon as it exists (lexical at least), waiting a bounded time; embeddings
     /// are not waited for.
     pub async fn index(&self) -> Option<Arc<RunbookIndex>> {
-        let mut receiver = self.state.clone();
-        let deadline = tokio::time::Instant::now() + self.wait;
-        loop {
-            if let Some(index) = receiver.borrow_and_update().index.clone() {
-                return Some(index);
-            }
-            match tokio::time::timeout_at(deadline, receiver.changed()).await {
-                Ok(Ok(())) => continue,
-                _ => return receiver.borrow().index.clone(),
-            }
-        }
+        self.wait_until(|s| s.index.is_some()).await.index
     }
 
     /// Searches with every retriever available; says which were used and why.
@@ -377,8 +365,7 @@ impl KnowledgeBase {
         let snapshot = if wait_for_embeddings {
             self.ready_snapshot().await
         } else {
-            self.index().await;
-            self.snapshot()
+            self.wait_until(|s| s.index.is_some()).await
         };
         let Some(index) = snapshot.index.clone() else {
             return Err(format!(
