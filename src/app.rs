@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use jiff::Timestamp;
 use serde::Serialize;
 
-use crate::budget::{BudgetConfig, BudgetTracker, DEFAULT_MODEL, Encoding};
+use crate::budget::{BudgetConfig, BudgetTracker, DEFAULT_MODEL, Encoding, ShapingConfig};
 use crate::cluster::ClusterBackend;
 use crate::runbooks::knowledge::KnowledgeBase;
 
@@ -31,6 +31,7 @@ impl Default for Settings {
                 price_per_mtok: 3.0,
                 budget_tokens: None,
                 budget_usd: None,
+                shaping: ShapingConfig::default(),
             },
         }
     }

@@ -11,7 +11,9 @@ use clap::ValueEnum;
 use serde::Serialize;
 use serde_json::{Map, Value, json};
 
-use crate::pipeline::{Stage, StagedResult, ToolReply};
+use crate::pipeline::{Rendered, Stage, StagedResult, ToolReply};
+use crate::result_store::{ResultStore, StoredResult, paginate};
+use crate::shape::{ShapeRequest, full_reply_tokens, shape};
 use crate::tools::ToolDef;
 
 /// BPE encodings the counter can use.
@@ -86,6 +88,68 @@ pub struct BudgetConfig {
     pub price_per_mtok: f64,
     pub budget_tokens: Option<u64>,
     pub budget_usd: Option<f64>,
+    pub shaping: ShapingConfig,
+}
+
+/// The smallest cap a caller may ask for: below it not even a list's first item and the note
+/// saying what was dropped fit.
+pub const MIN_RESULT_TOKENS: usize = 500;
+
+/// Per-result caps and the full-result store.
+#[derive(Debug, Clone)]
+pub struct ShapingConfig {
+    /// Default cap per tool result, in tokens (text plus structured content).
+    pub max_result_tokens: usize,
+    /// Highest cap a caller's `max_tokens` may set; larger values are clamped to it.
+    pub ceiling: usize,
+    /// Bytes of full results kept for `result://` (least recently used evicted first).
+    pub store_bytes: usize,
+}
+
+impl Default for ShapingConfig {
+    fn default() -> Self {
+        ShapingConfig {
+            max_result_tokens: 2_000,
+            ceiling: 25_000,
+            store_bytes: 64 * 1024 * 1024,
+        }
+    }
+}
+
+impl ShapingConfig {
+    /// The cap for one call: the caller's `max_tokens` (clamped to the ceiling, with a note
+    /// saying so) or the default. Anything but a whole number of at least
+    /// [`MIN_RESULT_TOKENS`] is an error that says what is valid.
+    pub fn resolve(&self, requested: Option<&Value>) -> Result<(usize, Option<String>), String> {
+        let Some(requested) = requested.filter(|v| !v.is_null()) else {
+            return Ok((self.max_result_tokens, None));
+        };
+        let valid = format!(
+            "max_tokens must be a whole number of tokens from {MIN_RESULT_TOKENS} to {} (larger values are clamped to {}; the default is {})",
+            self.ceiling, self.ceiling, self.max_result_tokens
+        );
+        let n = match requested {
+            Value::Number(n) => n
+                .as_u64()
+                .or_else(|| n.as_f64().filter(|f| f.fract() == 0.0 && *f >= 0.0).map(|f| f as u64)),
+            Value::String(s) => s.trim().parse::<u64>().ok(),
+            _ => None,
+        }
+        .ok_or_else(|| format!("{valid}; got {requested}"))?;
+        if n < MIN_RESULT_TOKENS as u64 {
+            return Err(format!("{valid}; got {n}"));
+        }
+        if n > self.ceiling as u64 {
+            return Ok((
+                self.ceiling,
+                Some(format!(
+                    "max_tokens={n} is above the ceiling; {} used (--max-result-tokens-ceiling)",
+                    self.ceiling
+                )),
+            ));
+        }
+        Ok((n as usize, None))
+    }
 }
 
 #[derive(Debug, Default, Clone, Serialize)]
@@ -96,28 +160,49 @@ pub struct ToolUsage {
     pub cost_usd: f64,
 }
 
+/// Pages of stored full results read through `result://`.
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct ReadUsage {
+    pub reads: u64,
+    pub tokens: u64,
+    pub cost_usd: f64,
+}
+
 #[derive(Debug, Default, Clone, Serialize)]
 struct LedgerState {
     calls: u64,
     refused_calls: u64,
+    shaped_calls: u64,
     tokens: u64,
     cost_usd: f64,
     by_tool: BTreeMap<String, ToolUsage>,
+    result_pages: ReadUsage,
 }
 
-/// The session ledger and budget gate.
+/// The session ledger, the budget gate and the result shaper.
 pub struct BudgetTracker {
     config: BudgetConfig,
     ledger: Mutex<LedgerState>,
+    store: ResultStore,
 }
 
 impl BudgetTracker {
     pub fn new(config: BudgetConfig) -> BudgetTracker {
         config.encoding.warm_up();
         BudgetTracker {
+            store: ResultStore::new(config.shaping.store_bytes),
             config,
             ledger: Mutex::default(),
         }
+    }
+
+    /// Full versions of shaped results (`result://`).
+    pub fn store(&self) -> &ResultStore {
+        &self.store
+    }
+
+    pub fn encoding(&self) -> Encoding {
+        self.config.encoding
     }
 
     fn cost(&self, tokens: u64) -> f64 {
@@ -185,8 +270,11 @@ impl BudgetTracker {
             "price_per_mtok_usd": self.config.price_per_mtok,
             "calls": state.calls,
             "refused_calls": state.refused_calls,
+            "shaped_calls": state.shaped_calls,
             "tokens": state.tokens,
             "cost_usd": round6(state.cost_usd),
+            "max_result_tokens": self.config.shaping.max_result_tokens,
+            "max_result_tokens_ceiling": self.config.shaping.ceiling,
             "budget": {
                 "tokens": self.config.budget_tokens,
                 "usd": self.config.budget_usd,
@@ -194,6 +282,12 @@ impl BudgetTracker {
                 "remaining": self.remaining(&state),
             },
             "by_tool": state.by_tool,
+            "result_pages": state.result_pages,
+            "result_store": {
+                "results": self.store.usage().0,
+                "bytes": self.store.usage().1,
+                "max_bytes": self.store.max_bytes(),
+            },
         })
     }
 }
@@ -217,12 +311,113 @@ impl BudgetTracker {
         Ok(())
     }
 
+    /// Reads a page of a stored full result, booking its tokens (refused once the budget is
+    /// spent, like a tool call).
+    pub fn read_result_page(&self, uri: &str) -> Result<String, crate::result_store::ReadError> {
+        {
+            let state = self.ledger.lock().unwrap_or_else(|e| e.into_inner());
+            if self.used_fraction(&state) >= 1.0 {
+                return Err(crate::result_store::ReadError::Invalid(format!(
+                    "session budget exhausted: spent {}. {uri} was not read. Raise the budget (restart with a larger --budget-tokens / --budget-usd); system://health and budget://usage stay readable.",
+                    self.spent_text(&state)
+                )));
+            }
+        }
+        let page = self.store.read(uri)?;
+        let tokens = self.config.encoding.count(&page) as u64;
+        let cost = self.cost(tokens);
+        let mut state = self.ledger.lock().unwrap_or_else(|e| e.into_inner());
+        state.tokens += tokens;
+        state.cost_usd += cost;
+        state.result_pages.reads += 1;
+        state.result_pages.tokens += tokens;
+        state.result_pages.cost_usd += cost;
+        tracing::info!(uri, tokens, cost_usd = round6(cost), "result page read");
+        Ok(page)
+    }
+
+    /// Shapes a result that is over its cap; keeps the full version in the store.
+    pub fn shape_to_cap(&self, tool: &ToolDef, arguments: &Map<String, Value>, result: &mut StagedResult) {
+        let cap = result.max_tokens;
+        result.meta.insert("max_tokens".into(), json!(cap));
+        let footers = result.footers.join("\n\n");
+        let json = result.structured.to_string();
+        let mut text = (tool.render)(&result.structured);
+        if !footers.is_empty() {
+            text.push_str("\n\n");
+            text.push_str(&footers);
+        }
+        // A token is at least one byte: a reply with no more bytes than the cap fits.
+        if json.len() + text.len() <= cap {
+            result.rendered = Some(Rendered { json, text });
+            return;
+        }
+        let mut request = ShapeRequest {
+            encoding: self.config.encoding,
+            cap,
+            ceiling: self.config.shaping.ceiling,
+            render: &|v: &Value| (tool.render)(v),
+            footers: &footers,
+            arguments: tool
+                .input_schema
+                .get("properties")
+                .and_then(Value::as_object)
+                .map(|p| p.keys().cloned().collect())
+                .unwrap_or_default(),
+            given: arguments
+                .iter()
+                .filter(|(_, v)| !v.is_null())
+                .map(|(k, _)| k.clone())
+                .collect(),
+            full_result: None,
+        };
+        let (full_tokens, estimated, tokens_per_json_byte) =
+            full_reply_tokens(&request, &text, &json);
+        if full_tokens <= cap {
+            result.rendered = Some(Rendered { json, text });
+            return;
+        }
+        let stored = self.store.fits(text.len()).then(|| {
+            let id = self.store.allocate_id();
+            let pages = paginate(&text, cap, self.config.encoding);
+            (id, pages)
+        });
+        request.full_result = stored
+            .as_ref()
+            .map(|(id, pages)| (format!("result://{id}"), pages.len()));
+        let shaped = shape(
+            &request,
+            &result.structured,
+            full_tokens,
+            estimated,
+            tokens_per_json_byte,
+        );
+        if let Some((id, pages)) = stored {
+            result
+                .meta
+                .insert("full_result".into(), json!(format!("result://{id}")));
+            self.store.put(StoredResult {
+                id,
+                tool: tool.name.to_string(),
+                arguments: arguments.clone(),
+                created: jiff::Timestamp::now(),
+                text,
+                pages,
+                full_tokens,
+            });
+        }
+        result.structured = shaped.structured;
+        result.footers.push(shaped.truncation.footer());
+        result.meta.insert("truncated".into(), json!(true));
+        result.rendered = None;
+    }
+
     /// Counts the reply's tokens, books them and adds the `_meta` fields (and a warning past 80%).
     pub fn finish(&self, tool: &ToolDef, reply: &mut ToolReply) {
         // What the client receives: the text content and the structured content.
         let mut tokens = self.config.encoding.count(&reply.text) as u64;
-        if let Some(structured) = &reply.structured {
-            tokens += self.config.encoding.count(&structured.to_string()) as u64;
+        if let Some(json) = &reply.structured_json {
+            tokens += self.config.encoding.count(json) as u64;
         }
         let cost = self.cost(tokens);
         let truncated = reply
@@ -232,6 +427,7 @@ impl BudgetTracker {
             .unwrap_or(false);
         let mut state = self.ledger.lock().unwrap_or_else(|e| e.into_inner());
         state.calls += 1;
+        state.shaped_calls += u64::from(truncated);
         state.tokens += tokens;
         state.cost_usd += cost;
         let usage = state.by_tool.entry(tool.name.to_string()).or_default();
@@ -284,10 +480,11 @@ impl Stage for std::sync::Arc<BudgetTracker> {
 
     async fn apply(
         &self,
-        _tool: &ToolDef,
-        _arguments: &Map<String, Value>,
-        _result: &mut StagedResult,
+        tool: &ToolDef,
+        arguments: &Map<String, Value>,
+        result: &mut StagedResult,
     ) -> anyhow::Result<()> {
+        self.shape_to_cap(tool, arguments, result);
         Ok(())
     }
 

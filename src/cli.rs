@@ -15,7 +15,7 @@ use serde_json::{Map, Value};
 
 use crate::app::{App, Settings};
 use crate::augment::Augmenter;
-use crate::budget::{BudgetConfig, Encoding};
+use crate::budget::{BudgetConfig, Encoding, ShapingConfig};
 use crate::cluster::ClusterBackend;
 use crate::cluster::deferred::DeferredBackend;
 use crate::cluster::demo::DemoCluster;
@@ -39,10 +39,15 @@ pub struct Cli {
     #[arg(long, env = "SRE_MCP_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text, global = true)]
     pub log_format: LogFormat,
 
-    /// Most log entries one call of get_pod_logs or search_logs may return (tail_lines and
-    /// limit are clamped to it).
-    #[arg(long, env = "SRE_MCP_MAX_LOG_LINES", default_value_t = 500, value_parser = clap::value_parser!(u32).range(1..=100_000), global = true)]
+    /// Most log entries one call of get_pod_logs or search_logs may read (tail_lines and
+    /// limit are clamped to it). What reaches the client is bounded by --max-result-tokens.
+    #[arg(long, env = "SRE_MCP_MAX_LOG_LINES", default_value_t = 50_000, value_parser = clap::value_parser!(u32).range(1..=1_000_000), global = true)]
     pub max_log_lines: u32,
+
+    /// Load the demo cluster from this directory instead of the embedded one (same layout
+    /// as fixtures/demo: <namespace>.yaml, nodes.yaml, logs/<ns>/<pod>/<container>.log).
+    #[arg(long, env = "SRE_MCP_DEMO_FIXTURES", value_name = "DIR", global = true)]
+    pub demo_fixtures: Option<PathBuf>,
 
     /// Add a folder of Markdown runbooks (front matter optional); repeatable. In the
     /// environment, separate folders with ':'.
@@ -131,6 +136,21 @@ pub struct Cli {
     #[arg(long, env = "SRE_MCP_BUDGET_USD", global = true)]
     pub budget_usd: Option<f64>,
 
+    /// Default cap, in tokens, on one tool result (text plus structured content). Larger
+    /// results are shaped to fit: most relevant items kept, the rest counted, the full result
+    /// kept at result://{id}. A call may ask for another cap with its max_tokens argument.
+    #[arg(long, env = "SRE_MCP_MAX_RESULT_TOKENS", default_value_t = 2_000, value_parser = clap::value_parser!(u32).range(crate::budget::MIN_RESULT_TOKENS as i64..=1_000_000), global = true)]
+    pub max_result_tokens: u32,
+
+    /// Highest cap a call's max_tokens argument may set; larger requests are clamped to it.
+    #[arg(long, env = "SRE_MCP_MAX_RESULT_TOKENS_CEILING", default_value_t = 25_000, value_parser = clap::value_parser!(u32).range(crate::budget::MIN_RESULT_TOKENS as i64..=10_000_000), global = true)]
+    pub max_result_tokens_ceiling: u32,
+
+    /// Memory for full versions of shaped results (result://{id}), in MB; the least
+    /// recently used are evicted first.
+    #[arg(long, env = "SRE_MCP_RESULT_STORE_MB", default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=65_536), global = true)]
+    pub result_store_mb: u32,
+
     #[command(subcommand)]
     pub command: Option<Command>,
 }
@@ -206,11 +226,23 @@ fn init_tracing(cli: &Cli) {
 /// Builds the pipeline the server and the subcommands share.
 pub fn build_pipeline(cli: &Cli) -> anyhow::Result<Arc<Pipeline>> {
     // The demo cluster (2 MB of fixtures) loads on its own thread so `initialize` is answered at once.
-    let backend: Arc<dyn ClusterBackend> = Arc::new(DeferredBackend::start("demo", || {
-        let cluster = DemoCluster::load(jiff::Timestamp::now())
-            .context("loading the embedded demo cluster")?;
+    let fixtures = cli.demo_fixtures.clone();
+    let backend: Arc<dyn ClusterBackend> = Arc::new(DeferredBackend::start("demo", move || {
+        let now = jiff::Timestamp::now();
+        let cluster = match &fixtures {
+            Some(dir) => DemoCluster::load_dir(dir, now)
+                .with_context(|| format!("loading the demo cluster from {}", dir.display()))?,
+            None => DemoCluster::load(now).context("loading the embedded demo cluster")?,
+        };
         Ok(Arc::new(cluster) as Arc<dyn ClusterBackend>)
     }));
+    if cli.max_result_tokens > cli.max_result_tokens_ceiling {
+        bail!(
+            "--max-result-tokens ({}) must not be above --max-result-tokens-ceiling ({})",
+            cli.max_result_tokens,
+            cli.max_result_tokens_ceiling
+        );
+    }
     let price_per_mtok = match cli.price_per_mtok {
         Some(p) if p.is_finite() && p >= 0.0 => p,
         Some(p) => bail!("--price-per-mtok must be a non-negative number of USD, not {p}"),
@@ -227,6 +259,11 @@ pub fn build_pipeline(cli: &Cli) -> anyhow::Result<Arc<Pipeline>> {
             price_per_mtok,
             budget_tokens: cli.budget_tokens,
             budget_usd: cli.budget_usd,
+            shaping: ShapingConfig {
+                max_result_tokens: cli.max_result_tokens as usize,
+                ceiling: cli.max_result_tokens_ceiling as usize,
+                store_bytes: cli.result_store_mb as usize * 1024 * 1024,
+            },
         },
     };
     let knowledge = KnowledgeBase::start(knowledge_config(cli));

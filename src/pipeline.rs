@@ -18,6 +18,19 @@ pub struct StagedResult {
     pub structured: Value,
     pub footers: Vec<String>,
     pub meta: Map<String, Value>,
+    /// The most tokens this reply may cost (the caller's `max_tokens` or the default cap).
+    pub max_tokens: usize,
+    /// The final serialisation and text, when the last stage already produced them (so the
+    /// pipeline does not do it twice). A stage that edits the result must clear it.
+    pub rendered: Option<Rendered>,
+}
+
+/// A result serialised and rendered as the client receives it.
+#[derive(Debug, Clone)]
+pub struct Rendered {
+    pub json: String,
+    /// The tool's text with the stages' footers.
+    pub text: String,
 }
 
 /// What the caller gets back.
@@ -25,6 +38,8 @@ pub struct StagedResult {
 pub struct ToolReply {
     pub tool: String,
     pub structured: Option<Value>,
+    /// `structured`, serialised once for counting and logging.
+    pub structured_json: Option<String>,
     pub text: String,
     pub is_error: bool,
     pub meta: Map<String, Value>,
@@ -84,7 +99,7 @@ impl Pipeline {
     pub async fn call(
         &self,
         name: &str,
-        arguments: Map<String, Value>,
+        mut arguments: Map<String, Value>,
     ) -> Result<ToolReply, UnknownTool> {
         let Some(tool) = self.tools.get(name) else {
             return Err(UnknownTool {
@@ -93,11 +108,22 @@ impl Pipeline {
             });
         };
         let started = Instant::now();
+        // `max_tokens` belongs to the pipeline (every tool accepts it), not to the tool.
+        let cap = self
+            .app
+            .settings
+            .budget
+            .shaping
+            .resolve(arguments.remove("max_tokens").as_ref());
         let refusal = self.stages.iter().find_map(|stage| stage.admit(tool).err());
-        let outcome = match refusal {
-            Some(message) => Err(ToolError::Refused(message)),
-            None => (tool.handler)(self.app.clone(), Value::Object(arguments.clone())).await,
+        let outcome = match (refusal, &cap) {
+            (Some(message), _) => Err(ToolError::Refused(message)),
+            (None, Err(message)) => Err(ToolError::InvalidArgument(message.clone())),
+            (None, Ok(_)) => {
+                (tool.handler)(self.app.clone(), Value::Object(arguments.clone())).await
+            }
         };
+        let (max_tokens, cap_note) = cap.unwrap_or_default();
         let refused = matches!(outcome, Err(ToolError::Refused(_)));
         let mut reply = match outcome {
             Ok(structured) => {
@@ -105,7 +131,13 @@ impl Pipeline {
                     structured,
                     footers: Vec::new(),
                     meta: Map::new(),
+                    max_tokens,
+                    rendered: None,
                 };
+                if let Some(note) = cap_note {
+                    staged.meta.insert("max_tokens_note".into(), Value::from(note.clone()));
+                    staged.footers.push(note);
+                }
                 for stage in &self.stages {
                     let stage_started = Instant::now();
                     if let Err(error) = stage.apply(tool, &arguments, &mut staged).await {
@@ -118,14 +150,21 @@ impl Pipeline {
                         "stage done"
                     );
                 }
-                let mut text = (tool.render)(&staged.structured);
-                for footer in &staged.footers {
-                    text.push_str("\n\n");
-                    text.push_str(footer);
-                }
+                let Rendered { json, text } = staged.rendered.take().unwrap_or_else(|| {
+                    let mut text = (tool.render)(&staged.structured);
+                    for footer in &staged.footers {
+                        text.push_str("\n\n");
+                        text.push_str(footer);
+                    }
+                    Rendered {
+                        json: staged.structured.to_string(),
+                        text,
+                    }
+                });
                 ToolReply {
                     tool: name.to_string(),
                     structured: Some(staged.structured),
+                    structured_json: Some(json),
                     text,
                     is_error: false,
                     meta: staged.meta,
@@ -134,6 +173,7 @@ impl Pipeline {
             Err(error) => ToolReply {
                 tool: name.to_string(),
                 structured: None,
+                structured_json: None,
                 text: error.to_string(),
                 is_error: true,
                 meta: Map::new(),
@@ -146,7 +186,7 @@ impl Pipeline {
         }
         let elapsed = started.elapsed();
         self.app.stats.record(name, elapsed, reply.is_error);
-        let bytes = reply.text.len() + reply.structured.as_ref().map_or(0, |v| v.to_string().len());
+        let bytes = reply.text.len() + reply.structured_json.as_ref().map_or(0, String::len);
         tracing::info!(
             tool = name,
             duration_us = elapsed.as_micros() as u64,

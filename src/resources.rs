@@ -1,6 +1,7 @@
 //! MCP resources: `system://health` (server and cluster status, per-tool statistics),
-//! `deployment://history` (every rollout, newest first) and the template
-//! `deployment://history/{service}`.
+//! `budget://usage` (the session ledger), `deployment://history` (every rollout, newest
+//! first), and the templates `deployment://history/{service}`, `runbook://{id}` and
+//! `result://{id}` (full versions of shaped tool results, page by page).
 
 use std::sync::Arc;
 
@@ -43,10 +44,14 @@ pub enum ResourceError {
     NotFound(String),
     #[error("{0}")]
     Failed(String),
+    /// The URI is malformed (bad query, page out of range).
+    #[error("{0}")]
+    Invalid(String),
 }
 
 const JSON: &str = "application/json";
 const MARKDOWN: &str = "text/markdown";
+const TEXT: &str = "text/plain";
 
 /// Every resource: the fixed ones, then one per runbook.
 pub async fn list(app: &Arc<App>) -> Vec<ResourceInfo> {
@@ -118,6 +123,13 @@ pub fn templates() -> Vec<TemplateInfo> {
             mime_type: JSON,
         },
         TemplateInfo {
+            uri_template: "result://{id}",
+            name: "full-result",
+            title: "Full version of a shaped tool result",
+            description: "When a tool result is over its token cap it is shaped, and its full text is kept here for this session (least recently used evicted first). Read it page by page with result://{id}?page=N; each page is sized to the cap. The shaped reply's truncated.full_result names the id.",
+            mime_type: TEXT,
+        },
+        TemplateInfo {
             uri_template: "runbook://{id}",
             name: "runbook",
             title: "Runbook",
@@ -143,6 +155,15 @@ pub async fn read(app: &Arc<App>, uri: &str) -> Result<ResourceBody, ResourceErr
         "system://health" => Ok(body(system_health(app).await?)),
         "budget://usage" => Ok(body(app.budget.usage())),
         "deployment://history" => Ok(body(json!({ "deploys": history(app, None).await? }))),
+        _ if uri.starts_with("result://") => match app.budget.read_result_page(uri) {
+            Ok(text) => Ok(ResourceBody {
+                uri: uri.to_string(),
+                mime_type: TEXT,
+                text,
+            }),
+            Err(crate::result_store::ReadError::NotFound(m)) => Err(ResourceError::NotFound(m)),
+            Err(crate::result_store::ReadError::Invalid(m)) => Err(ResourceError::Invalid(m)),
+        },
         _ if uri.starts_with("runbook://") => {
             let id = percent_decode(&uri["runbook://".len()..]);
             let index = app.knowledge.index().await.ok_or_else(|| {

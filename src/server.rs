@@ -162,6 +162,10 @@ impl ServerHandler for SreServer {
             Err(resources::ResourceError::Failed(message)) => {
                 Err(McpError::internal_error(message, None))
             }
+            Err(resources::ResourceError::Invalid(message)) => Err(McpError::invalid_params(
+                message,
+                Some(serde_json::json!({ "uri": request.uri })),
+            )),
         }
     }
 

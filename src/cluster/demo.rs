@@ -55,6 +55,12 @@ struct MetricsFixture {
 
 type LogKey = (String, String, String, bool);
 
+/// One fixture file: its path relative to the fixtures root ('/'-separated) and contents.
+struct FixtureFile {
+    path: String,
+    contents: std::borrow::Cow<'static, [u8]>,
+}
+
 /// The demo cluster, fully in memory.
 pub struct DemoCluster {
     namespaces: Vec<Namespace>,
@@ -101,10 +107,65 @@ fn name_of(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) ->
 impl DemoCluster {
     /// Loads the fixtures compiled into the binary, resolving relative times against `now`.
     pub fn load(now: Timestamp) -> anyhow::Result<Self> {
-        Self::from_dir(&DEMO_FIXTURES, now)
+        fn walk(dir: &Dir<'static>, out: &mut Vec<FixtureFile>) {
+            for file in dir.files() {
+                out.push(FixtureFile {
+                    path: file.path().to_string_lossy().replace('\\', "/"),
+                    contents: std::borrow::Cow::Borrowed(file.contents()),
+                });
+            }
+            dir.dirs().for_each(|d| walk(d, out));
+        }
+        let mut files = Vec::new();
+        walk(&DEMO_FIXTURES, &mut files);
+        Self::from_files(files, now)
     }
 
-    fn from_dir(dir: &Dir<'_>, now: Timestamp) -> anyhow::Result<Self> {
+    /// Loads fixtures with the same layout from a directory (a user's own demo scenario).
+    pub fn load_dir(root: &std::path::Path, now: Timestamp) -> anyhow::Result<Self> {
+        fn walk(
+            root: &std::path::Path,
+            dir: &std::path::Path,
+            out: &mut Vec<FixtureFile>,
+        ) -> anyhow::Result<()> {
+            let entries =
+                std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))?;
+            for entry in entries {
+                let path = entry?.path();
+                if path.is_dir() {
+                    walk(root, &path, out)?;
+                    continue;
+                }
+                let relative = path.strip_prefix(root).unwrap_or(&path);
+                let relative = relative
+                    .components()
+                    .map(|c| c.as_os_str().to_string_lossy())
+                    .collect::<Vec<_>>()
+                    .join("/");
+                if !(relative.ends_with(".yaml") || relative.starts_with("logs/")) {
+                    continue;
+                }
+                let contents =
+                    std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+                out.push(FixtureFile {
+                    path: relative,
+                    contents: std::borrow::Cow::Owned(contents),
+                });
+            }
+            Ok(())
+        }
+        if !root.is_dir() {
+            bail!(
+                "{} is not a directory (expected <namespace>.yaml files and logs/<ns>/<pod>/<container>.log)",
+                root.display()
+            );
+        }
+        let mut files = Vec::new();
+        walk(root, root, &mut files)?;
+        Self::from_files(files, now)
+    }
+
+    fn from_files(mut files: Vec<FixtureFile>, now: Timestamp) -> anyhow::Result<Self> {
         let mut cluster = DemoCluster {
             namespaces: Vec::new(),
             nodes: Vec::new(),
@@ -115,16 +176,16 @@ impl DemoCluster {
             metrics: Vec::new(),
             logs: HashMap::new(),
         };
-        let mut files: Vec<_> = dir.files().collect();
-        files.sort_by_key(|f| f.path().to_path_buf());
-        for file in files {
-            let path = file.path().to_string_lossy().to_string();
-            if !path.ends_with(".yaml") {
+        files.sort_by(|a, b| a.path.cmp(&b.path));
+        let (logs, manifests): (Vec<_>, Vec<_>) =
+            files.into_iter().partition(|f| f.path.starts_with("logs/"));
+        for file in &manifests {
+            let path = file.path.clone();
+            if !path.ends_with(".yaml") || path.contains('/') {
                 continue;
             }
-            let text = file
-                .contents_utf8()
-                .ok_or_else(|| anyhow!("fixture {path} is not UTF-8"))?;
+            let text = std::str::from_utf8(&file.contents)
+                .map_err(|_| anyhow!("fixture {path} is not UTF-8"))?;
             if path == "nodes.yaml" {
                 cluster.nodes = parse_yaml(&path, text, now)?;
                 continue;
@@ -154,9 +215,7 @@ impl DemoCluster {
                     alerts: m.alerts,
                 }));
         }
-        if let Some(logs) = dir.get_dir("logs") {
-            cluster.load_logs(logs, now)?;
-        }
+        cluster.load_logs(&logs, now)?;
         let problems = cluster.consistency_problems();
         if !problems.is_empty() {
             bail!(
@@ -168,12 +227,10 @@ impl DemoCluster {
         Ok(cluster)
     }
 
-    fn load_logs(&mut self, logs: &Dir<'_>, now: Timestamp) -> anyhow::Result<()> {
-        let mut stack = vec![logs];
-        while let Some(dir) = stack.pop() {
-            stack.extend(dir.dirs());
-            for file in dir.files() {
-                let full = file.path().to_string_lossy().to_string();
+    fn load_logs(&mut self, logs: &[FixtureFile], now: Timestamp) -> anyhow::Result<()> {
+        {
+            for file in logs {
+                let full = file.path.clone();
                 // logs/<namespace>/<pod>/<container>.log | <container>.previous.log
                 let parts: Vec<&str> = full.split('/').collect();
                 let [_, namespace, pod, file_name] = parts[..] else {
@@ -187,9 +244,8 @@ impl DemoCluster {
                 } else {
                     bail!("fixture {full}: log files end in .log or .previous.log");
                 };
-                let text = file
-                    .contents_utf8()
-                    .ok_or_else(|| anyhow!("fixture {full} is not UTF-8"))?;
+                let text = std::str::from_utf8(&file.contents)
+                    .map_err(|_| anyhow!("fixture {full} is not UTF-8"))?;
                 let entries =
                     parse_fixture_log(text, now).map_err(|e| anyhow!("fixture {full}: {e}"))?;
                 self.logs.insert(

@@ -29,6 +29,10 @@ pub struct LogLine {
     /// Continuation lines (stack trace frames, `Caused by:`).
     #[serde(default, skip_serializing_if = "is_empty")]
     pub detail: Vec<String>,
+    /// Set by result shaping: this entry stands for N consecutive entries with the same level,
+    /// logger and message apart from ids and numbers (it is the newest of them).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repeated: Option<usize>,
 }
 
 impl LogLine {
@@ -40,6 +44,7 @@ impl LogLine {
             trace_id: entry.trace_id.clone(),
             message: entry.message.clone(),
             detail: entry.detail.clone(),
+            repeated: None,
         }
     }
 }
@@ -240,9 +245,13 @@ fn write_entry(
     trace_id: Option<&str>,
     message: &str,
     detail: &[String],
+    repeated: Option<usize>,
 ) {
     let trace = trace_id.map(|t| format!(" trace={t}")).unwrap_or_default();
-    let _ = writeln!(out, "{head}{trace} {message}");
+    let repeated = repeated
+        .map(|n| format!("  [×{n} similar lines]"))
+        .unwrap_or_default();
+    let _ = writeln!(out, "{head}{trace} {message}{repeated}");
     for d in detail {
         let _ = writeln!(out, "    {d}");
     }
@@ -261,6 +270,7 @@ fn render_line(out: &mut String, line: &LogLine) {
         line.trace_id.as_deref(),
         &line.message,
         &line.detail,
+        line.repeated,
     );
 }
 
@@ -375,6 +385,10 @@ pub struct ServiceLogLine {
     pub message: String,
     #[serde(default, skip_serializing_if = "is_empty")]
     pub detail: Vec<String>,
+    /// Set by result shaping: this entry stands for N consecutive entries with the same level,
+    /// logger and message apart from ids and numbers (it is the newest of them).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repeated: Option<usize>,
 }
 
 fn service_line(stream: &Stream, entry: &LogEntry) -> ServiceLogLine {
@@ -390,6 +404,7 @@ fn service_line(stream: &Stream, entry: &LogEntry) -> ServiceLogLine {
         trace_id: entry.trace_id.clone(),
         message: entry.message.clone(),
         detail: entry.detail.clone(),
+        repeated: None,
     }
 }
 
@@ -408,6 +423,7 @@ fn render_service_line(out: &mut String, line: &ServiceLogLine) {
         line.trace_id.as_deref(),
         &line.message,
         &line.detail,
+        line.repeated,
     );
 }
 

@@ -111,13 +111,35 @@ where
         name,
         title,
         description,
-        input_schema: rmcp::handler::server::tool::schema_for_input::<P>()
-            .unwrap_or_else(|e| panic!("tool {name}: {e}")),
+        input_schema: with_max_tokens(
+            rmcp::handler::server::tool::schema_for_input::<P>()
+                .unwrap_or_else(|e| panic!("tool {name}: {e}")),
+        ),
         output_schema: rmcp::handler::server::tool::schema_for_output::<Envelope<O>>(),
         read_only: true,
         handler,
         render: render_as::<O>,
     }
+}
+
+/// Adds the `max_tokens` argument every tool accepts (the pipeline takes it out before the
+/// tool sees its arguments).
+fn with_max_tokens(schema: Arc<JsonObject>) -> Arc<JsonObject> {
+    let mut schema = (*schema).clone();
+    let properties = schema
+        .entry("properties")
+        .or_insert_with(|| Value::Object(Default::default()));
+    if let Value::Object(properties) = properties {
+        properties.insert(
+            "max_tokens".into(),
+            serde_json::json!({
+                "type": ["integer", "null"],
+                "minimum": crate::budget::MIN_RESULT_TOKENS,
+                "description": "Most tokens this result may cost (text plus structured content). A larger result is shaped to fit — most relevant items kept, the rest counted — and the full result is kept at the result:// link in the reply. Default: the server's --max-result-tokens; values above its ceiling are clamped."
+            }),
+        );
+    }
+    Arc::new(schema)
 }
 
 /// What every tool's structured output may carry besides its own fields (added by the
@@ -130,6 +152,10 @@ pub struct Envelope<T> {
     /// augmenter; absent when the result shows no problem).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub relevant_runbooks: Option<Vec<crate::augment::RelevantRunbook>>,
+    /// Present when the result was shaped to fit its token cap: what was dropped, how to
+    /// narrow the call, and where the full result can be read (`result://`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub truncated: Option<crate::shape::Truncation>,
 }
 
 /// All tools, in a stable order.

@@ -1,0 +1,897 @@
+//! Result shaping: fits a structured tool result into a token cap without cutting it
+//! mid-structure. Long strings are shortened in the middle, long string lists (stack traces)
+//! keep their head and tail, runs of similar log lines fold into one line with a count, and
+//! lists keep their most relevant items — unhealthy before healthy, warnings before normal, and
+//! for logs the newest lines plus the error lines. What was dropped, and the arguments that
+//! would narrow the call, go in a `truncated` field that every output schema declares, so a
+//! shaped result still validates.
+//!
+//! The rules read field meanings (`status`, `level`, `type`, `unhealthy`, `restarts`…), not
+//! tool names, so every tool is covered without per-tool code.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::budget::Encoding;
+
+/// Fields stages add and shaping must leave alone.
+const PROTECTED: &[&str] = &["relevant_runbooks", "truncated"];
+
+/// What shaping did: the `truncated` field of a shaped result.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct Truncation {
+    /// The token cap the result was shaped to (text plus structured content).
+    pub max_tokens: usize,
+    /// Tokens the full result would have cost.
+    pub full_tokens: usize,
+    /// True when `full_tokens` was estimated from a sample (results far over the cap).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub full_tokens_estimated: bool,
+    /// Lists that were shortened, with what was kept.
+    pub lists: Vec<ShortenedList>,
+    /// Strings shortened in the middle (marked `… [N chars omitted] …`).
+    pub strings_shortened: usize,
+    /// Log lines folded into a similar neighbour (see the entries' `repeated`).
+    pub repeats_collapsed: usize,
+    /// Arguments that narrow this call, with the values most common among dropped items.
+    pub narrow_with: Vec<String>,
+    /// The full result, readable page by page (`?page=N`); absent when it was not stored.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub full_result: Option<String>,
+    /// Pages of the full result.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pages: Option<usize>,
+    /// True when even the smallest shape is over the cap (it is returned anyway).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub over_cap: bool,
+}
+
+/// One shortened list.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct ShortenedList {
+    /// Where the list is in the result (`pods`, `services[0].pod_problems`).
+    pub path: String,
+    /// Items kept.
+    pub kept: usize,
+    /// Items in the full list.
+    pub total: usize,
+    /// `… N more (of M)`.
+    pub more: String,
+    /// How the kept items were chosen and in what order they are.
+    pub kept_by: String,
+}
+
+impl Truncation {
+    /// The text block appended to the reply.
+    pub fn footer(&self) -> String {
+        let mut out = format!(
+            "[shaped to fit max_tokens={}; the full result is {}{} tokens]",
+            self.max_tokens,
+            if self.full_tokens_estimated { "~" } else { "" },
+            thousands(self.full_tokens)
+        );
+        for list in &self.lists {
+            out.push_str(&format!(
+                "\n  {}: {} kept ({}) {}",
+                list.path, list.kept, list.kept_by, list.more
+            ));
+        }
+        if self.repeats_collapsed > 0 {
+            out.push_str(&format!(
+                "\n  {} similar log lines folded into their neighbours (see [×N])",
+                thousands(self.repeats_collapsed)
+            ));
+        }
+        if self.strings_shortened > 0 {
+            out.push_str(&format!(
+                "\n  {} long strings shortened in the middle",
+                self.strings_shortened
+            ));
+        }
+        if !self.narrow_with.is_empty() {
+            out.push_str(&format!("\n  narrow with: {}", self.narrow_with.join("; ")));
+        }
+        if let (Some(uri), Some(pages)) = (&self.full_result, self.pages) {
+            out.push_str(&format!(
+                "\n  full result: {uri} ({pages} page{}; {uri}?page=N)",
+                if pages == 1 { "" } else { "s" }
+            ));
+        }
+        if self.over_cap {
+            out.push_str("\n  (still over the cap: this is the smallest shape that keeps the structure)");
+        }
+        out
+    }
+}
+
+/// Everything shaping needs besides the result itself.
+pub struct ShapeRequest<'a> {
+    pub encoding: Encoding,
+    /// The cap, in tokens, for text plus structured content.
+    pub cap: usize,
+    /// The highest cap a caller may ask for (named in the hints).
+    pub ceiling: usize,
+    /// Renders a structured result as the reply text (the tool's renderer).
+    pub render: &'a dyn Fn(&Value) -> String,
+    /// Text the other stages appended (runbook sections), counted as part of the reply.
+    pub footers: &'a str,
+    /// Names of the tool's arguments (for narrowing hints).
+    pub arguments: Vec<String>,
+    /// Arguments the caller already set (not suggested again).
+    pub given: Vec<String>,
+    /// Link to the stored full result and its page count, when stored.
+    pub full_result: Option<(String, usize)>,
+}
+
+/// A shaped result.
+pub struct Shaped {
+    pub structured: Value,
+    pub truncation: Truncation,
+    /// Tokens of the shaped reply (text with the shaping footer, plus structured content).
+    pub tokens: usize,
+}
+
+/// Tokens a reply costs: its text (with footers) plus its structured content.
+pub fn reply_tokens(request: &ShapeRequest<'_>, value: &Value, extra_footer: &str) -> usize {
+    let text = reply_text(request, value, extra_footer);
+    request.encoding.count(&text) + request.encoding.count(&value.to_string())
+}
+
+fn reply_text(request: &ShapeRequest<'_>, value: &Value, extra_footer: &str) -> String {
+    let mut text = (request.render)(value);
+    for part in [request.footers, extra_footer] {
+        if !part.is_empty() {
+            text.push_str("\n\n");
+            text.push_str(part);
+        }
+    }
+    text
+}
+
+/// Bytes a value serialises to, without building the string.
+pub fn json_len(value: &Value) -> usize {
+    struct Counter(usize);
+    impl Write for Counter {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut counter = Counter(0);
+    let _ = serde_json::to_writer(&mut counter, value);
+    counter.0
+}
+
+/// Tokens of the full reply: exact when it is small enough to count cheaply, otherwise
+/// estimated from samples. Returns (tokens, estimated, tokens per byte of JSON) — the last
+/// prices list items by their serialised size.
+pub fn full_reply_tokens(
+    request: &ShapeRequest<'_>,
+    text: &str,
+    json: &str,
+) -> (usize, bool, f64) {
+    const EXACT_UP_TO: usize = 256 * 1024;
+    const SAMPLE: usize = 32 * 1024;
+    if text.len() + json.len() <= EXACT_UP_TO {
+        let tokens = request.encoding.count(text) + request.encoding.count(json);
+        let ratio = tokens as f64 / json.len().max(1) as f64;
+        return (tokens, false, ratio);
+    }
+    let rate = |s: &str| {
+        let sample = &s[..floor_char_boundary(s, SAMPLE)];
+        request.encoding.count(sample) as f64 / sample.len().max(1) as f64
+    };
+    let tokens = text.len() as f64 * rate(text) + json.len() as f64 * rate(json);
+    (
+        tokens.round() as usize,
+        true,
+        tokens / json.len().max(1) as f64,
+    )
+}
+
+fn floor_char_boundary(s: &str, at: usize) -> usize {
+    if at >= s.len() {
+        return s.len();
+    }
+    let mut i = at;
+    while !s.is_char_boundary(i) {
+        i -= 1;
+    }
+    i
+}
+
+/// Shapes `value` (whose full reply costs `full_tokens`, with `tokens_per_json_byte` for
+/// estimating items) to fit `request.cap`.
+pub fn shape(
+    request: &ShapeRequest<'_>,
+    value: &Value,
+    full_tokens: usize,
+    full_estimated: bool,
+    tokens_per_json_byte: f64,
+) -> Shaped {
+    let truncation = Truncation {
+        max_tokens: request.cap,
+        full_tokens,
+        full_tokens_estimated: full_estimated,
+        lists: Vec::new(),
+        strings_shortened: 0,
+        repeats_collapsed: 0,
+        narrow_with: Vec::new(),
+        full_result: request.full_result.as_ref().map(|(uri, _)| uri.clone()),
+        pages: request.full_result.as_ref().map(|(_, pages)| *pages),
+        over_cap: false,
+    };
+    // Gentle first (whole items). If that keeps only a few items, a harder pass (shorter
+    // strings and stack traces, nested lists cut) may keep more of them: take whichever
+    // keeps more while fitting.
+    const FEW: usize = 10;
+    let mut fitting: Option<(Shaped, usize)> = None;
+    let mut smallest: Option<Shaped> = None;
+    for level in [Level::Gentle, Level::Hard, Level::Minimal] {
+        let mut work = value.clone();
+        let mut pass = truncation.clone();
+        compact_strings(&mut work, level, &mut pass);
+        let lists = collect_lists(&mut work, &mut pass);
+        let (shaped, kept, wanted) =
+            fit_lists(request, work, lists, pass, tokens_per_json_byte, level);
+        if shaped.tokens <= request.cap {
+            if fitting.as_ref().is_none_or(|(_, best)| kept > *best) {
+                fitting = Some((shaped, kept));
+            }
+            if level == Level::Gentle && kept >= wanted.min(FEW) {
+                break;
+            }
+        } else if smallest.as_ref().is_none_or(|s| shaped.tokens < s.tokens) {
+            smallest = Some(shaped);
+        }
+    }
+    if let Some((shaped, _)) = fitting {
+        return shaped;
+    }
+    let mut shaped = smallest.expect("at least one pass ran");
+    shaped.truncation.over_cap = true;
+    shaped.structured["truncated"] = serde_json::to_value(&shaped.truncation).unwrap_or_default();
+    shaped.tokens = reply_tokens(request, &shaped.structured, &shaped.truncation.footer());
+    shaped
+}
+
+/// How hard items are compacted before lists are cut.
+#[derive(Clone, Copy, PartialEq)]
+enum Level {
+    /// Only very long strings and string lists; items otherwise whole.
+    Gentle,
+    /// Shorter strings and stack traces; nested lists keep their 3 most relevant items.
+    Hard,
+    /// Short strings, 3-line traces, nested lists keep their most relevant item.
+    Minimal,
+}
+
+impl Level {
+    /// Strings longer than this many chars are shortened to (head, tail) chars.
+    fn string_limits(self) -> (usize, usize, usize) {
+        match self {
+            Level::Gentle => (1200, 600, 200),
+            Level::Hard => (300, 160, 80),
+            Level::Minimal => (200, 110, 50),
+        }
+    }
+
+    /// String lists longer than this keep (head, tail) items.
+    fn string_list_limits(self) -> (usize, usize, usize) {
+        match self {
+            Level::Gentle => (40, 20, 10),
+            Level::Hard => (10, 5, 2),
+            Level::Minimal => (3, 2, 1),
+        }
+    }
+
+    /// Items kept in lists nested inside list items (none cut at the gentle level).
+    fn nested_keep(self) -> Option<usize> {
+        match self {
+            Level::Gentle => None,
+            Level::Hard => Some(3),
+            Level::Minimal => Some(1),
+        }
+    }
+}
+
+/// Shortens long strings and long string lists everywhere outside the protected fields.
+fn compact_strings(value: &mut Value, level: Level, truncation: &mut Truncation) {
+    fn walk(value: &mut Value, level: Level, count: &mut usize) {
+        match value {
+            Value::String(s) => {
+                let (limit, head, tail) = level.string_limits();
+                if s.chars().count() > limit {
+                    *s = ellipsize_middle(s, head, tail);
+                    *count += 1;
+                }
+            }
+            Value::Array(items) => {
+                let (limit, head, tail) = level.string_list_limits();
+                if items.len() > limit && items.iter().all(Value::is_string) {
+                    let omitted = items.len() - head - tail;
+                    items.splice(
+                        head..items.len() - tail,
+                        [Value::String(format!("… [{omitted} lines omitted] …"))],
+                    );
+                    *count += 1;
+                }
+                items.iter_mut().for_each(|v| walk(v, level, count));
+            }
+            Value::Object(map) => map.iter_mut().for_each(|(_, v)| walk(v, level, count)),
+            _ => {}
+        }
+    }
+    let mut count = 0;
+    if let Value::Object(map) = value {
+        for (key, field) in map.iter_mut() {
+            if !PROTECTED.contains(&key.as_str()) {
+                walk(field, level, &mut count);
+            }
+        }
+    }
+    truncation.strings_shortened = count;
+}
+
+/// Keeps `head` chars, a marker, and `tail` chars.
+pub fn ellipsize_middle(s: &str, head: usize, tail: usize) -> String {
+    let total = s.chars().count();
+    if total <= head + tail {
+        return s.to_string();
+    }
+    let start: String = s.chars().take(head).collect();
+    let end: String = s.chars().skip(total - tail).collect();
+    format!(
+        "{start} … [{} chars omitted] … {end}",
+        total - head - tail
+    )
+}
+
+/// A list that may be shortened, taken out of the result while it is fitted.
+struct Candidate {
+    key: String,
+    items: Vec<Value>,
+    /// Items of the original list each entry stands for (>1 after folding repeats).
+    weights: Vec<usize>,
+    /// Estimated tokens per item.
+    costs: Vec<f64>,
+    total: usize,
+    log: bool,
+    /// Error or fatal log lines (logs only).
+    errors: Vec<bool>,
+    /// Indices in keep-preference order.
+    preference: Vec<usize>,
+}
+
+/// Takes the top-level lists out of the result (leaving empty arrays) and folds log repeats.
+fn collect_lists(value: &mut Value, truncation: &mut Truncation) -> Vec<Candidate> {
+    let Value::Object(map) = value else {
+        return Vec::new();
+    };
+    let mut lists = Vec::new();
+    for (key, field) in map.iter_mut() {
+        if PROTECTED.contains(&key.as_str()) {
+            continue;
+        }
+        let Value::Array(items) = field else { continue };
+        if items.is_empty() {
+            continue;
+        }
+        let items = std::mem::take(items);
+        let total = items.len();
+        let log = is_log_list(&items);
+        let (items, weights) = if log {
+            fold_repeats(items)
+        } else {
+            let n = items.len();
+            (items, vec![1; n])
+        };
+        truncation.repeats_collapsed += total - items.len();
+        let preference = if log {
+            log_preference(&items)
+        } else {
+            relevance_order(&items)
+        };
+        let errors = items.iter().map(is_error_line).collect();
+        lists.push(Candidate {
+            errors,
+            key: key.clone(),
+            costs: Vec::new(),
+            weights,
+            items,
+            total,
+            log,
+            preference,
+        });
+    }
+    lists
+}
+
+fn is_log_list(items: &[Value]) -> bool {
+    items.iter().take(8).all(|item| {
+        item.get("timestamp").is_some_and(Value::is_string)
+            && item.get("level").is_some_and(Value::is_string)
+            && item.get("message").is_some_and(Value::is_string)
+    })
+}
+
+/// Folds runs of consecutive log entries that differ only in time, trace id and the ids or
+/// numbers in their message; the newest of each run stands for it with `repeated: N`.
+fn fold_repeats(items: Vec<Value>) -> (Vec<Value>, Vec<usize>) {
+    fn identity(item: &Value) -> String {
+        let mut key = String::new();
+        if let Value::Object(map) = item {
+            for (k, v) in map {
+                match k.as_str() {
+                    "timestamp" | "trace_id" | "repeated" => {}
+                    "message" => {
+                        key.push_str(&crate::logs::normalise_message(v.as_str().unwrap_or("")))
+                    }
+                    _ => key.push_str(&v.to_string()),
+                }
+                key.push('\u{1f}');
+            }
+        }
+        key
+    }
+    let mut out: Vec<Value> = Vec::with_capacity(items.len());
+    let mut weights: Vec<usize> = Vec::with_capacity(items.len());
+    let mut last_key = String::new();
+    for item in items {
+        let key = identity(&item);
+        if !out.is_empty() && key == last_key {
+            let n = weights.last_mut().expect("non-empty");
+            *n += 1;
+            let previous = out.last_mut().expect("non-empty");
+            // Keep the newest entry of the run.
+            if item.get("timestamp").and_then(Value::as_str)
+                >= previous.get("timestamp").and_then(Value::as_str)
+            {
+                *previous = item;
+            }
+            previous["repeated"] = Value::from(*n);
+        } else {
+            out.push(item);
+            weights.push(1);
+            last_key = key;
+        }
+    }
+    (out, weights)
+}
+
+/// How much attention an item asks for, read from the meaning of its fields.
+pub fn severity(item: &Value) -> i64 {
+    let Value::Object(map) = item else { return 0 };
+    let mut score = 0;
+    let text = |k: &str| map.get(k).and_then(Value::as_str).map(str::to_ascii_lowercase);
+    let number = |k: &str| map.get(k).and_then(Value::as_i64).unwrap_or(0);
+    if map.get("unhealthy").and_then(Value::as_bool) == Some(true) {
+        score += 4;
+    }
+    if let Some(status) = text("status") {
+        score += match status.as_str() {
+            "running" | "healthy" | "active" | "succeeded" | "completed" | "ok" | "ready"
+            | "bound" | "available" | "true" => 0,
+            "degraded" | "warning" | "unknown" => 3,
+            _ => 4,
+        };
+    }
+    if let Some(ready) = text("ready")
+        && let Some((have, want)) = ready.split_once('/')
+        && have.trim() != want.trim()
+    {
+        score += 2;
+    }
+    if text("type").as_deref() == Some("warning") {
+        score += 3;
+    }
+    score += match text("level").as_deref() {
+        Some("fatal") => 5,
+        Some("error") => 4,
+        Some("warn") | Some("warning") => 2,
+        _ => 0,
+    };
+    if number("restarts") > 0 {
+        score += 1;
+    }
+    if text("last_termination_reason").is_some_and(|r| r != "completed") {
+        score += 2;
+    }
+    for field in ["pods_not_ready", "errors"] {
+        if number(field) > 0 {
+            score += 2;
+        }
+    }
+    if number("warning_events") > 0 {
+        score += 1;
+    }
+    for field in ["firing_alerts", "pod_problems", "conditions"] {
+        if map
+            .get(field)
+            .and_then(Value::as_array)
+            .is_some_and(|a| !a.is_empty())
+        {
+            score += 2;
+        }
+    }
+    score
+}
+
+/// Most severe first; the tool's own order (newest first, largest first…) breaks ties.
+fn relevance_order(items: &[Value]) -> Vec<usize> {
+    let scores: Vec<i64> = items.iter().map(severity).collect();
+    let mut order: Vec<usize> = (0..items.len()).collect();
+    order.sort_by_key(|&i| std::cmp::Reverse(scores[i]));
+    order
+}
+
+fn is_error_line(item: &Value) -> bool {
+    matches!(
+        item.get("level")
+            .and_then(Value::as_str)
+            .map(str::to_ascii_uppercase)
+            .as_deref(),
+        Some("ERROR" | "FATAL")
+    )
+}
+
+/// Newest first (the tool's order breaks ties, later first).
+fn log_preference(items: &[Value]) -> Vec<usize> {
+    let timestamp = |i: usize| items[i].get("timestamp").and_then(Value::as_str).unwrap_or("");
+    let mut order: Vec<usize> = (0..items.len()).collect();
+    order.sort_by(|&a, &b| timestamp(b).cmp(timestamp(a)).then_with(|| b.cmp(&a)));
+    order
+}
+
+/// Chooses how many items of each list to keep so the reply fits, measuring the real reply
+/// and tightening until it does.
+fn fit_lists(
+    request: &ShapeRequest<'_>,
+    mut skeleton: Value,
+    mut lists: Vec<Candidate>,
+    mut truncation: Truncation,
+    tokens_per_json_byte: f64,
+    level: Level,
+) -> (Shaped, usize, usize) {
+    // Nested lists are cut before items are priced, so the prices are what is sent.
+    let mut nested: Vec<Vec<Vec<ShortenedList>>> = Vec::new();
+    for list in &mut lists {
+        let mut cuts = vec![Vec::new(); list.items.len()];
+        if let Some(keep) = level.nested_keep() {
+            for (i, item) in list.items.iter_mut().enumerate() {
+                compact_nested(item, &format!("{}[{i}]", list.key), keep, &mut cuts[i]);
+            }
+        }
+        nested.push(cuts);
+        list.costs = list
+            .items
+            .iter()
+            .map(|item| (json_len(item) + 1) as f64 * tokens_per_json_byte)
+            .collect();
+    }
+    // The result with every list empty: what the lists share the rest of the cap with.
+    let base = {
+        let mut probe = skeleton.clone();
+        truncation.lists = lists.iter().map(|l| describe(l, &[])).collect();
+        probe["truncated"] = serde_json::to_value(&truncation).unwrap_or_default();
+        reply_tokens(request, &probe, &truncation.footer())
+    };
+    let mut available = request.cap.saturating_sub(base) as f64;
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let allowances = water_fill(
+            &lists
+                .iter()
+                .map(|l| l.costs.iter().sum::<f64>())
+                .collect::<Vec<_>>(),
+            available,
+        );
+        let chosen: Vec<Vec<usize>> = lists
+            .iter()
+            .zip(&allowances)
+            .map(|(list, &allowance)| choose(list, allowance))
+            .collect();
+        let mut candidate = skeleton.clone();
+        truncation.lists = Vec::new();
+        for ((list, keep), cuts) in lists.iter().zip(&chosen).zip(&nested) {
+            let kept: Vec<Value> = keep.iter().map(|&i| list.items[i].clone()).collect();
+            candidate[list.key.as_str()] = Value::Array(kept);
+            if keep.len() < list.items.len() || list.total > list.items.len() {
+                truncation.lists.push(describe(list, keep));
+            }
+            for &i in keep {
+                truncation.lists.extend(cuts[i].iter().cloned());
+            }
+        }
+        truncation.narrow_with = narrowing_hints(request, &lists, &chosen);
+        candidate["truncated"] = serde_json::to_value(&truncation).unwrap_or_default();
+        let footer = truncation.footer();
+        let tokens = reply_tokens(request, &candidate, &footer);
+        let kept_any_less = chosen.iter().map(Vec::len).sum::<usize>()
+            > lists.iter().filter(|l| !l.items.is_empty()).count();
+        if tokens <= request.cap || attempt >= 12 || !kept_any_less {
+            skeleton = candidate;
+            let kept: usize = lists
+                .iter()
+                .zip(&chosen)
+                .map(|(l, keep)| keep.iter().map(|&i| l.weights[i]).sum::<usize>())
+                .sum();
+            let wanted = lists.iter().map(|l| l.total).sum();
+            let shaped = Shaped {
+                structured: skeleton,
+                truncation,
+                tokens,
+            };
+            return (shaped, kept, wanted);
+        }
+        // Over: shrink what the lists may use by the overshoot (and a margin), and try again.
+        let over = (tokens - request.cap) as f64;
+        let used: f64 = lists
+            .iter()
+            .zip(&chosen)
+            .map(|(l, keep)| keep.iter().map(|&i| l.costs[i]).sum::<f64>())
+            .sum();
+        available = (used.min(available) - over * 1.1 - 8.0).max(0.0);
+    }
+}
+
+/// Splits `available` tokens among lists: small lists stay whole, big ones share the rest.
+fn water_fill(costs: &[f64], available: f64) -> Vec<f64> {
+    let mut allowances = vec![0.0; costs.len()];
+    let mut order: Vec<usize> = (0..costs.len()).collect();
+    order.sort_by(|&a, &b| costs[a].total_cmp(&costs[b]));
+    let mut left = available;
+    for (position, &i) in order.iter().enumerate() {
+        let share = left / (order.len() - position) as f64;
+        allowances[i] = costs[i].min(share);
+        left -= allowances[i];
+    }
+    allowances
+}
+
+/// Indices of the items kept within `allowance`, in output order. At least one item is kept.
+fn choose(list: &Candidate, allowance: f64) -> Vec<usize> {
+    if list.log {
+        return choose_log_lines(list, allowance);
+    }
+    let mut kept = Vec::new();
+    let mut used = 0.0;
+    for &i in &list.preference {
+        if used + list.costs[i] > allowance && !kept.is_empty() {
+            break;
+        }
+        used += list.costs[i];
+        kept.push(i);
+    }
+    kept
+}
+
+/// Logs: the newest error lines take up to half the allowance, the newest lines of any level
+/// the rest, then more error lines if room is left; they are returned in time order.
+fn choose_log_lines(list: &Candidate, allowance: f64) -> Vec<usize> {
+    let mut taken = vec![false; list.items.len()];
+    let mut used = 0.0;
+    let mut take = |filter: &dyn Fn(usize) -> bool, limit: f64, taken: &mut Vec<bool>| {
+        for &i in &list.preference {
+            if taken[i] || !filter(i) {
+                continue;
+            }
+            if used + list.costs[i] > limit {
+                // A later (older) line may still be shorter; keep looking.
+                continue;
+            }
+            used += list.costs[i];
+            taken[i] = true;
+        }
+    };
+    take(&|i| list.errors[i], allowance / 2.0, &mut taken);
+    take(&|_| true, allowance, &mut taken);
+    let mut kept: Vec<usize> = (0..list.items.len()).filter(|&i| taken[i]).collect();
+    if kept.is_empty()
+        && let Some(&first) = list.preference.first()
+    {
+        kept.push(first);
+    }
+    kept
+}
+
+fn describe(list: &Candidate, keep: &[usize]) -> ShortenedList {
+    let represented: usize = keep.iter().map(|&i| list.weights[i]).sum();
+    ShortenedList {
+        path: list.key.clone(),
+        kept: keep.len(),
+        total: list.total,
+        more: format!(
+            "… {} more (of {})",
+            thousands(list.total - represented),
+            thousands(list.total)
+        ),
+        kept_by: if list.log {
+            "error lines and newest lines, in time order".into()
+        } else {
+            "most relevant first".into()
+        },
+    }
+}
+
+/// Shortens the object lists inside one kept item to their `keep` most relevant items.
+fn compact_nested(item: &mut Value, path: &str, keep: usize, cuts: &mut Vec<ShortenedList>) {
+    let Value::Object(map) = item else { return };
+    for (key, field) in map.iter_mut() {
+        let Value::Array(items) = field else { continue };
+        if items.len() <= keep || !items.iter().all(Value::is_object) {
+            continue;
+        }
+        let order = relevance_order(items);
+        let total = items.len();
+        let kept: Vec<Value> = order[..keep].iter().map(|&i| items[i].clone()).collect();
+        *items = kept;
+        cuts.push(ShortenedList {
+            path: format!("{path}.{key}"),
+            kept: keep,
+            total,
+            more: format!("… {} more (of {})", thousands(total - keep), thousands(total)),
+            kept_by: "most relevant first".into(),
+        });
+    }
+}
+
+/// Argument hints for the tool, with the values most common among the dropped items.
+fn narrowing_hints(
+    request: &ShapeRequest<'_>,
+    lists: &[Candidate],
+    chosen: &[Vec<usize>],
+) -> Vec<String> {
+    const HINTS: &[(&str, &str)] = &[
+        ("status", "status=<pod status>"),
+        ("label_selector", "label_selector=<key=value>"),
+        ("level", "level=error"),
+        ("since", "since=15m"),
+        ("pattern", "pattern=<regex>"),
+        ("grep", "grep=<regex>"),
+        ("type", "type=Warning"),
+        ("object", "object=<Kind/name>"),
+        ("service", "service=<name>"),
+        ("namespace", "namespace=<name>"),
+        ("tail_lines", "tail_lines=<n>"),
+        ("limit", "limit=<n>"),
+        ("hours_back", "hours_back=<n>"),
+    ];
+    let mut hints = Vec::new();
+    for (argument, hint) in HINTS {
+        if !request.arguments.iter().any(|a| a == argument)
+            || request.given.iter().any(|a| a == argument)
+        {
+            continue;
+        }
+        // Values of the matching field among the dropped items, most common first — only
+        // for fields with few distinct values, where a value is a useful filter.
+        if !["status", "level", "type", "service"].contains(argument) {
+            hints.push(hint.to_string());
+            continue;
+        }
+        // value → (dropped items with it, best relevance rank among them)
+        let mut counts: BTreeMap<String, (usize, usize)> = BTreeMap::new();
+        for (list, keep) in lists.iter().zip(chosen) {
+            // A list of services names them in `name`.
+            let field = if *argument == "service" && list.key == "services" {
+                "name"
+            } else {
+                argument
+            };
+            let kept: std::collections::HashSet<usize> = keep.iter().copied().collect();
+            for (rank, &i) in list.preference.iter().enumerate() {
+                if kept.contains(&i) {
+                    continue;
+                }
+                if let Some(v) = list.items[i].get(field).and_then(Value::as_str) {
+                    let entry = counts.entry(v.to_string()).or_insert((0, rank));
+                    entry.0 += list.weights[i];
+                    entry.1 = entry.1.min(rank);
+                }
+            }
+        }
+        let mut counted: Vec<(String, (usize, usize))> = counts.into_iter().collect();
+        counted.sort_by(|a, b| b.1.0.cmp(&a.1.0).then(a.1.1.cmp(&b.1.1)));
+        let show_counts = counted.iter().any(|(_, (n, _))| *n > 1);
+        if counted.is_empty() {
+            hints.push(hint.to_string());
+        } else {
+            let values: Vec<String> = counted
+                .iter()
+                .take(3)
+                .map(|(v, (n, _))| {
+                    if show_counts {
+                        format!("{v} {}", thousands(*n))
+                    } else {
+                        v.clone()
+                    }
+                })
+                .collect();
+            hints.push(format!("{hint} (dropped: {})", values.join(", ")));
+        }
+    }
+    if request.cap < request.ceiling {
+        hints.push(format!(
+            "max_tokens=<n> (up to {})",
+            request.ceiling
+        ));
+    }
+    hints
+}
+
+/// `1234567` → `1,234,567`.
+pub fn thousands(n: usize) -> String {
+    let digits = n.to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn thousands_separators() {
+        assert_eq!(thousands(0), "0");
+        assert_eq!(thousands(999), "999");
+        assert_eq!(thousands(1000), "1,000");
+        assert_eq!(thousands(1234567), "1,234,567");
+    }
+
+    #[test]
+    fn middle_ellipsis_keeps_head_and_tail() {
+        let s = "a".repeat(10) + &"b".repeat(100) + &"c".repeat(10);
+        let short = ellipsize_middle(&s, 10, 10);
+        assert!(short.starts_with("aaaaaaaaaa … [100 chars omitted] … "));
+        assert!(short.ends_with("cccccccccc"));
+        assert_eq!(ellipsize_middle("short", 10, 10), "short");
+    }
+
+    #[test]
+    fn severity_reads_field_meanings() {
+        assert!(severity(&json!({"status": "CrashLoopBackOff", "restarts": 9})) > severity(&json!({"status": "Running"})));
+        assert!(severity(&json!({"type": "Warning"})) > severity(&json!({"type": "Normal"})));
+        assert!(severity(&json!({"level": "ERROR"})) > severity(&json!({"level": "INFO"})));
+        assert!(severity(&json!({"status": "Running", "ready": "0/1"})) > 0);
+        assert_eq!(severity(&json!({"status": "Running", "ready": "1/1", "restarts": 0})), 0);
+    }
+
+    #[test]
+    fn repeats_fold_into_the_newest_with_a_count() {
+        let items = vec![
+            json!({"timestamp": "t1", "level": "INFO", "message": "GET /healthz 200 1ms"}),
+            json!({"timestamp": "t2", "level": "INFO", "message": "GET /healthz 200 3ms"}),
+            json!({"timestamp": "t3", "level": "ERROR", "message": "boom"}),
+            json!({"timestamp": "t4", "level": "INFO", "message": "GET /healthz 200 2ms"}),
+        ];
+        let (out, weights) = fold_repeats(items);
+        assert_eq!(weights, vec![2, 1, 1]);
+        assert_eq!(out[0]["timestamp"], "t2");
+        assert_eq!(out[0]["repeated"], 2);
+        assert!(out[1].get("repeated").is_none());
+    }
+
+    #[test]
+    fn water_fill_keeps_small_lists_whole() {
+        let a = water_fill(&[10.0, 1000.0, 50.0], 300.0);
+        assert_eq!(a[0], 10.0);
+        assert_eq!(a[2], 50.0);
+        assert_eq!(a[1], 240.0);
+    }
+}
