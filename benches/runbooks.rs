@@ -152,7 +152,7 @@ fn main() {
             let mut samples = Vec::new();
             let mut attached = 0;
             for i in 0..1001 {
-                let mut staged = StagedResult { structured: reply.structured.clone().unwrap(), footers: Vec::new(), meta: Map::new() };
+                let mut staged = StagedResult::new(reply.structured.clone().unwrap(), 1_000_000);
                 let started = Instant::now();
                 augmenter.apply(def, &args(arguments.clone()), &mut staged).await.unwrap();
                 if i > 0 {

@@ -366,7 +366,8 @@ impl Stage for Augmenter {
             return Ok(());
         }
         let runbooks: Vec<RelevantRunbook> = attached.into_iter().map(|(_, r)| r).collect();
-        result.footers.push(render_footer(&runbooks));
+        // The text block is rendered from this field (pipeline::render_reply), so it follows
+        // whatever later stages do to it.
         if let Value::Object(map) = &mut result.structured {
             map.insert("relevant_runbooks".into(), serde_json::to_value(&runbooks)?);
         }

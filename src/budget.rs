@@ -11,7 +11,7 @@ use clap::ValueEnum;
 use serde::Serialize;
 use serde_json::{Map, Value, json};
 
-use crate::pipeline::{Rendered, Stage, StagedResult, ToolReply};
+use crate::pipeline::{Rendered, Stage, StagedResult, ToolReply, render_reply};
 use crate::result_store::{ResultStore, StoredResult, paginate};
 use crate::shape::{ShapeRequest, full_reply_tokens, shape};
 use crate::tools::ToolDef;
@@ -129,9 +129,11 @@ impl ShapingConfig {
             self.ceiling, self.ceiling, self.max_result_tokens
         );
         let n = match requested {
-            Value::Number(n) => n
-                .as_u64()
-                .or_else(|| n.as_f64().filter(|f| f.fract() == 0.0 && *f >= 0.0).map(|f| f as u64)),
+            Value::Number(n) => n.as_u64().or_else(|| {
+                n.as_f64()
+                    .filter(|f| f.fract() == 0.0 && *f >= 0.0)
+                    .map(|f| f as u64)
+            }),
             Value::String(s) => s.trim().parse::<u64>().ok(),
             _ => None,
         }
@@ -337,16 +339,16 @@ impl BudgetTracker {
     }
 
     /// Shapes a result that is over its cap; keeps the full version in the store.
-    pub fn shape_to_cap(&self, tool: &ToolDef, arguments: &Map<String, Value>, result: &mut StagedResult) {
+    pub fn shape_to_cap(
+        &self,
+        tool: &ToolDef,
+        arguments: &Map<String, Value>,
+        result: &mut StagedResult,
+    ) {
         let cap = result.max_tokens;
         result.meta.insert("max_tokens".into(), json!(cap));
-        let footers = result.footers.join("\n\n");
         let json = result.structured.to_string();
-        let mut text = (tool.render)(&result.structured);
-        if !footers.is_empty() {
-            text.push_str("\n\n");
-            text.push_str(&footers);
-        }
+        let text = render_reply(tool, &result.structured, &result.notes);
         // A token is at least one byte: a reply with no more bytes than the cap fits.
         if json.len() + text.len() <= cap {
             result.rendered = Some(Rendered { json, text });
@@ -356,8 +358,7 @@ impl BudgetTracker {
             encoding: self.config.encoding,
             cap,
             ceiling: self.config.shaping.ceiling,
-            render: &|v: &Value| (tool.render)(v),
-            footers: &footers,
+            render: &|v: &Value| render_reply(tool, v, &result.notes),
             arguments: tool
                 .input_schema
                 .get("properties")
@@ -407,7 +408,6 @@ impl BudgetTracker {
             });
         }
         result.structured = shaped.structured;
-        result.footers.push(shaped.truncation.footer());
         result.meta.insert("truncated".into(), json!(true));
         result.rendered = None;
     }

@@ -6,17 +6,19 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use async_trait::async_trait;
+use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use crate::app::App;
 use crate::tools::{ToolDef, ToolError, ToolRegistry};
 
-/// A tool result travelling through the stages. Stages may edit `structured`, add text blocks
-/// shown after the rendered data, and add `_meta` fields.
+/// A tool result travelling through the stages. Stages may edit `structured` (the envelope
+/// fields they add are rendered as text blocks after the data), add notes shown last, and add
+/// `_meta` fields.
 #[derive(Debug, Clone)]
 pub struct StagedResult {
     pub structured: Value,
-    pub footers: Vec<String>,
+    pub notes: Vec<String>,
     pub meta: Map<String, Value>,
     /// The most tokens this reply may cost (the caller's `max_tokens` or the default cap).
     pub max_tokens: usize,
@@ -25,12 +27,50 @@ pub struct StagedResult {
     pub rendered: Option<Rendered>,
 }
 
+impl StagedResult {
+    /// A tool's result before any stage ran.
+    pub fn new(structured: Value, max_tokens: usize) -> StagedResult {
+        StagedResult {
+            structured,
+            notes: Vec::new(),
+            meta: Map::new(),
+            max_tokens,
+            rendered: None,
+        }
+    }
+}
+
 /// A result serialised and rendered as the client receives it.
 #[derive(Debug, Clone)]
 pub struct Rendered {
     pub json: String,
-    /// The tool's text with the stages' footers.
+    /// The reply text (see [`render_reply`]).
     pub text: String,
+}
+
+/// The reply text: the tool's rendering of its data, then a block for each envelope field the
+/// stages added (attached runbooks, shaping report), then the stages' notes.
+pub fn render_reply(tool: &ToolDef, structured: &Value, notes: &[String]) -> String {
+    let mut text = (tool.render)(structured);
+    let mut block = |part: String| {
+        text.push_str("\n\n");
+        text.push_str(&part);
+    };
+    if let Some(runbooks) = structured.get("relevant_runbooks")
+        && let Ok(runbooks) = Vec::<crate::augment::RelevantRunbook>::deserialize(runbooks)
+        && !runbooks.is_empty()
+    {
+        block(crate::augment::render_footer(&runbooks));
+    }
+    if let Some(truncated) = structured.get("truncated")
+        && let Ok(truncation) = crate::shape::Truncation::deserialize(truncated)
+    {
+        block(truncation.footer());
+    }
+    for note in notes {
+        block(note.clone());
+    }
+    text
 }
 
 /// What the caller gets back.
@@ -64,7 +104,7 @@ pub trait Stage: Send + Sync {
         result: &mut StagedResult,
     ) -> anyhow::Result<()>;
 
-    /// Sees the final reply (text rendered, footers added) of every call, errors included.
+    /// Sees the final reply (text rendered) of every call, errors included.
     fn finish(&self, _tool: &ToolDef, _reply: &mut ToolReply) {}
 }
 
@@ -127,16 +167,12 @@ impl Pipeline {
         let refused = matches!(outcome, Err(ToolError::Refused(_)));
         let mut reply = match outcome {
             Ok(structured) => {
-                let mut staged = StagedResult {
-                    structured,
-                    footers: Vec::new(),
-                    meta: Map::new(),
-                    max_tokens,
-                    rendered: None,
-                };
+                let mut staged = StagedResult::new(structured, max_tokens);
                 if let Some(note) = cap_note {
-                    staged.meta.insert("max_tokens_note".into(), Value::from(note.clone()));
-                    staged.footers.push(note);
+                    staged
+                        .meta
+                        .insert("max_tokens_note".into(), Value::from(note.clone()));
+                    staged.notes.push(note);
                 }
                 for stage in &self.stages {
                     let stage_started = Instant::now();
@@ -150,16 +186,9 @@ impl Pipeline {
                         "stage done"
                     );
                 }
-                let Rendered { json, text } = staged.rendered.take().unwrap_or_else(|| {
-                    let mut text = (tool.render)(&staged.structured);
-                    for footer in &staged.footers {
-                        text.push_str("\n\n");
-                        text.push_str(footer);
-                    }
-                    Rendered {
-                        json: staged.structured.to_string(),
-                        text,
-                    }
+                let Rendered { json, text } = staged.rendered.take().unwrap_or_else(|| Rendered {
+                    json: staged.structured.to_string(),
+                    text: render_reply(tool, &staged.structured, &staged.notes),
                 });
                 ToolReply {
                     tool: name.to_string(),

@@ -243,7 +243,9 @@ mod tests {
 
     #[test]
     fn pages_cover_the_text_at_line_ends() {
-        let text: String = (0..2000).map(|i| format!("line number {i} of the log\n")).collect();
+        let text: String = (0..2000)
+            .map(|i| format!("line number {i} of the log\n"))
+            .collect();
         let pages = paginate(&text, 500, Encoding::O200kBase);
         assert!(pages.len() > 5);
         let joined: String = pages.iter().map(|r| &text[r.clone()]).collect();
@@ -264,10 +266,22 @@ mod tests {
         assert!(first.contains("entry 0\n"));
         let second = store.read(&format!("result://{id}?page=2")).unwrap();
         assert!(second.contains("page 2 of"));
-        assert!(matches!(store.read(&format!("result://{id}?page=0")), Err(ReadError::Invalid(_))));
-        assert!(matches!(store.read(&format!("result://{id}?page=x")), Err(ReadError::Invalid(_))));
-        assert!(matches!(store.read(&format!("result://{id}?pgae=2")), Err(ReadError::Invalid(_))));
-        assert!(matches!(store.read("result://nope-1"), Err(ReadError::NotFound(_))));
+        assert!(matches!(
+            store.read(&format!("result://{id}?page=0")),
+            Err(ReadError::Invalid(_))
+        ));
+        assert!(matches!(
+            store.read(&format!("result://{id}?page=x")),
+            Err(ReadError::Invalid(_))
+        ));
+        assert!(matches!(
+            store.read(&format!("result://{id}?pgae=2")),
+            Err(ReadError::Invalid(_))
+        ));
+        assert!(matches!(
+            store.read("result://nope-1"),
+            Err(ReadError::NotFound(_))
+        ));
     }
 
     #[test]
@@ -278,7 +292,10 @@ mod tests {
         store.read(&format!("result://{a}")).unwrap();
         let _c = stored(&store, &"c".repeat(40), 100);
         assert!(store.read(&format!("result://{a}")).is_ok());
-        assert!(matches!(store.read(&format!("result://{b}")), Err(ReadError::NotFound(_))));
+        assert!(matches!(
+            store.read(&format!("result://{b}")),
+            Err(ReadError::NotFound(_))
+        ));
         // Too big to keep at all.
         let d = stored(&store, &"d".repeat(101), 100);
         assert!(store.read(&format!("result://{d}")).is_err());

@@ -102,7 +102,9 @@ impl Truncation {
             ));
         }
         if self.over_cap {
-            out.push_str("\n  (still over the cap: this is the smallest shape that keeps the structure)");
+            out.push_str(
+                "\n  (still over the cap: this is the smallest shape that keeps the structure)",
+            );
         }
         out
     }
@@ -115,10 +117,8 @@ pub struct ShapeRequest<'a> {
     pub cap: usize,
     /// The highest cap a caller may ask for (named in the hints).
     pub ceiling: usize,
-    /// Renders a structured result as the reply text (the tool's renderer).
+    /// Renders a structured result as the whole reply text (the `truncated` report included).
     pub render: &'a dyn Fn(&Value) -> String,
-    /// Text the other stages appended (runbook sections), counted as part of the reply.
-    pub footers: &'a str,
     /// Names of the tool's arguments (for narrowing hints).
     pub arguments: Vec<String>,
     /// Arguments the caller already set (not suggested again).
@@ -135,21 +135,9 @@ pub struct Shaped {
     pub tokens: usize,
 }
 
-/// Tokens a reply costs: its text (with footers) plus its structured content.
-pub fn reply_tokens(request: &ShapeRequest<'_>, value: &Value, extra_footer: &str) -> usize {
-    let text = reply_text(request, value, extra_footer);
-    request.encoding.count(&text) + request.encoding.count(&value.to_string())
-}
-
-fn reply_text(request: &ShapeRequest<'_>, value: &Value, extra_footer: &str) -> String {
-    let mut text = (request.render)(value);
-    for part in [request.footers, extra_footer] {
-        if !part.is_empty() {
-            text.push_str("\n\n");
-            text.push_str(part);
-        }
-    }
-    text
+/// Tokens a reply costs: its text plus its structured content.
+pub fn reply_tokens(request: &ShapeRequest<'_>, value: &Value) -> usize {
+    request.encoding.count(&(request.render)(value)) + request.encoding.count(&value.to_string())
 }
 
 /// Bytes a value serialises to, without building the string.
@@ -172,11 +160,7 @@ pub fn json_len(value: &Value) -> usize {
 /// Tokens of the full reply: exact when it is small enough to count cheaply, otherwise
 /// estimated from samples. Returns (tokens, estimated, tokens per byte of JSON) — the last
 /// prices list items by their serialised size.
-pub fn full_reply_tokens(
-    request: &ShapeRequest<'_>,
-    text: &str,
-    json: &str,
-) -> (usize, bool, f64) {
+pub fn full_reply_tokens(request: &ShapeRequest<'_>, text: &str, json: &str) -> (usize, bool, f64) {
     const EXACT_UP_TO: usize = 256 * 1024;
     const SAMPLE: usize = 32 * 1024;
     if text.len() + json.len() <= EXACT_UP_TO {
@@ -234,10 +218,22 @@ pub fn shape(
     const FEW: usize = 10;
     let mut fitting: Option<(Shaped, usize)> = None;
     let mut smallest: Option<Shaped> = None;
-    for level in [Level::Gentle, Level::Hard, Level::Minimal] {
+    for level in [
+        Level::Gentle,
+        Level::Hard,
+        Level::Minimal,
+        Level::ShortRunbooks,
+        Level::OneRunbook,
+    ] {
+        if level.trims_runbooks() && fitting.is_some() {
+            break;
+        }
         let mut work = value.clone();
         let mut pass = truncation.clone();
         compact_strings(&mut work, level, &mut pass);
+        if level.trims_runbooks() {
+            trim_runbooks(&mut work, level == Level::OneRunbook, &mut pass);
+        }
         let lists = collect_lists(&mut work, &mut pass);
         let (shaped, kept, wanted) =
             fit_lists(request, work, lists, pass, tokens_per_json_byte, level);
@@ -258,7 +254,7 @@ pub fn shape(
     let mut shaped = smallest.expect("at least one pass ran");
     shaped.truncation.over_cap = true;
     shaped.structured["truncated"] = serde_json::to_value(&shaped.truncation).unwrap_or_default();
-    shaped.tokens = reply_tokens(request, &shaped.structured, &shaped.truncation.footer());
+    shaped.tokens = reply_tokens(request, &shaped.structured);
     shaped
 }
 
@@ -271,15 +267,24 @@ enum Level {
     Hard,
     /// Short strings, 3-line traces, nested lists keep their most relevant item.
     Minimal,
+    /// As minimal, and the attached runbooks' excerpts cut short (titles and links stay):
+    /// only when nothing else fits.
+    ShortRunbooks,
+    /// As minimal, and only the first attached runbook kept: the last resort.
+    OneRunbook,
 }
 
 impl Level {
+    fn trims_runbooks(self) -> bool {
+        matches!(self, Level::ShortRunbooks | Level::OneRunbook)
+    }
+
     /// Strings longer than this many chars are shortened to (head, tail) chars.
     fn string_limits(self) -> (usize, usize, usize) {
         match self {
             Level::Gentle => (1200, 600, 200),
-            Level::Hard => (300, 160, 80),
-            Level::Minimal => (200, 110, 50),
+            Level::Hard => (600, 400, 150),
+            Level::Minimal | Level::ShortRunbooks | Level::OneRunbook => (300, 200, 80),
         }
     }
 
@@ -288,7 +293,7 @@ impl Level {
         match self {
             Level::Gentle => (40, 20, 10),
             Level::Hard => (10, 5, 2),
-            Level::Minimal => (3, 2, 1),
+            Level::Minimal | Level::ShortRunbooks | Level::OneRunbook => (3, 2, 1),
         }
     }
 
@@ -297,7 +302,7 @@ impl Level {
         match self {
             Level::Gentle => None,
             Level::Hard => Some(3),
-            Level::Minimal => Some(1),
+            Level::Minimal | Level::ShortRunbooks | Level::OneRunbook => Some(1),
         }
     }
 }
@@ -340,6 +345,35 @@ fn compact_strings(value: &mut Value, level: Level, truncation: &mut Truncation)
     truncation.strings_shortened = count;
 }
 
+/// Shortens the attached runbooks' excerpts (the runbook:// link has the whole text), and
+/// with `only_first` keeps just the first runbook.
+fn trim_runbooks(value: &mut Value, only_first: bool, truncation: &mut Truncation) {
+    let Some(Value::Array(runbooks)) = value.get_mut("relevant_runbooks") else {
+        return;
+    };
+    let total = runbooks.len();
+    if only_first {
+        runbooks.truncate(1);
+    }
+    for runbook in runbooks.iter_mut() {
+        if let Some(Value::String(excerpt)) = runbook.get_mut("excerpt")
+            && excerpt.chars().count() > 120
+        {
+            *excerpt = ellipsize_middle(excerpt, 100, 0);
+            truncation.strings_shortened += 1;
+        }
+    }
+    if runbooks.len() < total {
+        truncation.lists.push(ShortenedList {
+            path: "relevant_runbooks".into(),
+            kept: 1,
+            total,
+            more: format!("… {} more (of {})", total - 1, total),
+            kept_by: "most relevant first".into(),
+        });
+    }
+}
+
 /// Keeps `head` chars, a marker, and `tail` chars.
 pub fn ellipsize_middle(s: &str, head: usize, tail: usize) -> String {
     let total = s.chars().count();
@@ -347,11 +381,12 @@ pub fn ellipsize_middle(s: &str, head: usize, tail: usize) -> String {
         return s.to_string();
     }
     let start: String = s.chars().take(head).collect();
+    let omitted = total - head - tail;
+    if tail == 0 {
+        return format!("{start} … [{omitted} chars omitted]");
+    }
     let end: String = s.chars().skip(total - tail).collect();
-    format!(
-        "{start} … [{} chars omitted] … {end}",
-        total - head - tail
-    )
+    format!("{start} … [{omitted} chars omitted] … {end}")
 }
 
 /// A list that may be shortened, taken out of the result while it is fitted.
@@ -470,7 +505,11 @@ fn fold_repeats(items: Vec<Value>) -> (Vec<Value>, Vec<usize>) {
 pub fn severity(item: &Value) -> i64 {
     let Value::Object(map) = item else { return 0 };
     let mut score = 0;
-    let text = |k: &str| map.get(k).and_then(Value::as_str).map(str::to_ascii_lowercase);
+    let text = |k: &str| {
+        map.get(k)
+            .and_then(Value::as_str)
+            .map(str::to_ascii_lowercase)
+    };
     let number = |k: &str| map.get(k).and_then(Value::as_i64).unwrap_or(0);
     if map.get("unhealthy").and_then(Value::as_bool) == Some(true) {
         score += 4;
@@ -544,7 +583,12 @@ fn is_error_line(item: &Value) -> bool {
 
 /// Newest first (the tool's order breaks ties, later first).
 fn log_preference(items: &[Value]) -> Vec<usize> {
-    let timestamp = |i: usize| items[i].get("timestamp").and_then(Value::as_str).unwrap_or("");
+    let timestamp = |i: usize| {
+        items[i]
+            .get("timestamp")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+    };
     let mut order: Vec<usize> = (0..items.len()).collect();
     order.sort_by(|&a, &b| timestamp(b).cmp(timestamp(a)).then_with(|| b.cmp(&a)));
     order
@@ -560,6 +604,8 @@ fn fit_lists(
     tokens_per_json_byte: f64,
     level: Level,
 ) -> (Shaped, usize, usize) {
+    // Lists shortened before this point (attached runbooks) stay reported.
+    let preset = truncation.lists.clone();
     // Nested lists are cut before items are priced, so the prices are what is sent.
     let mut nested: Vec<Vec<Vec<ShortenedList>>> = Vec::new();
     for list in &mut lists {
@@ -579,9 +625,12 @@ fn fit_lists(
     // The result with every list empty: what the lists share the rest of the cap with.
     let base = {
         let mut probe = skeleton.clone();
-        truncation.lists = lists.iter().map(|l| describe(l, &[])).collect();
+        truncation.lists = preset.clone();
+        truncation
+            .lists
+            .extend(lists.iter().map(|l| describe(l, &[])));
         probe["truncated"] = serde_json::to_value(&truncation).unwrap_or_default();
-        reply_tokens(request, &probe, &truncation.footer())
+        reply_tokens(request, &probe)
     };
     let mut available = request.cap.saturating_sub(base) as f64;
     let mut attempt = 0;
@@ -600,7 +649,7 @@ fn fit_lists(
             .map(|(list, &allowance)| choose(list, allowance))
             .collect();
         let mut candidate = skeleton.clone();
-        truncation.lists = Vec::new();
+        truncation.lists = preset.clone();
         for ((list, keep), cuts) in lists.iter().zip(&chosen).zip(&nested) {
             let kept: Vec<Value> = keep.iter().map(|&i| list.items[i].clone()).collect();
             candidate[list.key.as_str()] = Value::Array(kept);
@@ -613,8 +662,7 @@ fn fit_lists(
         }
         truncation.narrow_with = narrowing_hints(request, &lists, &chosen);
         candidate["truncated"] = serde_json::to_value(&truncation).unwrap_or_default();
-        let footer = truncation.footer();
-        let tokens = reply_tokens(request, &candidate, &footer);
+        let tokens = reply_tokens(request, &candidate);
         let kept_any_less = chosen.iter().map(Vec::len).sum::<usize>()
             > lists.iter().filter(|l| !l.items.is_empty()).count();
         if tokens <= request.cap || attempt >= 12 || !kept_any_less {
@@ -738,7 +786,11 @@ fn compact_nested(item: &mut Value, path: &str, keep: usize, cuts: &mut Vec<Shor
             path: format!("{path}.{key}"),
             kept: keep,
             total,
-            more: format!("… {} more (of {})", thousands(total - keep), thousands(total)),
+            more: format!(
+                "… {} more (of {})",
+                thousands(total - keep),
+                thousands(total)
+            ),
             kept_by: "most relevant first".into(),
         });
     }
@@ -820,10 +872,7 @@ fn narrowing_hints(
         }
     }
     if request.cap < request.ceiling {
-        hints.push(format!(
-            "max_tokens=<n> (up to {})",
-            request.ceiling
-        ));
+        hints.push(format!("max_tokens=<n> (up to {})", request.ceiling));
     }
     hints
 }
@@ -833,7 +882,7 @@ pub fn thousands(n: usize) -> String {
     let digits = n.to_string();
     let mut out = String::with_capacity(digits.len() + digits.len() / 3);
     for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(c);
@@ -865,11 +914,17 @@ mod tests {
 
     #[test]
     fn severity_reads_field_meanings() {
-        assert!(severity(&json!({"status": "CrashLoopBackOff", "restarts": 9})) > severity(&json!({"status": "Running"})));
+        assert!(
+            severity(&json!({"status": "CrashLoopBackOff", "restarts": 9}))
+                > severity(&json!({"status": "Running"}))
+        );
         assert!(severity(&json!({"type": "Warning"})) > severity(&json!({"type": "Normal"})));
         assert!(severity(&json!({"level": "ERROR"})) > severity(&json!({"level": "INFO"})));
         assert!(severity(&json!({"status": "Running", "ready": "0/1"})) > 0);
-        assert_eq!(severity(&json!({"status": "Running", "ready": "1/1", "restarts": 0})), 0);
+        assert_eq!(
+            severity(&json!({"status": "Running", "ready": "1/1", "restarts": 0})),
+            0
+        );
     }
 
     #[test]

@@ -6,6 +6,15 @@ use common::{call, err, ok, start, text};
 use rmcp::model::{GetPromptRequestParams, ReadResourceRequestParams, ResourceContents};
 use serde_json::{Value, json};
 
+/// These tests check what the tools return, so results are not shaped (tests/shaping.rs
+/// covers shaping, including the investigation evidence at the default cap).
+const WHOLE_RESULTS: &[&str] = &[
+    "--max-result-tokens",
+    "1000000",
+    "--max-result-tokens-ceiling",
+    "1000000",
+];
+
 const TOOLS: &[&str] = &[
     "check_service_health",
     "list_namespaces",
@@ -42,7 +51,7 @@ async fn first_pod(client: &common::Client, namespace: &str, service: &str) -> S
 
 #[tokio::test]
 async fn lists_every_tool_with_schemas_and_read_only_hints() {
-    let client = start(&[]).await;
+    let client = start(WHOLE_RESULTS).await;
     let info = client.peer_info().expect("server info");
     assert_eq!(
         info.server_info.as_ref().map(|i| i.name.as_str()),
@@ -72,7 +81,7 @@ async fn lists_every_tool_with_schemas_and_read_only_hints() {
 
 #[tokio::test]
 async fn health_shows_the_four_incidents_and_healthy_services() {
-    let client = start(&[]).await;
+    let client = start(WHOLE_RESULTS).await;
     let health = ok(&client, "check_service_health", json!({})).await;
     let services = items(&health, "services");
     assert!(services.len() >= 8);
@@ -141,7 +150,7 @@ async fn health_shows_the_four_incidents_and_healthy_services() {
 
 #[tokio::test]
 async fn pods_describe_logs_and_previous_logs_tell_the_oom_story() {
-    let client = start(&[]).await;
+    let client = start(WHOLE_RESULTS).await;
     let pods = ok(&client, "list_pods", json!({"namespace": "payments"})).await;
     assert_eq!(pods["namespace"], "payments");
     let crashing: Vec<&Value> = items(&pods, "pods")
@@ -228,7 +237,7 @@ async fn pods_describe_logs_and_previous_logs_tell_the_oom_story() {
 
 #[tokio::test]
 async fn events_deployments_and_rollout_history() {
-    let client = start(&[]).await;
+    let client = start(WHOLE_RESULTS).await;
     let events = ok(
         &client,
         "get_events",
@@ -310,7 +319,7 @@ async fn events_deployments_and_rollout_history() {
 
 #[tokio::test]
 async fn cross_service_search_errors_and_traces() {
-    let client = start(&[]).await;
+    let client = start(WHOLE_RESULTS).await;
     let namespaces = ok(&client, "list_namespaces", json!({})).await;
     assert!(items(&namespaces, "namespaces").len() >= 4);
 
@@ -393,7 +402,7 @@ async fn cross_service_search_errors_and_traces() {
 
 #[tokio::test]
 async fn resources_prompts_and_completion() {
-    let client = start(&[]).await;
+    let client = start(WHOLE_RESULTS).await;
     let resources = client.list_all_resources().await.unwrap();
     let uris: Vec<&str> = resources.iter().map(|r| r.uri.as_str()).collect();
     assert!(uris.contains(&"system://health") && uris.contains(&"deployment://history"));
@@ -529,7 +538,7 @@ async fn resources_prompts_and_completion() {
 
 #[tokio::test]
 async fn bad_input_is_a_clear_error_and_the_server_lives_on() {
-    let client = start(&[]).await;
+    let client = start(WHOLE_RESULTS).await;
     let m = err(&client, "list_pods", json!({"namespace": "paymnts"})).await;
     assert!(
         m.contains("not found") && m.contains("valid namespaces: payments"),

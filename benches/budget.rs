@@ -1,0 +1,103 @@
+//! Budget stage benchmark: the overhead the budget/cost tracker adds to one tool call (its
+//! `apply`, which sizes and if needed shapes the result, plus its `finish`, which counts the
+//! reply's tokens and books them), for small results and for a ~1 MB result that is shaped.
+//! Run with `cargo bench --bench budget`; prints figures, asserts nothing.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::{Map, Value, json};
+use sre_mcp::app::{App, Settings};
+use sre_mcp::cluster::demo::DemoCluster;
+use sre_mcp::pipeline::{Pipeline, Rendered, Stage, StagedResult, ToolReply, render_reply};
+use sre_mcp::runbooks::knowledge::{KnowledgeBase, KnowledgeConfig};
+use sre_mcp::tools::ToolRegistry;
+
+fn p(sorted: &[Duration], q: f64) -> f64 {
+    sorted[((sorted.len() - 1) as f64 * q).round() as usize].as_secs_f64() * 1e6
+}
+
+fn args(value: Value) -> Map<String, Value> {
+    match value {
+        Value::Object(map) => map,
+        _ => Map::new(),
+    }
+}
+
+fn main() {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let knowledge = KnowledgeBase::load_now(KnowledgeConfig {
+        default_runbooks: true,
+        extra_dirs: Vec::new(),
+        model: None,
+        threads: 1,
+        arena: false,
+        cache_path: None,
+        wait: Duration::from_secs(1),
+    });
+    let backend = Arc::new(DemoCluster::load(jiff::Timestamp::now()).unwrap());
+    let mut settings = Settings::default();
+    // Tools return everything; the stage under test applies the cap itself.
+    settings.budget.shaping.ceiling = 100_000_000;
+    let app = App::new(backend, knowledge, settings);
+    let budget = app.budget.clone();
+    let pipeline = Pipeline::new(app, ToolRegistry::standard());
+    // Let the tokenizer tables finish building (they load on a background thread).
+    sre_mcp::budget::Encoding::O200kBase.count("warm up");
+
+    runtime.block_on(async {
+        let cases = [
+            ("small: check_service_health one healthy service", "check_service_health", json!({"service": "user-service"}), 1000),
+            ("small: list_pods identity", "list_pods", json!({"namespace": "identity"}), 1000),
+            ("small: check_service_health payment-gateway", "check_service_health", json!({"service": "payment-gateway"}), 1000),
+            ("medium, shaped: check_service_health all", "check_service_health", json!({}), 200),
+            ("1 MB, shaped: search_logs 2,600 entries", "search_logs", json!({"limit": 2600}), 30),
+        ];
+        for (label, tool, arguments, runs) in cases {
+            let mut full_args = args(arguments.clone());
+            full_args.insert("max_tokens".into(), json!(100_000_000));
+            let full = pipeline.call(tool, full_args).await.unwrap();
+            let structured = full.structured.clone().unwrap();
+            let bytes = structured.to_string().len() + full.text.len();
+            let def = pipeline.tools.get(tool).unwrap();
+            let call_args = args(arguments.clone());
+            let mut samples = Vec::new();
+            let mut tokens = 0;
+            let mut shaped = false;
+            for _ in 0..runs {
+                let mut staged = StagedResult::new(structured.clone(), 2000);
+                let started = Instant::now();
+                budget.apply(def, &call_args, &mut staged).await.unwrap();
+                // What the pipeline does between the stages and `finish`: reuse the stage's
+                // rendering, or render the shaped result.
+                let Rendered { json, text } = staged.rendered.take().unwrap_or_else(|| Rendered {
+                    json: staged.structured.to_string(),
+                    text: render_reply(def, &staged.structured, &staged.notes),
+                });
+                let mut reply = ToolReply {
+                    tool: tool.to_string(),
+                    structured: Some(staged.structured),
+                    structured_json: Some(json),
+                    text,
+                    is_error: false,
+                    meta: staged.meta,
+                };
+                budget.finish(def, &mut reply);
+                samples.push(started.elapsed());
+                tokens = reply.meta["tokens"].as_u64().unwrap();
+                shaped = reply.meta["truncated"] == json!(true);
+            }
+            samples.sort();
+            println!(
+                "budget stage, {label}: full reply {:.1} KB → {tokens} tokens{}; p50 {:.0} µs p99 {:.0} µs ({runs} calls)",
+                bytes as f64 / 1024.0,
+                if shaped { " (shaped)" } else { "" },
+                p(&samples, 0.5),
+                p(&samples, 0.99),
+            );
+        }
+    });
+}
