@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Map, Value, json};
 use sre_mcp::app::{App, Settings};
 use sre_mcp::cluster::demo::DemoCluster;
-use sre_mcp::pipeline::{Pipeline, Rendered, Stage, StagedResult, ToolReply, render_reply};
+use sre_mcp::pipeline::{Pipeline, Stage, StagedResult};
 use sre_mcp::runbooks::knowledge::{KnowledgeBase, KnowledgeConfig};
 use sre_mcp::tools::ToolRegistry;
 
@@ -54,7 +54,7 @@ fn main() {
             ("small: list_pods identity", "list_pods", json!({"namespace": "identity"}), 1000),
             ("small: check_service_health payment-gateway", "check_service_health", json!({"service": "payment-gateway"}), 1000),
             ("medium, shaped: check_service_health all", "check_service_health", json!({}), 200),
-            ("1 MB, shaped: search_logs 2,600 entries", "search_logs", json!({"limit": 2600}), 30),
+            ("~1 MB, shaped: search_logs 4,000 entries", "search_logs", json!({"limit": 4000}), 30),
         ];
         for (label, tool, arguments, runs) in cases {
             let mut full_args = args(arguments.clone());
@@ -71,20 +71,7 @@ fn main() {
                 let mut staged = StagedResult::new(structured.clone(), 2000);
                 let started = Instant::now();
                 budget.apply(def, &call_args, &mut staged).await.unwrap();
-                // What the pipeline does between the stages and `finish`: reuse the stage's
-                // rendering, or render the shaped result.
-                let Rendered { json, text } = staged.rendered.take().unwrap_or_else(|| Rendered {
-                    json: staged.structured.to_string(),
-                    text: render_reply(def, &staged.structured, &staged.notes),
-                });
-                let mut reply = ToolReply {
-                    tool: tool.to_string(),
-                    structured: Some(staged.structured),
-                    structured_json: Some(json),
-                    text,
-                    is_error: false,
-                    meta: staged.meta,
-                };
+                let mut reply = staged.into_reply(def);
                 budget.finish(def, &mut reply);
                 samples.push(started.elapsed());
                 tokens = reply.meta["tokens"].as_u64().unwrap();

@@ -24,7 +24,7 @@ pub struct Settings {
 impl Default for Settings {
     fn default() -> Self {
         Settings {
-            max_log_lines: 500,
+            max_log_lines: 50_000,
             budget: BudgetConfig {
                 encoding: Encoding::O200kBase,
                 model: DEFAULT_MODEL.to_string(),

@@ -351,7 +351,11 @@ impl BudgetTracker {
         let text = render_reply(tool, &result.structured, &result.notes);
         // A token is at least one byte: a reply with no more bytes than the cap fits.
         if json.len() + text.len() <= cap {
-            result.rendered = Some(Rendered { json, text });
+            result.rendered = Some(Rendered {
+                json,
+                text,
+                tokens: None,
+            });
             return;
         }
         let mut request = ShapeRequest {
@@ -375,7 +379,12 @@ impl BudgetTracker {
         let (full_tokens, estimated, tokens_per_json_byte) =
             full_reply_tokens(&request, &text, &json);
         if full_tokens <= cap {
-            result.rendered = Some(Rendered { json, text });
+            // Counted exactly (small enough): `finish` need not count again.
+            result.rendered = Some(Rendered {
+                json,
+                text,
+                tokens: (!estimated).then_some(full_tokens),
+            });
             return;
         }
         let stored = self.store.fits(text.len()).then(|| {
@@ -407,25 +416,57 @@ impl BudgetTracker {
                 full_tokens,
             });
         }
+        result.rendered = Some(Rendered {
+            json: shaped.structured.to_string(),
+            text: render_reply(tool, &shaped.structured, &result.notes),
+            tokens: Some(shaped.tokens),
+        });
         result.structured = shaped.structured;
         result.meta.insert("truncated".into(), json!(true));
-        result.rendered = None;
     }
 
     /// Counts the reply's tokens, books them and adds the `_meta` fields (and a warning past 80%).
     pub fn finish(&self, tool: &ToolDef, reply: &mut ToolReply) {
         // What the client receives: the text content and the structured content.
-        let mut tokens = self.config.encoding.count(&reply.text) as u64;
-        if let Some(json) = &reply.structured_json {
-            tokens += self.config.encoding.count(json) as u64;
-        }
-        let cost = self.cost(tokens);
+        let tokens = match reply.tokens {
+            Some(counted) => counted as u64,
+            None => {
+                let text = self.config.encoding.count(&reply.text);
+                let json = reply
+                    .structured_json
+                    .as_deref()
+                    .map_or(0, |j| self.config.encoding.count(j));
+                (text + json) as u64
+            }
+        };
         let truncated = reply
             .meta
             .get("truncated")
             .and_then(Value::as_bool)
             .unwrap_or(false);
         let mut state = self.ledger.lock().unwrap_or_else(|e| e.into_inner());
+        // Past 80% the reply carries a warning; its own tokens are booked with the reply (the
+        // figures it quotes are those before it).
+        let mut tokens = tokens;
+        // Only the totals matter for the fraction and the figures.
+        let projected = LedgerState {
+            tokens: state.tokens + tokens,
+            cost_usd: state.cost_usd + self.cost(tokens),
+            ..LedgerState::default()
+        };
+        let fraction = self.used_fraction(&projected);
+        if fraction >= 0.8 {
+            let warning = format!(
+                "budget warning: {:.0}% of the session budget used ({}); further tool calls are refused past 100%",
+                (fraction * 100.0).min(999.0),
+                self.spent_text(&projected)
+            );
+            let block = format!("\n\n{warning}");
+            tokens += self.config.encoding.count(&block) as u64;
+            reply.meta.insert("budget_warning".into(), json!(warning));
+            reply.text.push_str(&block);
+        }
+        let cost = self.cost(tokens);
         state.calls += 1;
         state.shaped_calls += u64::from(truncated);
         state.tokens += tokens;
@@ -435,7 +476,6 @@ impl BudgetTracker {
         usage.tokens += tokens;
         usage.cost_usd += cost;
         usage.shaped_calls += u64::from(truncated);
-        let fraction = self.used_fraction(&state);
         reply.meta.insert("tokens".into(), json!(tokens));
         reply.meta.insert("cost_usd".into(), json!(round6(cost)));
         reply
@@ -448,15 +488,6 @@ impl BudgetTracker {
             .meta
             .insert("budget_remaining".into(), self.remaining(&state));
         reply.meta.insert("truncated".into(), json!(truncated));
-        if fraction >= 0.8 {
-            let warning = format!(
-                "budget warning: {:.0}% of the session budget used ({}); further tool calls are refused past 100%",
-                (fraction * 100.0).min(999.0),
-                self.spent_text(&state)
-            );
-            reply.meta.insert("budget_warning".into(), json!(warning));
-            reply.text.push_str(&format!("\n\n{warning}"));
-        }
         tracing::info!(
             tool = tool.name,
             tokens,

@@ -28,6 +28,24 @@ pub struct StagedResult {
 }
 
 impl StagedResult {
+    /// The reply, reusing the last stage's rendering when it made one.
+    pub fn into_reply(mut self, tool: &ToolDef) -> ToolReply {
+        let rendered = self.rendered.take().unwrap_or_else(|| Rendered {
+            json: self.structured.to_string(),
+            text: render_reply(tool, &self.structured, &self.notes),
+            tokens: None,
+        });
+        ToolReply {
+            tool: tool.name.to_string(),
+            structured: Some(self.structured),
+            structured_json: Some(rendered.json),
+            tokens: rendered.tokens,
+            text: rendered.text,
+            is_error: false,
+            meta: self.meta,
+        }
+    }
+
     /// A tool's result before any stage ran.
     pub fn new(structured: Value, max_tokens: usize) -> StagedResult {
         StagedResult {
@@ -46,6 +64,8 @@ pub struct Rendered {
     pub json: String,
     /// The reply text (see [`render_reply`]).
     pub text: String,
+    /// Tokens of `text` plus `json`, when already counted.
+    pub tokens: Option<usize>,
 }
 
 /// The reply text: the tool's rendering of its data, then a block for each envelope field the
@@ -80,6 +100,8 @@ pub struct ToolReply {
     pub structured: Option<Value>,
     /// `structured`, serialised once for counting and logging.
     pub structured_json: Option<String>,
+    /// Tokens of `text` plus `structured_json`, when a stage already counted them.
+    pub tokens: Option<usize>,
     pub text: String,
     pub is_error: bool,
     pub meta: Map<String, Value>,
@@ -186,23 +208,13 @@ impl Pipeline {
                         "stage done"
                     );
                 }
-                let Rendered { json, text } = staged.rendered.take().unwrap_or_else(|| Rendered {
-                    json: staged.structured.to_string(),
-                    text: render_reply(tool, &staged.structured, &staged.notes),
-                });
-                ToolReply {
-                    tool: name.to_string(),
-                    structured: Some(staged.structured),
-                    structured_json: Some(json),
-                    text,
-                    is_error: false,
-                    meta: staged.meta,
-                }
+                staged.into_reply(tool)
             }
             Err(error) => ToolReply {
                 tool: name.to_string(),
                 structured: None,
                 structured_json: None,
+                tokens: None,
                 text: error.to_string(),
                 is_error: true,
                 meta: Map::new(),
