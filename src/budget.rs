@@ -27,10 +27,12 @@ pub enum Encoding {
 }
 
 impl Encoding {
-    fn bpe(self) -> &'static tiktoken_rs::CoreBPE {
+    /// GitHub's `bpe-openai` tokenizers: the same counts as OpenAI's tiktoken (the tests check
+    /// them against `tiktoken-rs`), about 2.5× faster, and quicker to load.
+    fn bpe(self) -> &'static bpe_openai::Tokenizer {
         match self {
-            Encoding::O200kBase => tiktoken_rs::o200k_base_singleton(),
-            Encoding::Cl100kBase => tiktoken_rs::cl100k_base_singleton(),
+            Encoding::O200kBase => bpe_openai::o200k_base(),
+            Encoding::Cl100kBase => bpe_openai::cl100k_base(),
         }
     }
 
@@ -47,7 +49,7 @@ impl Encoding {
 
     /// Tokens in `text` (special-token text is counted as ordinary text, as a client sends it).
     pub fn count(self, text: &str) -> usize {
-        self.bpe().encode_ordinary(text).len()
+        self.bpe().count(text)
     }
 }
 
@@ -530,25 +532,38 @@ mod tests {
 
     #[test]
     fn counts_match_the_reference_encodings() {
-        // Reference counts from tiktoken for these exact strings.
+        // Fixed counts for these exact strings, as OpenAI's tiktoken gives them.
         assert_eq!(Encoding::O200kBase.count("hello world"), 2);
         assert_eq!(Encoding::Cl100kBase.count("hello world"), 2);
-        let text = "payment-gateway-7d9f8b6c4-x2k9p CrashLoopBackOff OOMKilled (exit 137)";
-        assert_eq!(
-            Encoding::O200kBase.count(text),
-            tiktoken_rs::o200k_base()
-                .unwrap()
-                .encode_ordinary(text)
-                .len()
-        );
-        assert_eq!(
-            Encoding::Cl100kBase.count(text),
-            tiktoken_rs::cl100k_base()
-                .unwrap()
-                .encode_ordinary(text)
-                .len()
-        );
         assert_eq!(Encoding::O200kBase.count(""), 0);
+        // And equal to the reference implementation (tiktoken-rs) on varied text: log lines,
+        // JSON, Unicode, whitespace runs, digits, long words.
+        let texts = [
+            "payment-gateway-7d9f8b6c4-x2k9p CrashLoopBackOff OOMKilled (exit 137)",
+            r#"{"pods":[{"name":"a-1","status":"Running","ready":"1/1","restarts":0}],"total":1}"#,
+            "2026-11-22T01:05:12.239Z ERROR o.a.c.c.C.[Tomcat] java.lang.OutOfMemoryError: Java heap space\n\tat java.base/java.util.Arrays.copyOf(Arrays.java:3537)",
+            "  indented   with   runs\n\n\nof whitespace\t\ttabs  ",
+            "Zürich → 東京 ✂ … naïve café 🚀 emoji",
+            "12345678901234567890 3.14159 0xdeadbeef 1e-9",
+            "supercalifragilisticexpialidocious antidisestablishmentarianism",
+            "<|endoftext|> special tokens are counted as text",
+        ];
+        for text in texts {
+            assert_eq!(
+                Encoding::O200kBase.count(text),
+                tiktoken_rs::o200k_base_singleton()
+                    .encode_ordinary(text)
+                    .len(),
+                "o200k: {text:?}"
+            );
+            assert_eq!(
+                Encoding::Cl100kBase.count(text),
+                tiktoken_rs::cl100k_base_singleton()
+                    .encode_ordinary(text)
+                    .len(),
+                "cl100k: {text:?}"
+            );
+        }
     }
 
     #[test]
