@@ -54,7 +54,7 @@ fn main() {
             ("small: list_pods identity", "list_pods", json!({"namespace": "identity"}), 1000),
             ("small: check_service_health payment-gateway", "check_service_health", json!({"service": "payment-gateway"}), 1000),
             ("medium, shaped: check_service_health all", "check_service_health", json!({}), 200),
-            ("~1 MB, shaped: search_logs 4,000 entries", "search_logs", json!({"limit": 4000}), 30),
+            ("1 MB, shaped: search_logs 2,100 entries", "search_logs", json!({"limit": 2100}), 30),
         ];
         for (label, tool, arguments, runs) in cases {
             let mut full_args = args(arguments.clone());

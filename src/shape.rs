@@ -9,7 +9,7 @@
 //! The rules read field meanings (`status`, `level`, `type`, `unhealthy`, `restarts`…), not
 //! tool names, so every tool is covered without per-tool code.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
 
 use schemars::JsonSchema;
@@ -218,6 +218,7 @@ pub fn shape(
     const FEW: usize = 10;
     let mut fitting: Option<(Shaped, usize)> = None;
     let mut smallest: Option<Shaped> = None;
+    let runs = log_runs(value);
     for level in [
         Level::Gentle,
         Level::Hard,
@@ -234,7 +235,7 @@ pub fn shape(
         if level.trims_runbooks() {
             trim_runbooks(&mut work, level == Level::OneRunbook, &mut pass);
         }
-        let lists = collect_lists(&mut work, &mut pass);
+        let lists = collect_lists(&mut work, &runs, &mut pass);
         let (shaped, kept, wanted) =
             fit_lists(request, work, lists, pass, tokens_per_json_byte, level);
         if shaped.tokens <= request.cap {
@@ -406,7 +407,12 @@ struct Candidate {
 }
 
 /// Takes the top-level lists out of the result (leaving empty arrays) and folds log repeats.
-fn collect_lists(value: &mut Value, truncation: &mut Truncation) -> Vec<Candidate> {
+/// `runs` holds, per log list, the lengths of its runs of similar lines (see [`log_runs`]).
+fn collect_lists(
+    value: &mut Value,
+    runs: &HashMap<String, Vec<usize>>,
+    truncation: &mut Truncation,
+) -> Vec<Candidate> {
     let Value::Object(map) = value else {
         return Vec::new();
     };
@@ -422,8 +428,8 @@ fn collect_lists(value: &mut Value, truncation: &mut Truncation) -> Vec<Candidat
         let items = std::mem::take(items);
         let total = items.len();
         let log = is_log_list(&items);
-        let (items, weights) = if log {
-            fold_repeats(items)
+        let (items, weights) = if let Some(runs) = runs.get(key).filter(|_| log) {
+            fold_runs(items, runs)
         } else {
             let n = items.len();
             (items, vec![1; n])
@@ -459,7 +465,31 @@ fn is_log_list(items: &[Value]) -> bool {
 
 /// Folds runs of consecutive log entries that differ only in time, trace id and the ids or
 /// numbers in their message; the newest of each run stands for it with `repeated: N`.
-fn fold_repeats(items: Vec<Value>) -> (Vec<Value>, Vec<usize>) {
+fn fold_runs(items: Vec<Value>, runs: &[usize]) -> (Vec<Value>, Vec<usize>) {
+    let mut out: Vec<Value> = Vec::with_capacity(runs.len());
+    let mut items = items.into_iter();
+    for &length in runs {
+        let run: Vec<Value> = items.by_ref().take(length).collect();
+        // Keep the newest entry of the run.
+        let Some(mut newest) = run.into_iter().max_by(|a, b| {
+            a.get("timestamp")
+                .and_then(Value::as_str)
+                .cmp(&b.get("timestamp").and_then(Value::as_str))
+        }) else {
+            continue;
+        };
+        if length > 1 {
+            newest["repeated"] = Value::from(length);
+        }
+        out.push(newest);
+    }
+    (out, runs.to_vec())
+}
+
+/// Lengths of the runs of consecutive similar entries in each top-level log list: entries
+/// that differ only in time, trace id and the ids or numbers in their message. Computed once
+/// on the full result, whatever later passes shorten.
+fn log_runs(value: &Value) -> HashMap<String, Vec<usize>> {
     fn identity(item: &Value) -> String {
         let mut key = String::new();
         if let Value::Object(map) = item {
@@ -476,29 +506,30 @@ fn fold_repeats(items: Vec<Value>) -> (Vec<Value>, Vec<usize>) {
         }
         key
     }
-    let mut out: Vec<Value> = Vec::with_capacity(items.len());
-    let mut weights: Vec<usize> = Vec::with_capacity(items.len());
-    let mut last_key = String::new();
-    for item in items {
-        let key = identity(&item);
-        if !out.is_empty() && key == last_key {
-            let n = weights.last_mut().expect("non-empty");
-            *n += 1;
-            let previous = out.last_mut().expect("non-empty");
-            // Keep the newest entry of the run.
-            if item.get("timestamp").and_then(Value::as_str)
-                >= previous.get("timestamp").and_then(Value::as_str)
-            {
-                *previous = item;
-            }
-            previous["repeated"] = Value::from(*n);
-        } else {
-            out.push(item);
-            weights.push(1);
-            last_key = key;
+    let mut all = HashMap::new();
+    let Value::Object(map) = value else {
+        return all;
+    };
+    for (key, field) in map {
+        let Value::Array(items) = field else { continue };
+        if PROTECTED.contains(&key.as_str()) || items.is_empty() || !is_log_list(items) {
+            continue;
         }
+        let mut runs: Vec<usize> = Vec::new();
+        let mut last = String::new();
+        for item in items {
+            let identity = identity(item);
+            match runs.last_mut() {
+                Some(n) if identity == last => *n += 1,
+                _ => {
+                    runs.push(1);
+                    last = identity;
+                }
+            }
+        }
+        all.insert(key.clone(), runs);
     }
-    (out, weights)
+    all
 }
 
 /// How much attention an item asks for, read from the meaning of its fields.
@@ -935,7 +966,9 @@ mod tests {
             json!({"timestamp": "t3", "level": "ERROR", "message": "boom"}),
             json!({"timestamp": "t4", "level": "INFO", "message": "GET /healthz 200 2ms"}),
         ];
-        let (out, weights) = fold_repeats(items);
+        let runs = log_runs(&json!({ "entries": items.clone() }));
+        assert_eq!(runs["entries"], vec![2, 1, 1]);
+        let (out, weights) = fold_runs(items, &runs["entries"]);
         assert_eq!(weights, vec![2, 1, 1]);
         assert_eq!(out[0]["timestamp"], "t2");
         assert_eq!(out[0]["repeated"], 2);
