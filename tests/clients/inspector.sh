@@ -46,9 +46,11 @@ run "call search_logs" 'HikariPool' --method tools/call --tool-name search_logs 
 run "call count_errors" '"groups"' --method tools/call --tool-name count_errors --tool-arg group_by=message
 run "call trace_transaction" '"spans"' --method tools/call --tool-name trace_transaction "--tool-arg" "trace_id=$trace"
 run "call search_runbooks" 'runbook://' --method tools/call --tool-name search_runbooks "--tool-arg" "query=Back-off pulling image"
+run "call list_pods max_tokens=500 is shaped" 'result://' --method tools/call --tool-name list_pods --tool-arg namespace=payments max_tokens=500
 run "resources/list" 'system://health' --method resources/list
 run "resources/read runbook://oomkilled-crashloop" 'Mitigation' --method resources/read --uri runbook://oomkilled-crashloop
 run "resources/templates/list" 'deployment://history/{service}' --method resources/templates/list
+run "resources/templates/list has result://{id}" 'result://{id}' --method resources/templates/list
 run "resources/read system://health" 'uptime_seconds' --method resources/read --uri system://health
 run "resources/read deployment://history" 'deploys' --method resources/read --uri deployment://history
 run "resources/read deployment://history/{service}" 'payment-gateway' --method resources/read --uri deployment://history/payment-gateway

@@ -74,6 +74,27 @@ async def main(binary):
             bad = await session.call_tool("list_pods", {"namespace": "nope"})
             check("unknown namespace is an is_error result", bad.is_error and "valid namespaces" in bad.content[0].text)
 
+            # A result over its token cap comes back shaped, schema-valid, with the full text
+            # readable page by page from result://.
+            shaped = await session.call_tool("search_logs", {"limit": 500})
+            meta = shaped.meta or {}
+            check("search_logs limit=500 is shaped within the cap",
+                  not shaped.is_error and meta.get("truncated") is True and meta.get("tokens", 10**9) <= 2000, meta)
+            try:
+                jsonschema.validate(shaped.structured_content, schemas["search_logs"])
+                check("shaped search_logs matches its output_schema", True)
+            except jsonschema.ValidationError as e:
+                check("shaped search_logs matches its output_schema", False, e.message)
+            report = shaped.structured_content.get("truncated", {})
+            entries = report.get("lists", [{}])[0]
+            check("shaped result counts what it dropped",
+                  entries.get("total") == 500 and entries.get("more", "").endswith("more (of 500)"), entries)
+            page2 = await session.read_resource(f"{report.get('full_result')}?page=2")
+            check("resources/read result://{id}?page=2", f"page 2 of {report.get('pages')}" in page2.contents[0].text,
+                  page2.contents[0].text[:200])
+            small = await session.call_tool("list_pods", {"namespace": "payments", "max_tokens": 100})
+            check("max_tokens below the minimum is an is_error result", small.is_error and "max_tokens" in small.content[0].text)
+
             resources = (await session.list_resources()).resources
             uris = {str(r.uri) for r in resources}
             check("resources/list", {"system://health", "deployment://history", "runbook://oomkilled-crashloop"} <= uris, uris)
@@ -84,6 +105,7 @@ async def main(binary):
             check("resources/read system://health", health["backend"]["kind"] == "demo")
             templates = (await session.list_resource_templates()).resource_templates
             check("resource templates", any(t.uri_template == "deployment://history/{service}" for t in templates))
+            check("resource template result://{id}", any(t.uri_template == "result://{id}" for t in templates))
 
             prompts = (await session.list_prompts()).prompts
             check("prompts/list", len(prompts) >= 5, [p.name for p in prompts])
