@@ -315,7 +315,14 @@ async fn system_health(app: &Arc<App>) -> Result<serde_json::Value, ResourceErro
 /// The ledger's totals (the per-tool detail is in budget://usage).
 fn budget_summary(app: &Arc<App>) -> serde_json::Value {
     let usage = app.budget.usage();
-    json!({ "tokens": usage["tokens"], "cost_usd": usage["cost_usd"], "calls": usage["calls"], "budget": usage["budget"] })
+    json!({
+        "tokens": usage["tokens"],
+        "cost_usd": usage["cost_usd"],
+        "calls": usage["calls"],
+        "shaped_calls": usage["shaped_calls"],
+        "max_result_tokens": usage["max_result_tokens"],
+        "budget": usage["budget"],
+    })
 }
 
 /// Runbook knowledge status: corpus size, which retrievers are live and, when embeddings are
