@@ -7,7 +7,6 @@ use std::collections::BTreeMap;
 use std::sync::Mutex;
 
 use async_trait::async_trait;
-use clap::ValueEnum;
 use serde::Serialize;
 use serde_json::{Map, Value, json};
 
@@ -16,42 +15,7 @@ use crate::result_store::{ResultStore, StoredResult, paginate};
 use crate::shape::{ShapeRequest, full_reply_tokens, shape};
 use crate::tools::ToolDef;
 
-/// BPE encodings the counter can use.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Encoding {
-    /// OpenAI's o200k_base (GPT-4o family); the default.
-    O200kBase,
-    /// OpenAI's cl100k_base (GPT-4 / GPT-3.5).
-    Cl100kBase,
-}
-
-impl Encoding {
-    /// GitHub's `bpe-openai` tokenizers: the same counts as OpenAI's tiktoken (the tests check
-    /// them against `tiktoken-rs`), about 2.5× faster, and quicker to load.
-    fn bpe(self) -> &'static bpe_openai::Tokenizer {
-        match self {
-            Encoding::O200kBase => bpe_openai::o200k_base(),
-            Encoding::Cl100kBase => bpe_openai::cl100k_base(),
-        }
-    }
-
-    /// Builds the encoder's tables on a background thread so the first count does not pay for
-    /// it and start-up does not wait for it.
-    pub fn warm_up(self) {
-        let _ = std::thread::Builder::new()
-            .name("tokenizer".into())
-            .spawn(move || {
-                crate::cluster::deferred::lower_thread_priority();
-                let _ = self.bpe();
-            });
-    }
-
-    /// Tokens in `text` (special-token text is counted as ordinary text, as a client sends it).
-    pub fn count(self, text: &str) -> usize {
-        self.bpe().count(text)
-    }
-}
+pub use crate::tokens::Encoding;
 
 /// Input prices in USD per million tokens, as published by the vendors (anthropic.com/pricing,
 /// openai.com/api/pricing) when this table was written; `--price-per-mtok` overrides it.
@@ -529,42 +493,6 @@ impl Stage for std::sync::Arc<BudgetTracker> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn counts_match_the_reference_encodings() {
-        // Fixed counts for these exact strings, as OpenAI's tiktoken gives them.
-        assert_eq!(Encoding::O200kBase.count("hello world"), 2);
-        assert_eq!(Encoding::Cl100kBase.count("hello world"), 2);
-        assert_eq!(Encoding::O200kBase.count(""), 0);
-        // And equal to the reference implementation (tiktoken-rs) on varied text: log lines,
-        // JSON, Unicode, whitespace runs, digits, long words.
-        let texts = [
-            "payment-gateway-7d9f8b6c4-x2k9p CrashLoopBackOff OOMKilled (exit 137)",
-            r#"{"pods":[{"name":"a-1","status":"Running","ready":"1/1","restarts":0}],"total":1}"#,
-            "2026-11-22T01:05:12.239Z ERROR o.a.c.c.C.[Tomcat] java.lang.OutOfMemoryError: Java heap space\n\tat java.base/java.util.Arrays.copyOf(Arrays.java:3537)",
-            "  indented   with   runs\n\n\nof whitespace\t\ttabs  ",
-            "Zürich → 東京 ✂ … naïve café 🚀 emoji",
-            "12345678901234567890 3.14159 0xdeadbeef 1e-9",
-            "supercalifragilisticexpialidocious antidisestablishmentarianism",
-            "<|endoftext|> special tokens are counted as text",
-        ];
-        for text in texts {
-            assert_eq!(
-                Encoding::O200kBase.count(text),
-                tiktoken_rs::o200k_base_singleton()
-                    .encode_ordinary(text)
-                    .len(),
-                "o200k: {text:?}"
-            );
-            assert_eq!(
-                Encoding::Cl100kBase.count(text),
-                tiktoken_rs::cl100k_base_singleton()
-                    .encode_ordinary(text)
-                    .len(),
-                "cl100k: {text:?}"
-            );
-        }
-    }
 
     #[test]
     fn prices() {

@@ -18,4 +18,5 @@ pub mod runbooks;
 pub mod server;
 pub mod shape;
 pub mod timefmt;
+pub mod tokens;
 pub mod tools;
