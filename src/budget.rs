@@ -77,7 +77,7 @@ impl Default for ShapingConfig {
         ShapingConfig {
             max_result_tokens: 2_000,
             ceiling: 25_000,
-            store_bytes: 64 * 1024 * 1024,
+            store_bytes: 32 * 1024 * 1024,
         }
     }
 }
@@ -353,14 +353,20 @@ impl BudgetTracker {
             });
             return;
         }
-        let stored = self.store.fits(text.len()).then(|| {
+        // The same full text shaped to the same cap (a repeated call) keeps its id and is not
+        // stored twice.
+        let hash = crate::result_store::text_hash(&text);
+        let existing = self.store.find(tool.name, cap, hash, &text);
+        let fresh = (existing.is_none() && self.store.fits(text.len())).then(|| {
             let id = self.store.allocate_id();
             let pages = paginate(&text, cap, self.config.encoding);
             (id, pages)
         });
-        request.full_result = stored
-            .as_ref()
-            .map(|(id, pages)| (format!("result://{id}"), pages.len()));
+        request.full_result = match (&existing, &fresh) {
+            (Some((id, pages)), _) => Some((format!("result://{id}"), *pages)),
+            (None, Some((id, pages))) => Some((format!("result://{id}"), pages.len())),
+            (None, None) => None,
+        };
         let shaped = shape(
             &request,
             &result.structured,
@@ -368,16 +374,18 @@ impl BudgetTracker {
             estimated,
             tokens_per_json_byte,
         );
-        if let Some((id, pages)) = stored {
-            result
-                .meta
-                .insert("full_result".into(), json!(format!("result://{id}")));
+        if let Some((uri, _)) = &request.full_result {
+            result.meta.insert("full_result".into(), json!(uri));
+        }
+        if let Some((id, pages)) = fresh {
             self.store.put(StoredResult {
                 id,
                 tool: tool.name.to_string(),
                 arguments: arguments.clone(),
                 created: jiff::Timestamp::now(),
                 text,
+                hash,
+                page_tokens: cap,
                 pages,
                 full_tokens,
             });

@@ -148,7 +148,7 @@ pub struct Cli {
 
     /// Memory for full versions of shaped results (result://{id}), in MB; the least
     /// recently used are evicted first.
-    #[arg(long, env = "SRE_MCP_RESULT_STORE_MB", default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=65_536), global = true)]
+    #[arg(long, env = "SRE_MCP_RESULT_STORE_MB", default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..=65_536), global = true)]
     pub result_store_mb: u32,
 
     #[command(subcommand)]

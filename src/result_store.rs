@@ -20,6 +20,10 @@ pub struct StoredResult {
     pub arguments: Map<String, Value>,
     pub created: Timestamp,
     pub text: String,
+    /// [`text_hash`] of `text`, to find repeats.
+    pub hash: u64,
+    /// The token size the pages were cut to.
+    pub page_tokens: usize,
     /// Byte ranges of `text`, one per page, split at line ends.
     pub pages: Vec<Range<usize>>,
     /// Tokens the full reply costs (estimated for very large results).
@@ -61,6 +65,14 @@ impl StoredResult {
             self.created
         ))
     }
+}
+
+/// A fast 64-bit hash of a stored text (to recognise a repeated result).
+pub fn text_hash(text: &str) -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut hasher = rustc_hash::FxBuildHasher.build_hasher();
+    hasher.write(text.as_bytes());
+    hasher.finish()
 }
 
 /// Splits `text` at line ends into pages of at most about `page_tokens` tokens each, using the
@@ -168,6 +180,24 @@ impl ResultStore {
         }
     }
 
+    /// The id and page count of an identical stored result (same tool, page size and text),
+    /// marking it most recently used.
+    pub fn find(
+        &self,
+        tool: &str,
+        page_tokens: usize,
+        hash: u64,
+        text: &str,
+    ) -> Option<(String, usize)> {
+        let mut state = self.lock();
+        let position = state.entries.iter().position(|r| {
+            r.hash == hash && r.page_tokens == page_tokens && r.tool == tool && r.text == text
+        })?;
+        let entry = state.entries.remove(position).expect("position is valid");
+        state.entries.push_back(entry.clone());
+        Some((entry.id.clone(), entry.pages.len()))
+    }
+
     /// (results stored, bytes used)
     pub fn usage(&self) -> (usize, usize) {
         let state = self.lock();
@@ -235,6 +265,8 @@ mod tests {
             arguments: Map::new(),
             created: Timestamp::UNIX_EPOCH,
             text: text.into(),
+            hash: text_hash(text),
+            page_tokens,
             pages: paginate(text, page_tokens, Encoding::O200kBase),
             full_tokens: 0,
         });
@@ -282,6 +314,21 @@ mod tests {
             store.read("result://nope-1"),
             Err(ReadError::NotFound(_))
         ));
+    }
+
+    #[test]
+    fn a_repeated_result_is_found_not_stored_twice() {
+        let store = ResultStore::new(1 << 20);
+        let text = "same text\n".repeat(50);
+        let id = stored(&store, &text, 500);
+        assert_eq!(
+            store
+                .find("t", 500, text_hash(&text), &text)
+                .map(|(i, _)| i),
+            Some(id)
+        );
+        assert!(store.find("t", 800, text_hash(&text), &text).is_none());
+        assert!(store.find("other", 500, text_hash(&text), &text).is_none());
     }
 
     #[test]
