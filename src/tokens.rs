@@ -31,13 +31,16 @@ impl Encoding {
         }
     }
 
-    /// Builds the counter on a background thread so the first count does not pay for it and
-    /// start-up does not wait for it.
+    /// Builds the counter (about 250 ms of CPU) on a background thread so the first count does
+    /// not pay for it. It starts after a pause, once a client's handshake is usually answered:
+    /// on two cores it would otherwise slow `initialize` by a few milliseconds. A count that
+    /// comes first simply builds it itself.
     pub fn warm_up(self) {
         let _ = std::thread::Builder::new()
             .name("tokenizer".into())
             .spawn(move || {
                 crate::cluster::deferred::lower_thread_priority();
+                std::thread::sleep(std::time::Duration::from_millis(150));
                 let _ = self.counter();
             });
     }
