@@ -302,6 +302,11 @@ async fn ten_thousand_pods_fit_the_cap_unhealthy_first_and_page_fully() {
         .to_string();
     let pages = structured["truncated"]["pages"].as_u64().unwrap() as usize;
     assert!(pages > 10, "{pages} pages");
+    eprintln!(
+        "10,000 pods: {} kept in {} tokens, full list on {pages} pages",
+        pods.len(),
+        result.meta.as_ref().unwrap().0["tokens"]
+    );
     let body = read_all_pages(&client, &uri, pages, 2000).await;
     let mut seen = HashSet::new();
     for line in body.lines() {
@@ -429,6 +434,12 @@ async fn fifty_thousand_log_lines_keep_errors_and_newest_and_page_fully() {
         .unwrap()
         .to_string();
     let pages = structured["truncated"]["pages"].as_u64().unwrap() as usize;
+    eprintln!(
+        "50,000 log lines: {} kept ({} error lines, standing for {represented} lines) in {} tokens, full log on {pages} pages",
+        entries.len(),
+        errors.len(),
+        result.meta.as_ref().unwrap().0["tokens"]
+    );
     let body = read_all_pages(&client, &uri, pages, 2000).await;
     let lines: Vec<&str> = body.lines().filter(|l| l.starts_with("20")).collect();
     assert_eq!(lines.len(), LOG_LINES);
