@@ -219,10 +219,16 @@ pub fn shape(
     let mut fitting: Option<(Shaped, usize)> = None;
     let mut smallest: Option<Shaped> = None;
     let runs = log_runs(value);
+    // Attached runbooks that would take over a quarter of the cap have their excerpts cut
+    // from the start (titles and runbook:// links stay): the data comes first.
+    let runbooks_heavy = value
+        .get("relevant_runbooks")
+        .is_some_and(|r| json_len(r) as f64 * tokens_per_json_byte > request.cap as f64 / 4.0);
     for level in [
         Level::Gentle,
         Level::Hard,
         Level::Minimal,
+        Level::Summary,
         Level::ShortRunbooks,
         Level::OneRunbook,
     ] {
@@ -232,7 +238,7 @@ pub fn shape(
         let mut work = value.clone();
         let mut pass = truncation.clone();
         compact_strings(&mut work, level, &mut pass);
-        if level.trims_runbooks() {
+        if runbooks_heavy || level.trims_runbooks() {
             trim_runbooks(&mut work, level == Level::OneRunbook, &mut pass);
         }
         let lists = collect_lists(&mut work, &runs, &mut pass);
@@ -264,10 +270,14 @@ pub fn shape(
 enum Level {
     /// Only very long strings and string lists; items otherwise whole.
     Gentle,
-    /// Shorter strings and stack traces; nested lists keep their 3 most relevant items.
+    /// Shorter strings and stack traces; nested lists keep their 3 most relevant items (all
+    /// of them in the most relevant item).
     Hard,
     /// Short strings, 3-line traces, nested lists keep their most relevant item.
     Minimal,
+    /// As minimal, and nested lists emptied except in the most relevant item: the others
+    /// become one-line summaries.
+    Summary,
     /// As minimal, and the attached runbooks' excerpts cut short (titles and links stay):
     /// only when nothing else fits.
     ShortRunbooks,
@@ -285,7 +295,9 @@ impl Level {
         match self {
             Level::Gentle => (1200, 600, 200),
             Level::Hard => (600, 400, 150),
-            Level::Minimal | Level::ShortRunbooks | Level::OneRunbook => (300, 200, 80),
+            Level::Minimal | Level::Summary | Level::ShortRunbooks | Level::OneRunbook => {
+                (300, 200, 80)
+            }
         }
     }
 
@@ -294,16 +306,19 @@ impl Level {
         match self {
             Level::Gentle => (40, 20, 10),
             Level::Hard => (10, 5, 2),
-            Level::Minimal | Level::ShortRunbooks | Level::OneRunbook => (3, 2, 1),
+            Level::Minimal | Level::Summary | Level::ShortRunbooks | Level::OneRunbook => (3, 2, 1),
         }
     }
 
-    /// Items kept in lists nested inside list items (none cut at the gentle level).
-    fn nested_keep(self) -> Option<usize> {
-        match self {
-            Level::Gentle => None,
-            Level::Hard => Some(3),
-            Level::Minimal | Level::ShortRunbooks | Level::OneRunbook => Some(1),
+    /// Items kept in lists nested inside a list's items (`None`: not cut); `top` is the
+    /// list's most relevant item, which keeps more.
+    fn nested_keep(self, top: bool) -> Option<usize> {
+        match (self, top) {
+            (Level::Gentle, _) | (Level::Hard, true) => None,
+            (Level::Hard, false) => Some(3),
+            (Level::Minimal, _) => Some(1),
+            (Level::Summary | Level::ShortRunbooks | Level::OneRunbook, true) => Some(1),
+            (Level::Summary | Level::ShortRunbooks | Level::OneRunbook, false) => Some(0),
         }
     }
 }
@@ -629,7 +644,7 @@ fn log_preference(items: &[Value]) -> Vec<usize> {
 /// and tightening until it does.
 fn fit_lists(
     request: &ShapeRequest<'_>,
-    mut skeleton: Value,
+    skeleton: Value,
     mut lists: Vec<Candidate>,
     mut truncation: Truncation,
     tokens_per_json_byte: f64,
@@ -641,9 +656,12 @@ fn fit_lists(
     let mut nested: Vec<Vec<Vec<ShortenedList>>> = Vec::new();
     for list in &mut lists {
         let mut cuts = vec![Vec::new(); list.items.len()];
-        if let Some(keep) = level.nested_keep() {
-            for (i, item) in list.items.iter_mut().enumerate() {
-                compact_nested(item, &format!("{}[{i}]", list.key), keep, &mut cuts[i]);
+        // The most relevant item keeps more of its nested lists than the others.
+        let top = list.preference.first().copied();
+        for (i, item) in list.items.iter_mut().enumerate() {
+            if let Some(keep) = level.nested_keep(Some(i) == top) {
+                let path = format!("{}[]", list.key);
+                compact_nested(item, &path, keep, &mut cuts[i]);
             }
         }
         nested.push(cuts);
@@ -665,6 +683,8 @@ fn fit_lists(
     };
     let mut available = request.cap.saturating_sub(base) as f64;
     let mut attempt = 0;
+    // The best shape that fits so far (or, when none fits, the last one tried).
+    let mut fitted: Option<(Shaped, usize)> = None;
     loop {
         attempt += 1;
         let allowances = water_fill(
@@ -687,39 +707,99 @@ fn fit_lists(
             if keep.len() < list.items.len() || list.total > list.items.len() {
                 truncation.lists.push(describe(list, keep));
             }
-            for &i in keep {
-                truncation.lists.extend(cuts[i].iter().cloned());
+            // Nested cuts are reported per nested list across the kept items
+            // (`services[].pod_problems`), not once per item.
+            let mut merged: Vec<ShortenedList> = Vec::new();
+            for cut in keep.iter().flat_map(|&i| &cuts[i]) {
+                match merged.iter_mut().find(|m| m.path == cut.path) {
+                    Some(m) => {
+                        m.kept += cut.kept;
+                        m.total += cut.total;
+                    }
+                    None => merged.push(cut.clone()),
+                }
             }
+            for m in &mut merged {
+                m.more = format!(
+                    "… {} more (of {})",
+                    thousands(m.total - m.kept),
+                    thousands(m.total)
+                );
+            }
+            truncation.lists.extend(merged);
         }
         truncation.narrow_with = narrowing_hints(request, &lists, &chosen);
         candidate["truncated"] = serde_json::to_value(&truncation).unwrap_or_default();
         let tokens = reply_tokens(request, &candidate);
-        let kept_any_less = chosen.iter().map(Vec::len).sum::<usize>()
-            > lists.iter().filter(|l| !l.items.is_empty()).count();
-        if tokens <= request.cap || attempt >= 12 || !kept_any_less {
-            skeleton = candidate;
-            let kept: usize = lists
-                .iter()
-                .zip(&chosen)
-                .map(|(l, keep)| keep.iter().map(|&i| l.weights[i]).sum::<usize>())
-                .sum();
-            let wanted = lists.iter().map(|l| l.total).sum();
-            let shaped = Shaped {
-                structured: skeleton,
-                truncation,
-                tokens,
-            };
-            return (shaped, kept, wanted);
-        }
-        // Over: shrink what the lists may use by the overshoot (and a margin), and try again.
-        let over = (tokens - request.cap) as f64;
+        let kept: usize = lists
+            .iter()
+            .zip(&chosen)
+            .map(|(l, keep)| keep.iter().map(|&i| l.weights[i]).sum::<usize>())
+            .sum();
         let used: f64 = lists
             .iter()
             .zip(&chosen)
             .map(|(l, keep)| keep.iter().map(|&i| l.costs[i]).sum::<f64>())
             .sum();
-        available = (used.min(available) - over * 1.1 - 8.0).max(0.0);
+        let all_kept = chosen
+            .iter()
+            .zip(&lists)
+            .all(|(keep, l)| keep.len() == l.items.len());
+        if tokens <= request.cap {
+            // Fits. Item prices are estimates: if the room left would take more items, grow
+            // (a few times at most) and keep the last shape that fitted.
+            let slack = (request.cap - tokens) as f64;
+            let grows = fitted.as_ref().is_none_or(|f| kept > f.1);
+            if grows {
+                fitted = Some((
+                    Shaped {
+                        structured: candidate,
+                        truncation: truncation.clone(),
+                        tokens,
+                    },
+                    kept,
+                ));
+            }
+            if !grows || all_kept || attempt >= 12 || slack < 24.0 {
+                break;
+            }
+            // Re-price the items by what the kept ones really cost, and offer the room left.
+            let scale = calibrate(tokens, base, used);
+            available = (used + slack / scale).max(available + 1.0);
+            continue;
+        }
+        let kept_any_less = chosen.iter().map(Vec::len).sum::<usize>()
+            > lists.iter().filter(|l| !l.items.is_empty()).count();
+        if fitted.is_some() || attempt >= 12 || !kept_any_less {
+            if fitted.is_none() {
+                fitted = Some((
+                    Shaped {
+                        structured: candidate,
+                        truncation: truncation.clone(),
+                        tokens,
+                    },
+                    kept,
+                ));
+            }
+            break;
+        }
+        // Over: re-price the items by what the kept ones really cost, and try again with
+        // less (always strictly less than was used).
+        let scale = calibrate(tokens, base, used);
+        let target = request.cap.saturating_sub(base) as f64 / scale * 0.97;
+        available = target.min(used - 1.0).max(0.0);
     }
+    let wanted = lists.iter().map(|l| l.total).sum();
+    let (shaped, kept) = fitted.expect("the loop ends with a shape");
+    (shaped, kept, wanted)
+}
+
+/// How much more (or less) the kept items cost than their estimated prices.
+fn calibrate(tokens: usize, base: usize, estimated: f64) -> f64 {
+    if estimated <= 0.0 {
+        return 1.0;
+    }
+    (tokens.saturating_sub(base) as f64 / estimated).clamp(0.2, 5.0)
 }
 
 /// Splits `available` tokens among lists: small lists stay whole, big ones share the rest.
