@@ -281,7 +281,7 @@ enum Level {
     /// As minimal, and the attached runbooks' excerpts cut short (titles and links stay):
     /// only when nothing else fits.
     ShortRunbooks,
-    /// As minimal, and only the first attached runbook kept: the last resort.
+    /// As minimal, and only the most relevant attached runbook kept: the last resort.
     OneRunbook,
 }
 
@@ -362,14 +362,24 @@ fn compact_strings(value: &mut Value, level: Level, truncation: &mut Truncation)
 }
 
 /// Shortens the attached runbooks' excerpts (the runbook:// link has the whole text), and
-/// with `only_first` keeps just the first runbook.
-fn trim_runbooks(value: &mut Value, only_first: bool, truncation: &mut Truncation) {
+/// with `only_best` keeps just the most relevant runbook.
+fn trim_runbooks(value: &mut Value, only_best: bool, truncation: &mut Truncation) {
     let Some(Value::Array(runbooks)) = value.get_mut("relevant_runbooks") else {
         return;
     };
     let total = runbooks.len();
-    if only_first {
-        runbooks.truncate(1);
+    if only_best {
+        // The one with the highest relevance score stays.
+        let score = |r: &Value| r.get("score").and_then(Value::as_f64).unwrap_or(0.0);
+        let best = (0..runbooks.len()).max_by(|&a, &b| {
+            score(&runbooks[a])
+                .total_cmp(&score(&runbooks[b]))
+                .then(b.cmp(&a))
+        });
+        if let Some(best) = best {
+            let kept = runbooks.swap_remove(best);
+            *runbooks = vec![kept];
+        }
     }
     for runbook in runbooks.iter_mut() {
         if let Some(Value::String(excerpt)) = runbook.get_mut("excerpt")
@@ -385,7 +395,7 @@ fn trim_runbooks(value: &mut Value, only_first: bool, truncation: &mut Truncatio
             kept: 1,
             total,
             more: format!("… {} more (of {})", total - 1, total),
-            kept_by: "most relevant first".into(),
+            kept_by: "highest relevance".into(),
         });
     }
 }
@@ -1053,6 +1063,26 @@ mod tests {
         assert_eq!(out[0]["timestamp"], "t2");
         assert_eq!(out[0]["repeated"], 2);
         assert!(out[1].get("repeated").is_none());
+    }
+
+    #[test]
+    fn the_last_resort_keeps_the_most_relevant_runbook() {
+        let mut value = json!({"relevant_runbooks": [
+            {"title": "a", "score": 0.4, "excerpt": "x"},
+            {"title": "b", "score": 0.7, "excerpt": "y"},
+            {"title": "c", "score": 0.5, "excerpt": "z"},
+        ]});
+        let mut truncation: Truncation = serde_json::from_value(json!({
+            "max_tokens": 500, "full_tokens": 900, "lists": [], "strings_shortened": 0,
+            "repeats_collapsed": 0, "narrow_with": []
+        }))
+        .unwrap();
+        trim_runbooks(&mut value, true, &mut truncation);
+        assert_eq!(
+            value["relevant_runbooks"],
+            json!([{"title": "b", "score": 0.7, "excerpt": "y"}])
+        );
+        assert_eq!(truncation.lists[0].more, "… 2 more (of 3)");
     }
 
     #[test]
