@@ -29,15 +29,7 @@ fn main() {
         .enable_all()
         .build()
         .unwrap();
-    let knowledge = KnowledgeBase::load_now(KnowledgeConfig {
-        default_runbooks: true,
-        extra_dirs: Vec::new(),
-        model: None,
-        threads: 1,
-        arena: false,
-        cache_path: None,
-        wait: Duration::from_secs(1),
-    });
+    let knowledge = KnowledgeBase::load_now(KnowledgeConfig::lexical_only());
     let backend = Arc::new(DemoCluster::load(jiff::Timestamp::now()).unwrap());
     let mut settings = Settings::default();
     // Tools return everything; the stage under test applies the cap itself.

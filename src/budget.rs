@@ -232,6 +232,7 @@ impl BudgetTracker {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone();
+        let (stored_results, stored_bytes) = self.store.usage();
         json!({
             "encoding": self.config.encoding,
             "model": self.config.model,
@@ -252,8 +253,8 @@ impl BudgetTracker {
             "by_tool": state.by_tool,
             "result_pages": state.result_pages,
             "result_store": {
-                "results": self.store.usage().0,
-                "bytes": self.store.usage().1,
+                "results": stored_results,
+                "bytes": stored_bytes,
                 "max_bytes": self.store.max_bytes(),
             },
         })

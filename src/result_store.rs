@@ -189,13 +189,19 @@ impl ResultStore {
         hash: u64,
         text: &str,
     ) -> Option<(String, usize)> {
-        let mut state = self.lock();
-        let position = state.entries.iter().position(|r| {
+        let entry = self.touch(|r| {
             r.hash == hash && r.page_tokens == page_tokens && r.tool == tool && r.text == text
         })?;
+        Some((entry.id.clone(), entry.pages.len()))
+    }
+
+    /// The first stored result matching `wanted`, marked most recently used (moved last).
+    fn touch(&self, wanted: impl Fn(&StoredResult) -> bool) -> Option<Arc<StoredResult>> {
+        let mut state = self.lock();
+        let position = state.entries.iter().position(|r| wanted(r))?;
         let entry = state.entries.remove(position).expect("position is valid");
         state.entries.push_back(entry.clone());
-        Some((entry.id.clone(), entry.pages.len()))
+        Some(entry)
     }
 
     /// (results stored, bytes used)
@@ -231,17 +237,7 @@ impl ResultStore {
                 }
             }
         }
-        let found = {
-            let mut state = self.lock();
-            let position = state.entries.iter().position(|r| r.id == id);
-            position.map(|p| {
-                // Most recently used goes last.
-                let entry = state.entries.remove(p).expect("position is valid");
-                state.entries.push_back(entry.clone());
-                entry
-            })
-        };
-        let Some(result) = found else {
+        let Some(result) = self.touch(|r| r.id == id) else {
             let (count, bytes) = self.usage();
             return Err(ReadError::NotFound(format!(
                 "result://{id} is not stored: it is from an earlier session, or it was evicted (the store keeps the most recent full results up to {} MB; now {count} results, {:.1} MB; raise --result-store-mb). Run the tool again, with narrower arguments if you can.",

@@ -452,8 +452,9 @@ fn collect_lists(
         }
         let items = std::mem::take(items);
         let total = items.len();
-        let log = is_log_list(&items);
-        let (items, weights) = if let Some(runs) = runs.get(key).filter(|_| log) {
+        // log_runs found runs for exactly the log lists.
+        let log = runs.contains_key(key);
+        let (items, weights) = if let Some(runs) = runs.get(key) {
             fold_runs(items, runs)
         } else {
             let n = items.len();

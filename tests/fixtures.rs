@@ -154,15 +154,7 @@ async fn every_trace_id_in_the_logs_resolves() {
         }
     }
     assert!(traces.len() >= 30, "only {} trace ids", traces.len());
-    let knowledge = KnowledgeBase::load_now(KnowledgeConfig {
-        default_runbooks: true,
-        extra_dirs: Vec::new(),
-        model: None,
-        threads: 1,
-        arena: false,
-        cache_path: None,
-        wait: std::time::Duration::from_secs(1),
-    });
+    let knowledge = KnowledgeBase::load_now(KnowledgeConfig::lexical_only());
     let app = App::new(cluster, knowledge, Settings::default());
     let pipeline = Pipeline::new(app, ToolRegistry::standard());
     let mut cross_service = 0;

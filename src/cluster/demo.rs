@@ -228,31 +228,28 @@ impl DemoCluster {
     }
 
     fn load_logs(&mut self, logs: &[FixtureFile], now: Timestamp) -> anyhow::Result<()> {
-        {
-            for file in logs {
-                let full = file.path.clone();
-                // logs/<namespace>/<pod>/<container>.log | <container>.previous.log
-                let parts: Vec<&str> = full.split('/').collect();
-                let [_, namespace, pod, file_name] = parts[..] else {
-                    bail!("fixture {full}: expected logs/<namespace>/<pod>/<container>.log");
-                };
-                let (container, previous) = if let Some(c) = file_name.strip_suffix(".previous.log")
-                {
-                    (c, true)
-                } else if let Some(c) = file_name.strip_suffix(".log") {
-                    (c, false)
-                } else {
-                    bail!("fixture {full}: log files end in .log or .previous.log");
-                };
-                let text = std::str::from_utf8(&file.contents)
-                    .map_err(|_| anyhow!("fixture {full} is not UTF-8"))?;
-                let entries =
-                    parse_fixture_log(text, now).map_err(|e| anyhow!("fixture {full}: {e}"))?;
-                self.logs.insert(
-                    (namespace.into(), pod.into(), container.into(), previous),
-                    Arc::new(entries),
-                );
-            }
+        for file in logs {
+            let full = file.path.clone();
+            // logs/<namespace>/<pod>/<container>.log | <container>.previous.log
+            let parts: Vec<&str> = full.split('/').collect();
+            let [_, namespace, pod, file_name] = parts[..] else {
+                bail!("fixture {full}: expected logs/<namespace>/<pod>/<container>.log");
+            };
+            let (container, previous) = if let Some(c) = file_name.strip_suffix(".previous.log") {
+                (c, true)
+            } else if let Some(c) = file_name.strip_suffix(".log") {
+                (c, false)
+            } else {
+                bail!("fixture {full}: log files end in .log or .previous.log");
+            };
+            let text = std::str::from_utf8(&file.contents)
+                .map_err(|_| anyhow!("fixture {full} is not UTF-8"))?;
+            let entries =
+                parse_fixture_log(text, now).map_err(|e| anyhow!("fixture {full}: {e}"))?;
+            self.logs.insert(
+                (namespace.into(), pod.into(), container.into(), previous),
+                Arc::new(entries),
+            );
         }
         Ok(())
     }

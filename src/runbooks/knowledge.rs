@@ -30,6 +30,21 @@ pub struct KnowledgeConfig {
     pub wait: Duration,
 }
 
+impl KnowledgeConfig {
+    /// The shipped runbooks only, lexical search, nothing cached (tests and benches).
+    pub fn lexical_only() -> KnowledgeConfig {
+        KnowledgeConfig {
+            default_runbooks: true,
+            extra_dirs: Vec::new(),
+            model: None,
+            threads: 1,
+            arena: false,
+            cache_path: None,
+            wait: Duration::from_secs(1),
+        }
+    }
+}
+
 /// Where embeddings stand.
 #[derive(Debug, Clone, Serialize)]
 #[serde(tag = "state", rename_all = "snake_case")]
