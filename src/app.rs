@@ -1,99 +1,80 @@
-//! The application context shared by every request: the cluster backend, settings, start
-//! time and per-tool call statistics.
+//! The composition root: builds the pipeline (tools with their narrow context, then the stages
+//! in order) and the services the MCP surface and the terminal subcommands share. The only
+//! module that knows every layer; nothing below imports it.
 
-use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Instant;
 
 use jiff::Timestamp;
-use serde::Serialize;
 
-use crate::budget::{BudgetConfig, BudgetTracker, DEFAULT_MODEL, Encoding, ShapingConfig};
 use crate::cluster::ClusterBackend;
+use crate::mcp::Services;
+use crate::pipeline::Pipeline;
+use crate::pipeline::augment::Augmenter;
+use crate::pipeline::budget::{BudgetConfig, BudgetTracker};
 use crate::runbooks::knowledge::KnowledgeBase;
+use crate::tools::{Context, Limits, ToolRegistry};
 
-/// Settings that change how tools answer (from flags / environment).
-#[derive(Debug, Clone)]
+/// Everything that changes how the server answers (from flags / environment). The defaults
+/// are the same constants the CLI's flags default to.
+#[derive(Debug, Clone, Default)]
 pub struct Settings {
-    /// Most entries a log or search tool returns in one call.
-    pub max_log_lines: usize,
-    /// Token counting, pricing and budgets.
+    pub limits: Limits,
+    /// Token counting, caps, pricing and budgets.
     pub budget: BudgetConfig,
+    pub augment: AugmentSettings,
 }
 
-impl Default for Settings {
+/// The runbook augmenter stage.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AugmentSettings {
+    pub enabled: bool,
+    /// Least relevance (0–1) to attach a runbook.
+    pub threshold: f32,
+    /// Runbooks attached per result (1–3).
+    pub max_runbooks: usize,
+}
+
+impl Default for AugmentSettings {
     fn default() -> Self {
-        Settings {
-            max_log_lines: 50_000,
-            budget: BudgetConfig {
-                encoding: Encoding::O200kBase,
-                model: DEFAULT_MODEL.to_string(),
-                price_per_mtok: 3.0,
-                budget_tokens: None,
-                budget_usd: None,
-                shaping: ShapingConfig::default(),
-            },
+        AugmentSettings {
+            enabled: true,
+            threshold: Augmenter::DEFAULT_THRESHOLD,
+            max_runbooks: Augmenter::DEFAULT_MAX_RUNBOOKS,
         }
     }
 }
 
-pub struct App {
-    pub backend: Arc<dyn ClusterBackend>,
-    pub knowledge: Arc<KnowledgeBase>,
-    /// The session ledger; also the pipeline's last stage.
-    pub budget: Arc<BudgetTracker>,
-    pub settings: Settings,
-    pub stats: CallStats,
-    pub started: Instant,
-    pub started_at: Timestamp,
-}
-
-impl App {
-    pub fn new(
-        backend: Arc<dyn ClusterBackend>,
-        knowledge: Arc<KnowledgeBase>,
-        settings: Settings,
-    ) -> Arc<App> {
-        Arc::new(App {
-            backend,
+/// Builds the services: tools → augmenter (when enabled) → budget, last so it counts what the
+/// client receives (attached runbooks included).
+pub fn assemble(
+    backend: Arc<dyn ClusterBackend>,
+    knowledge: Arc<KnowledgeBase>,
+    settings: &Settings,
+) -> Arc<Services> {
+    let context = Arc::new(Context {
+        backend,
+        knowledge: knowledge.clone(),
+        limits: settings.limits,
+    });
+    let budget = Arc::new(BudgetTracker::new(settings.budget.clone()));
+    let mut pipeline = Pipeline::new(
+        context,
+        ToolRegistry::standard(),
+        settings.budget.shaping.clone(),
+    );
+    if settings.augment.enabled {
+        pipeline = pipeline.with_stage(Box::new(Augmenter::new(
             knowledge,
-            budget: Arc::new(BudgetTracker::new(settings.budget.clone())),
-            settings,
-            stats: CallStats::default(),
-            started: Instant::now(),
-            started_at: Timestamp::now(),
-        })
+            settings.augment.threshold,
+            settings.augment.max_runbooks,
+        )));
     }
-}
-
-/// Per-tool call counts and latency, for `system://health`.
-#[derive(Default)]
-pub struct CallStats {
-    inner: Mutex<BTreeMap<String, ToolStats>>,
-}
-
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct ToolStats {
-    pub calls: u64,
-    pub errors: u64,
-    pub total_ms: f64,
-    pub max_ms: f64,
-    pub mean_ms: f64,
-}
-
-impl CallStats {
-    pub fn record(&self, tool: &str, elapsed: Duration, is_error: bool) {
-        let ms = elapsed.as_secs_f64() * 1e3;
-        let mut map = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        let entry = map.entry(tool.to_string()).or_default();
-        entry.calls += 1;
-        entry.errors += u64::from(is_error);
-        entry.total_ms += ms;
-        entry.max_ms = entry.max_ms.max(ms);
-        entry.mean_ms = entry.total_ms / entry.calls as f64;
-    }
-
-    pub fn snapshot(&self) -> BTreeMap<String, ToolStats> {
-        self.inner.lock().unwrap_or_else(|e| e.into_inner()).clone()
-    }
+    pipeline = pipeline.with_stage(Box::new(budget.clone()));
+    Arc::new(Services {
+        pipeline: Arc::new(pipeline),
+        budget,
+        started: Instant::now(),
+        started_at: Timestamp::now(),
+    })
 }

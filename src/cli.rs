@@ -13,17 +13,18 @@ use clap::{Parser, Subcommand, ValueEnum};
 use rmcp::ServiceExt;
 use serde_json::{Map, Value};
 
-use crate::app::{App, Settings};
-use crate::augment::Augmenter;
-use crate::budget::{BudgetConfig, Encoding, ShapingConfig};
+use crate::app::{AugmentSettings, Settings};
 use crate::cluster::ClusterBackend;
 use crate::cluster::deferred::DeferredBackend;
 use crate::cluster::demo::DemoCluster;
-use crate::pipeline::Pipeline;
+use crate::mcp::Services;
+use crate::mcp::server::SreServer;
+use crate::pipeline::augment::Augmenter;
+use crate::pipeline::budget::{self, BudgetConfig, Encoding, MIN_RESULT_TOKENS, ShapingConfig};
+use crate::pipeline::client::NoClient;
 use crate::runbooks::embed::{self, EmbeddingCache, ModelLocation};
 use crate::runbooks::knowledge::{KnowledgeBase, KnowledgeConfig};
-use crate::server::SreServer;
-use crate::tools::ToolRegistry;
+use crate::tools::{Limits, ToolRegistry};
 
 /// sre-mcp: an MCP server (stdio) with the tools an on-call SRE uses — service health, pods,
 /// logs, events, rollouts — on an embedded demo cluster.
@@ -41,7 +42,7 @@ pub struct Cli {
 
     /// Most log entries one call of get_pod_logs or search_logs may read (tail_lines and
     /// limit are clamped to it). What reaches the client is bounded by --max-result-tokens.
-    #[arg(long, env = "SRE_MCP_MAX_LOG_LINES", default_value_t = 50_000, value_parser = clap::value_parser!(u32).range(1..=1_000_000), global = true)]
+    #[arg(long, env = "SRE_MCP_MAX_LOG_LINES", default_value_t = Limits::DEFAULT_MAX_LOG_LINES as u32, value_parser = clap::value_parser!(u32).range(1..=1_000_000), global = true)]
     pub max_log_lines: u32,
 
     /// Load the demo cluster from this directory instead of the embedded one (same layout
@@ -79,7 +80,7 @@ pub struct Cli {
     pub no_embeddings: bool,
 
     /// ONNX Runtime threads for embeddings.
-    #[arg(long, env = "SRE_MCP_EMBEDDING_THREADS", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=64), global = true)]
+    #[arg(long, env = "SRE_MCP_EMBEDDING_THREADS", default_value_t = KnowledgeConfig::DEFAULT_THREADS as u32, value_parser = clap::value_parser!(u32).range(1..=64), global = true)]
     pub embedding_threads: u32,
 
     /// Turn on ONNX Runtime's CPU arena allocator: it keeps the largest batch's buffers
@@ -92,7 +93,7 @@ pub struct Cli {
     #[arg(
         long,
         env = "SRE_MCP_INDEX_WAIT_MS",
-        default_value_t = 3000,
+        default_value_t = KnowledgeConfig::DEFAULT_WAIT_MS,
         global = true
     )]
     pub index_wait_ms: u64,
@@ -105,13 +106,13 @@ pub struct Cli {
     #[arg(
         long,
         env = "SRE_MCP_AUGMENT_THRESHOLD",
-        default_value_t = 0.35,
+        default_value_t = Augmenter::DEFAULT_THRESHOLD,
         global = true
     )]
     pub augment_threshold: f32,
 
     /// Most runbooks attached to one result.
-    #[arg(long, env = "SRE_MCP_AUGMENT_MAX_RUNBOOKS", default_value_t = 3, value_parser = clap::value_parser!(u8).range(1..=3), global = true)]
+    #[arg(long, env = "SRE_MCP_AUGMENT_MAX_RUNBOOKS", default_value_t = Augmenter::DEFAULT_MAX_RUNBOOKS as u8, value_parser = clap::value_parser!(u8).range(1..=3), global = true)]
     pub augment_max_runbooks: u8,
 
     /// BPE encoding used to count the tokens each result costs.
@@ -120,7 +121,7 @@ pub struct Cli {
 
     /// Model whose input price (USD per million tokens) the ledger uses: claude-sonnet-4-5,
     /// claude-opus-4-1, claude-haiku-4-5, gpt-4o, gpt-4.1.
-    #[arg(long, env = "SRE_MCP_MODEL", default_value = crate::budget::DEFAULT_MODEL, global = true)]
+    #[arg(long, env = "SRE_MCP_MODEL", default_value = budget::DEFAULT_MODEL, global = true)]
     pub model: String,
 
     /// Input price in USD per million tokens; overrides the --model price table.
@@ -139,16 +140,16 @@ pub struct Cli {
     /// Default cap, in tokens, on one tool result (text plus structured content). Larger
     /// results are shaped to fit: most relevant items kept, the rest counted, the full result
     /// kept at result://{id}. A call may ask for another cap with its max_tokens argument.
-    #[arg(long, env = "SRE_MCP_MAX_RESULT_TOKENS", default_value_t = 2_000, value_parser = clap::value_parser!(u32).range(crate::budget::MIN_RESULT_TOKENS as i64..=1_000_000), global = true)]
+    #[arg(long, env = "SRE_MCP_MAX_RESULT_TOKENS", default_value_t = ShapingConfig::DEFAULT_MAX_RESULT_TOKENS as u32, value_parser = clap::value_parser!(u32).range(MIN_RESULT_TOKENS as i64..=1_000_000), global = true)]
     pub max_result_tokens: u32,
 
     /// Highest cap a call's max_tokens argument may set; larger requests are clamped to it.
-    #[arg(long, env = "SRE_MCP_MAX_RESULT_TOKENS_CEILING", default_value_t = 25_000, value_parser = clap::value_parser!(u32).range(crate::budget::MIN_RESULT_TOKENS as i64..=10_000_000), global = true)]
+    #[arg(long, env = "SRE_MCP_MAX_RESULT_TOKENS_CEILING", default_value_t = ShapingConfig::DEFAULT_CEILING as u32, value_parser = clap::value_parser!(u32).range(MIN_RESULT_TOKENS as i64..=10_000_000), global = true)]
     pub max_result_tokens_ceiling: u32,
 
     /// Memory for full versions of shaped results (result://{id}), in MB; the least
     /// recently used are evicted first.
-    #[arg(long, env = "SRE_MCP_RESULT_STORE_MB", default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..=65_536), global = true)]
+    #[arg(long, env = "SRE_MCP_RESULT_STORE_MB", default_value_t = ShapingConfig::DEFAULT_STORE_MB as u32, value_parser = clap::value_parser!(u32).range(1..=65_536), global = true)]
     pub result_store_mb: u32,
 
     #[command(subcommand)]
@@ -223,19 +224,8 @@ fn init_tracing(cli: &Cli) {
     };
 }
 
-/// Builds the pipeline the server and the subcommands share.
-pub fn build_pipeline(cli: &Cli) -> anyhow::Result<Arc<Pipeline>> {
-    // The demo cluster (2 MB of fixtures) loads on its own thread so `initialize` is answered at once.
-    let fixtures = cli.demo_fixtures.clone();
-    let backend: Arc<dyn ClusterBackend> = Arc::new(DeferredBackend::start("demo", move || {
-        let now = jiff::Timestamp::now();
-        let cluster = match &fixtures {
-            Some(dir) => DemoCluster::load_dir(dir, now)
-                .with_context(|| format!("loading the demo cluster from {}", dir.display()))?,
-            None => DemoCluster::load(now).context("loading the embedded demo cluster")?,
-        };
-        Ok(Arc::new(cluster) as Arc<dyn ClusterBackend>)
-    }));
+/// The settings the flags describe; every flag is checked here, once.
+pub fn settings(cli: &Cli) -> anyhow::Result<Settings> {
     if cli.max_result_tokens > cli.max_result_tokens_ceiling {
         bail!(
             "--max-result-tokens ({}) must not be above --max-result-tokens-ceiling ({})",
@@ -246,13 +236,16 @@ pub fn build_pipeline(cli: &Cli) -> anyhow::Result<Arc<Pipeline>> {
     let price_per_mtok = match cli.price_per_mtok {
         Some(p) if p.is_finite() && p >= 0.0 => p,
         Some(p) => bail!("--price-per-mtok must be a non-negative number of USD, not {p}"),
-        None => crate::budget::price_for(&cli.model).map_err(anyhow::Error::msg)?,
+        None => budget::price_for(&cli.model).map_err(anyhow::Error::msg)?,
     };
     if cli.budget_usd.is_some_and(|b| !b.is_finite() || b < 0.0) {
         bail!("--budget-usd must be a non-negative number of USD");
     }
-    let settings = Settings {
-        max_log_lines: cli.max_log_lines as usize,
+    Ok(Settings {
+        limits: Limits {
+            max_log_lines: cli.max_log_lines as usize,
+            ..Limits::default()
+        },
         budget: BudgetConfig {
             encoding: cli.tokenizer,
             model: cli.model.clone(),
@@ -265,21 +258,30 @@ pub fn build_pipeline(cli: &Cli) -> anyhow::Result<Arc<Pipeline>> {
                 store_bytes: cli.result_store_mb as usize * 1024 * 1024,
             },
         },
-    };
+        augment: AugmentSettings {
+            enabled: cli.augment == Switch::On,
+            threshold: cli.augment_threshold,
+            max_runbooks: cli.augment_max_runbooks as usize,
+        },
+    })
+}
+
+/// Builds the services the server and the subcommands share.
+pub fn build_services(cli: &Cli) -> anyhow::Result<Arc<Services>> {
+    let settings = settings(cli)?;
+    // The demo cluster (2 MB of fixtures) loads on its own thread so `initialize` is answered at once.
+    let fixtures = cli.demo_fixtures.clone();
+    let backend: Arc<dyn ClusterBackend> = Arc::new(DeferredBackend::start("demo", move || {
+        let now = jiff::Timestamp::now();
+        let cluster = match &fixtures {
+            Some(dir) => DemoCluster::load_dir(dir, now)
+                .with_context(|| format!("loading the demo cluster from {}", dir.display()))?,
+            None => DemoCluster::load(now).context("loading the embedded demo cluster")?,
+        };
+        Ok(Arc::new(cluster) as Arc<dyn ClusterBackend>)
+    }));
     let knowledge = KnowledgeBase::start(knowledge_config(cli));
-    let app = App::new(backend, knowledge.clone(), settings);
-    let budget = app.budget.clone();
-    let mut pipeline = Pipeline::new(app, ToolRegistry::standard());
-    if cli.augment == Switch::On {
-        pipeline = pipeline.with_stage(Box::new(Augmenter::new(
-            knowledge,
-            cli.augment_threshold,
-            cli.augment_max_runbooks as usize,
-        )));
-    }
-    // Last, so it counts what the client really receives (attached runbooks included).
-    pipeline = pipeline.with_stage(Box::new(budget));
-    Ok(Arc::new(pipeline))
+    Ok(crate::app::assemble(backend, knowledge, &settings))
 }
 
 pub fn model_location(cli: &Cli) -> ModelLocation {
@@ -343,7 +345,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Some(Command::Prompts) => {
             let mut out = String::new();
-            for p in crate::prompts::PROMPTS {
+            for p in crate::mcp::prompts::PROMPTS {
                 let args: Vec<String> = p
                     .arguments
                     .iter()
@@ -367,7 +369,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         _ => {}
     }
-    let pipeline = build_pipeline(&cli)?;
+    let services = build_services(&cli)?;
     match &cli.command {
         Some(
             Command::SetupEmbeddings { .. }
@@ -377,19 +379,20 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         ) => {
             unreachable!("handled above")
         }
-        None | Some(Command::Serve) => serve(pipeline).await,
+        None | Some(Command::Serve) => serve(services).await,
 
         Some(Command::Call { tool, args, json }) => {
             // Like a server that has been up a moment: runbook embeddings ready (bounded wait).
-            pipeline.app.knowledge.ready_snapshot().await;
-            let Some(def) = pipeline.tools.get(tool) else {
+            services.knowledge().ready_snapshot().await;
+            let tools = services.pipeline.tools();
+            let Some(def) = tools.get(tool) else {
                 bail!(
                     "unknown tool {tool:?}; available tools: {}",
-                    crate::tools::lookup::suggest(tool, pipeline.tools.names())
+                    crate::util::suggest::suggest(tool, tools.names())
                 );
             };
             let arguments = parse_cli_arguments(args, &def.input_schema)?;
-            let reply = pipeline.call(tool, arguments).await?;
+            let reply = services.pipeline.call(tool, arguments, &NoClient).await?;
             if reply.is_error {
                 bail!("{}", reply.text);
             }
@@ -398,7 +401,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 if !reply.meta.is_empty()
                     && let Value::Object(map) = &mut value
                 {
-                    map.insert("_meta".into(), Value::Object(reply.meta));
+                    map.insert("_meta".into(), Value::Object(reply.meta.to_map()));
                 }
                 print_stdout(&format!("{}\n", serde_json::to_string_pretty(&value)?));
             } else {
@@ -408,8 +411,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
 
         Some(Command::Read { uri }) => {
-            pipeline.app.knowledge.ready_snapshot().await;
-            let body = crate::resources::read(&pipeline.app, uri).await?;
+            services.knowledge().ready_snapshot().await;
+            let body = crate::mcp::resources::read(&services, uri).await?;
             print_stdout(&format!("{}\n", body.text));
             Ok(())
         }
@@ -474,12 +477,12 @@ fn print_stdout(text: &str) {
     let _ = stdout.flush();
 }
 
-async fn serve(pipeline: Arc<Pipeline>) -> anyhow::Result<()> {
+async fn serve(services: Arc<Services>) -> anyhow::Result<()> {
     if std::io::stdin().is_terminal() {
         eprintln!("{}", banner());
     }
-    tracing::info!(backend = %pipeline.app.backend.info().description, "serving MCP on stdio");
-    let service = SreServer::new(pipeline)
+    tracing::info!(backend = %services.backend().info().description, "serving MCP on stdio");
+    let service = SreServer::new(services)
         .serve(rmcp::transport::stdio_pipes())
         .await
         .context("MCP initialisation failed")?;

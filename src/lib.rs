@@ -1,22 +1,22 @@
 //! sre-mcp: a Model Context Protocol server (stdio) with the tools an on-call SRE uses.
 //!
-//! Layout: [`cluster`] (backends behind one trait), [`tools`] (the read-only tool surface),
-//! [`pipeline`] (tool → stages → reply), [`server`] (the MCP adapter), [`resources`],
-//! [`prompts`], [`cli`] (flags and subcommands).
+//! Layers, each importing only those below it (`tests/layers.rs` checks):
+//!
+//! | layer | module | owns |
+//! |---|---|---|
+//! | 6 | [`cli`] | flags, subcommands |
+//! | 5 | [`app`] | the composition root: settings, building the pipeline and services |
+//! | 4 | [`mcp`] | the MCP surface: server adapter, resources, prompts, the client handle |
+//! | 3 | [`pipeline`] | tool → stages → reply: envelope, augmenter, budget, shaping, result store |
+//! | 2 | [`tools`] | the SRE tools, each seeing a narrow [`tools::Context`] |
+//! | 1 | [`cluster`], [`runbooks`] | cluster backends behind one trait; the runbook index |
+//! | 0 | [`util`] | token counting, time formats, log parsing, name suggestions |
 
 pub mod app;
-pub mod augment;
-pub mod budget;
 pub mod cli;
 pub mod cluster;
-pub mod logs;
+pub mod mcp;
 pub mod pipeline;
-pub mod prompts;
-pub mod resources;
-pub mod result_store;
 pub mod runbooks;
-pub mod server;
-pub mod shape;
-pub mod timefmt;
-pub mod tokens;
 pub mod tools;
+pub mod util;

@@ -8,21 +8,12 @@ use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::core::v1::{Event, Namespace, Node, Pod};
 use tokio::sync::watch;
 
-use super::{BackendInfo, ClusterBackend, ClusterError, ClusterResult, LogStream, ServiceMetrics};
-use crate::logs::LogEntry;
+use super::{
+    BackendInfo, ClusterBackend, ClusterError, ClusterResult, ListQuery, LogLines, LogQuery,
+    ObjectList, ServiceMetrics,
+};
 
 type Loaded = Result<Arc<dyn ClusterBackend>, String>;
-
-/// Background loading must not compete with answering requests on a small machine: this
-/// thread runs at a lower scheduling priority (Linux schedules threads individually).
-pub fn lower_thread_priority() {
-    #[cfg(target_os = "linux")]
-    // SAFETY: setpriority on this thread's id changes only its nice value.
-    unsafe {
-        let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
-        libc::setpriority(libc::PRIO_PROCESS, tid, 10);
-    }
-}
 
 pub struct DeferredBackend {
     kind: &'static str,
@@ -42,7 +33,7 @@ impl DeferredBackend {
         std::thread::Builder::new()
             .name(format!("{kind}-backend"))
             .spawn(move || {
-                lower_thread_priority();
+                crate::util::thread::lower_thread_priority();
                 let started = std::time::Instant::now();
                 let loaded = load().map_err(|e| format!("{e:#}"));
                 match &loaded {
@@ -65,14 +56,14 @@ impl DeferredBackend {
         let _ = ready.wait_for(|r| *r).await;
         match self.backend.get() {
             Some(Ok(b)) => Ok(b.clone()),
-            Some(Err(e)) => Err(ClusterError::Backend(anyhow::anyhow!(
-                "the {} cluster backend failed to load: {e}",
-                self.kind
-            ))),
-            None => Err(ClusterError::Backend(anyhow::anyhow!(
-                "the {} cluster backend loader stopped",
-                self.kind
-            ))),
+            Some(Err(e)) => Err(ClusterError::Unavailable {
+                message: format!("the {} cluster backend failed to load: {e}", self.kind),
+                cause: None,
+            }),
+            None => Err(ClusterError::Unavailable {
+                message: format!("the {} cluster backend loader stopped", self.kind),
+                cause: None,
+            }),
         }
     }
 }
@@ -95,41 +86,44 @@ impl ClusterBackend for DeferredBackend {
         }
     }
 
-    async fn namespaces(&self) -> ClusterResult<Vec<Namespace>> {
-        self.get().await?.namespaces().await
+    async fn namespace(&self, name: &str) -> ClusterResult<Namespace> {
+        self.get().await?.namespace(name).await
     }
 
-    async fn nodes(&self) -> ClusterResult<Vec<Node>> {
-        self.get().await?.nodes().await
+    async fn namespaces(&self, query: &ListQuery) -> ClusterResult<ObjectList<Namespace>> {
+        self.get().await?.namespaces(query).await
     }
 
-    async fn deployments(&self, namespace: Option<&str>) -> ClusterResult<Vec<Deployment>> {
-        self.get().await?.deployments(namespace).await
+    async fn nodes(&self, query: &ListQuery) -> ClusterResult<ObjectList<Node>> {
+        self.get().await?.nodes(query).await
     }
 
-    async fn replica_sets(&self, namespace: Option<&str>) -> ClusterResult<Vec<ReplicaSet>> {
-        self.get().await?.replica_sets(namespace).await
+    async fn deployment(&self, namespace: &str, name: &str) -> ClusterResult<Deployment> {
+        self.get().await?.deployment(namespace, name).await
     }
 
-    async fn pods(&self, namespace: Option<&str>) -> ClusterResult<Vec<Pod>> {
-        self.get().await?.pods(namespace).await
+    async fn deployments(&self, query: &ListQuery) -> ClusterResult<ObjectList<Deployment>> {
+        self.get().await?.deployments(query).await
     }
 
-    async fn events(&self, namespace: Option<&str>) -> ClusterResult<Vec<Event>> {
-        self.get().await?.events(namespace).await
+    async fn replica_sets(&self, query: &ListQuery) -> ClusterResult<ObjectList<ReplicaSet>> {
+        self.get().await?.replica_sets(query).await
     }
 
-    async fn pod_logs(
-        &self,
-        namespace: &str,
-        pod: &str,
-        container: &str,
-        stream: LogStream,
-    ) -> ClusterResult<Arc<Vec<LogEntry>>> {
-        self.get()
-            .await?
-            .pod_logs(namespace, pod, container, stream)
-            .await
+    async fn pod(&self, namespace: &str, name: &str) -> ClusterResult<Pod> {
+        self.get().await?.pod(namespace, name).await
+    }
+
+    async fn pods(&self, query: &ListQuery) -> ClusterResult<ObjectList<Pod>> {
+        self.get().await?.pods(query).await
+    }
+
+    async fn events(&self, query: &ListQuery) -> ClusterResult<ObjectList<Event>> {
+        self.get().await?.events(query).await
+    }
+
+    async fn pod_logs(&self, query: &LogQuery) -> ClusterResult<LogLines> {
+        self.get().await?.pod_logs(query).await
     }
 
     async fn service_metrics(&self, namespace: Option<&str>) -> ClusterResult<Vec<ServiceMetrics>> {

@@ -1,14 +1,22 @@
 //! The cluster model: one async trait that every backend (the embedded demo cluster, a real
 //! Kubernetes API server) implements, so tools never know which backend answers.
 //!
+//! The trait is shaped like the Kubernetes API so a real backend can push work down to the
+//! API server: get-by-name, lists with label/field selectors and a page size, and log queries
+//! with tail, since, previous and a byte limit. Errors are typed and keep their cause, so a
+//! 403, a timeout and a missing object read differently to the user.
+//!
 //! Objects are k8s-openapi types wherever Kubernetes has one; service metrics and parsed log
 //! entries are our own types because Kubernetes has none.
 
 pub mod deferred;
 pub mod demo;
+pub mod selector;
 pub mod view;
 
+use std::ops::Range;
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use jiff::Timestamp;
@@ -16,19 +24,73 @@ use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::core::v1::{Event, Namespace, Node, Pod};
 use serde::{Deserialize, Serialize};
 
-use crate::logs::LogEntry;
+pub use selector::{FieldSelector, LabelSelector, SelectorError};
 
-/// Errors a backend reports. `NotFound` carries what exists so tools can suggest names.
+use crate::util::logs::LogEntry;
+
+/// The underlying cause of a backend failure (an HTTP or I/O error, say), kept for logs and
+/// `{:#}` rendering.
+pub type Cause = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// Errors a backend reports, by kind, each with what the user needs to act on it.
 #[derive(Debug, thiserror::Error)]
 pub enum ClusterError {
+    /// The object does not exist. `existing` lists names that do (in the same namespace, for
+    /// namespaced kinds), when the backend could tell cheaply, for "did you mean".
     #[error("{kind} {name:?} not found{}", in_namespace(.namespace))]
     NotFound {
         kind: &'static str,
         name: String,
         namespace: Option<String>,
+        existing: Option<Vec<String>>,
     },
-    #[error(transparent)]
-    Backend(#[from] anyhow::Error),
+    /// The credentials may not do this (HTTP 403).
+    #[error("forbidden: the credentials in use may not {verb} {resource}{}{}", in_namespace(.namespace), message.as_deref().map(|m| format!(" ({m})")).unwrap_or_default())]
+    Forbidden {
+        verb: &'static str,
+        resource: &'static str,
+        namespace: Option<String>,
+        message: Option<String>,
+    },
+    /// No answer within the time allowed.
+    #[error("timed out after {}s: {operation}", after.as_secs_f32())]
+    Timeout { operation: String, after: Duration },
+    /// The cluster cannot be reached or is not ready (connection refused, 5xx, still loading).
+    #[error("cluster unavailable: {message}")]
+    Unavailable {
+        message: String,
+        #[source]
+        cause: Option<Cause>,
+    },
+    /// The request itself is wrong (a selector the API does not support, a bad query).
+    #[error("invalid request: {0}")]
+    Invalid(String),
+    /// Anything else the backend reports.
+    #[error("{message}")]
+    Other {
+        message: String,
+        #[source]
+        cause: Option<Cause>,
+    },
+}
+
+impl ClusterError {
+    pub fn not_found(kind: &'static str, name: &str, namespace: Option<&str>) -> ClusterError {
+        ClusterError::NotFound {
+            kind,
+            name: name.to_string(),
+            namespace: namespace.map(str::to_string),
+            existing: None,
+        }
+    }
+
+    /// A failure with its cause kept.
+    pub fn other(message: impl Into<String>, cause: impl Into<Cause>) -> ClusterError {
+        ClusterError::Other {
+            message: message.into(),
+            cause: Some(cause.into()),
+        }
+    }
 }
 
 fn in_namespace(namespace: &Option<String>) -> String {
@@ -39,6 +101,189 @@ fn in_namespace(namespace: &Option<String>) -> String {
 }
 
 pub type ClusterResult<T> = Result<T, ClusterError>;
+
+/// Which objects to list: a namespace (or all), label and field selectors, and a page.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ListQuery {
+    /// `None` lists every namespace.
+    pub namespace: Option<String>,
+    pub labels: Option<LabelSelector>,
+    pub fields: Option<FieldSelector>,
+    /// Most items in this page; `None` returns every match (a backend pages internally).
+    pub limit: Option<usize>,
+    /// Where the previous page ended (from [`ObjectList::continue_token`]).
+    pub continue_token: Option<String>,
+}
+
+impl ListQuery {
+    /// Everything, in every namespace.
+    pub fn all() -> ListQuery {
+        ListQuery::default()
+    }
+
+    /// Everything in one namespace, or in every namespace for `None`.
+    pub fn namespace(namespace: Option<&str>) -> ListQuery {
+        ListQuery {
+            namespace: namespace.map(str::to_string),
+            ..ListQuery::default()
+        }
+    }
+
+    pub fn in_namespace(namespace: &str) -> ListQuery {
+        ListQuery::namespace(Some(namespace))
+    }
+
+    pub fn with_labels(mut self, labels: LabelSelector) -> ListQuery {
+        self.labels = (!labels.is_empty()).then_some(labels);
+        self
+    }
+
+    pub fn with_fields(mut self, fields: FieldSelector) -> ListQuery {
+        self.fields = Some(fields);
+        self
+    }
+
+    pub fn with_limit(mut self, limit: usize) -> ListQuery {
+        self.limit = Some(limit);
+        self
+    }
+}
+
+/// One page of a list.
+#[derive(Debug, Clone)]
+pub struct ObjectList<T> {
+    pub items: Vec<T>,
+    /// Set when more items match than this page holds: pass it back for the next page.
+    pub continue_token: Option<String>,
+    /// How many matching items follow this page, when the backend knows.
+    pub remaining: Option<usize>,
+}
+
+impl<T> ObjectList<T> {
+    /// A complete list (no further pages).
+    pub fn complete(items: Vec<T>) -> ObjectList<T> {
+        ObjectList {
+            items,
+            continue_token: None,
+            remaining: Some(0),
+        }
+    }
+
+    /// Items in this page plus those that follow, when known.
+    pub fn total(&self) -> Option<usize> {
+        self.remaining.map(|r| r + self.items.len())
+    }
+}
+
+/// Which log lines of one container to read, pushed down to the backend (the API server's
+/// log subresource takes the same parameters).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogQuery {
+    pub namespace: String,
+    pub pod: String,
+    pub container: String,
+    /// The previous (crashed) instance of the container, as `kubectl logs --previous`.
+    pub previous: bool,
+    /// Only the newest N lines.
+    pub tail_lines: Option<usize>,
+    /// Only lines at or after this time.
+    pub since: Option<Timestamp>,
+    /// Stop after about this many bytes of log text (counted from the first line returned).
+    pub limit_bytes: Option<usize>,
+}
+
+impl LogQuery {
+    /// The whole current stream of a container.
+    pub fn container(namespace: &str, pod: &str, container: &str) -> LogQuery {
+        LogQuery {
+            namespace: namespace.to_string(),
+            pod: pod.to_string(),
+            container: container.to_string(),
+            previous: false,
+            tail_lines: None,
+            since: None,
+            limit_bytes: None,
+        }
+    }
+
+    pub fn previous(mut self, previous: bool) -> LogQuery {
+        self.previous = previous;
+        self
+    }
+}
+
+/// Parsed log entries of one container, oldest first: a window onto a shared stream, so a
+/// backend that holds the stream in memory answers without copying it.
+#[derive(Debug, Clone)]
+pub struct LogLines {
+    stream: Arc<Vec<LogEntry>>,
+    window: Range<usize>,
+    /// Entries in the whole stream (before `tail_lines`, `since`, `limit_bytes`), when known.
+    pub stream_entries: Option<usize>,
+    /// Entries at or after `since`, before `tail_lines` kept the newest, when known.
+    pub since_entries: Option<usize>,
+    /// True when `limit_bytes` cut the answer short.
+    pub cut_by_bytes: bool,
+}
+
+impl LogLines {
+    /// All of `entries`.
+    pub fn from_entries(entries: Vec<LogEntry>) -> LogLines {
+        let n = entries.len();
+        LogLines {
+            stream: Arc::new(entries),
+            window: 0..n,
+            stream_entries: Some(n),
+            since_entries: Some(n),
+            cut_by_bytes: false,
+        }
+    }
+
+    /// Applies a query's since, tail and byte limit to a whole stream held in memory.
+    pub fn window_of(stream: Arc<Vec<LogEntry>>, query: &LogQuery) -> LogLines {
+        let total = stream.len();
+        let mut start = match query.since {
+            Some(since) => stream.partition_point(|e| e.timestamp < since),
+            None => 0,
+        };
+        let since_entries = total - start;
+        if let Some(tail) = query.tail_lines {
+            start = start.max(total.saturating_sub(tail));
+        }
+        let mut end = total;
+        let mut cut_by_bytes = false;
+        if let Some(limit) = query.limit_bytes {
+            let mut bytes = 0;
+            for (i, entry) in stream[start..].iter().enumerate() {
+                bytes += entry.approximate_bytes();
+                if bytes > limit {
+                    end = start + i;
+                    cut_by_bytes = true;
+                    break;
+                }
+            }
+        }
+        LogLines {
+            stream,
+            window: start..end,
+            stream_entries: Some(total),
+            since_entries: Some(since_entries),
+            cut_by_bytes,
+        }
+    }
+
+    pub fn entries(&self) -> &[LogEntry] {
+        &self.stream[self.window.clone()]
+    }
+
+    pub fn len(&self) -> usize {
+        self.window.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.window.is_empty()
+    }
+}
 
 /// Health as a monitoring system reports it for one service (a Deployment).
 #[derive(
@@ -84,14 +329,6 @@ pub struct ServiceMetrics {
     pub alerts: Vec<Alert>,
 }
 
-/// Which log stream of a container to read.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LogStream {
-    Current,
-    /// The previous (crashed) instance of the container, as `kubectl logs --previous`.
-    Previous,
-}
-
 /// Facts about the backend itself, for `system://health`.
 #[derive(Debug, Clone, Serialize)]
 pub struct BackendInfo {
@@ -102,25 +339,25 @@ pub struct BackendInfo {
     pub read_only: bool,
 }
 
-/// One cluster, read-only view. Namespaced listings take `None` for all namespaces.
+/// One cluster, read-only view. Lists take a [`ListQuery`]; a backend that talks to an API
+/// server passes its selectors and page size on, one that holds objects in memory filters
+/// them itself with the same meaning.
 #[async_trait]
 pub trait ClusterBackend: Send + Sync {
     fn info(&self) -> BackendInfo;
-    async fn namespaces(&self) -> ClusterResult<Vec<Namespace>>;
-    async fn nodes(&self) -> ClusterResult<Vec<Node>>;
-    async fn deployments(&self, namespace: Option<&str>) -> ClusterResult<Vec<Deployment>>;
+    async fn namespace(&self, name: &str) -> ClusterResult<Namespace>;
+    async fn namespaces(&self, query: &ListQuery) -> ClusterResult<ObjectList<Namespace>>;
+    async fn nodes(&self, query: &ListQuery) -> ClusterResult<ObjectList<Node>>;
+    async fn deployment(&self, namespace: &str, name: &str) -> ClusterResult<Deployment>;
+    async fn deployments(&self, query: &ListQuery) -> ClusterResult<ObjectList<Deployment>>;
     /// ReplicaSets carry the rollout history (revision and change-cause annotations).
-    async fn replica_sets(&self, namespace: Option<&str>) -> ClusterResult<Vec<ReplicaSet>>;
-    async fn pods(&self, namespace: Option<&str>) -> ClusterResult<Vec<Pod>>;
-    async fn events(&self, namespace: Option<&str>) -> ClusterResult<Vec<Event>>;
-    /// Parsed log entries of one container, oldest first.
-    async fn pod_logs(
-        &self,
-        namespace: &str,
-        pod: &str,
-        container: &str,
-        stream: LogStream,
-    ) -> ClusterResult<Arc<Vec<LogEntry>>>;
+    async fn replica_sets(&self, query: &ListQuery) -> ClusterResult<ObjectList<ReplicaSet>>;
+    async fn pod(&self, namespace: &str, name: &str) -> ClusterResult<Pod>;
+    async fn pods(&self, query: &ListQuery) -> ClusterResult<ObjectList<Pod>>;
+    async fn events(&self, query: &ListQuery) -> ClusterResult<ObjectList<Event>>;
+    /// Parsed log entries of one container, oldest first. A container that never started or
+    /// never crashed (for `previous`) gives an empty answer, not an error.
+    async fn pod_logs(&self, query: &LogQuery) -> ClusterResult<LogLines>;
     /// Service metrics, where the backend has a metrics source; empty otherwise.
     async fn service_metrics(&self, namespace: Option<&str>) -> ClusterResult<Vec<ServiceMetrics>>;
 }

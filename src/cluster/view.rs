@@ -6,6 +6,7 @@ use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::core::v1::{ContainerState, Event, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
+use super::selector::{LabelRequirement, LabelSelector};
 use super::{CHANGE_CAUSE_ANNOTATION, DEPLOYED_BY_ANNOTATION, REVISION_ANNOTATION};
 
 pub fn name(meta: &ObjectMeta) -> &str {
@@ -183,4 +184,60 @@ pub fn event_last_seen(event: &Event) -> Option<jiff::Timestamp> {
 
 pub fn event_is_warning(event: &Event) -> bool {
     event.type_.as_deref() == Some("Warning")
+}
+
+/// The label selector of a Deployment's pods and ReplicaSets (`spec.selector.matchLabels`;
+/// `matchExpressions` are turned into set-based requirements).
+pub fn deployment_selector(deployment: &Deployment) -> LabelSelector {
+    let Some(selector) = deployment.spec.as_ref().map(|s| &s.selector) else {
+        return LabelSelector::default();
+    };
+    let mut result = selector
+        .match_labels
+        .as_ref()
+        .map(LabelSelector::from_labels)
+        .unwrap_or_default();
+    for e in selector.match_expressions.iter().flatten() {
+        let values = e.values.clone().unwrap_or_default();
+        result.requirements.push(match e.operator.as_str() {
+            "In" => LabelRequirement::In(e.key.clone(), values),
+            "NotIn" => LabelRequirement::NotIn(e.key.clone(), values),
+            "DoesNotExist" => LabelRequirement::NotExists(e.key.clone()),
+            _ => LabelRequirement::Exists(e.key.clone()),
+        });
+    }
+    result
+}
+
+/// The ReplicaSets a Deployment owns (its rollout history), from any list of ReplicaSets.
+pub fn owned_replica_sets<'a>(
+    deployment: &'a Deployment,
+    replica_sets: &'a [ReplicaSet],
+) -> impl Iterator<Item = &'a ReplicaSet> + 'a {
+    let name = self::name(&deployment.metadata);
+    let namespace = self::namespace(&deployment.metadata);
+    replica_sets.iter().filter(move |rs| {
+        self::namespace(&rs.metadata) == namespace && replica_set_deployment(rs) == Some(name)
+    })
+}
+
+/// The revision a Deployment runs now — the one definition used everywhere. The deployment
+/// controller writes it to the Deployment's revision annotation (equal to its newest
+/// ReplicaSet's); without the annotation, the highest revision among its ReplicaSets, as
+/// `kubectl rollout history` shows it.
+pub fn current_revision(deployment: &Deployment, replica_sets: &[ReplicaSet]) -> Option<i64> {
+    revision(&deployment.metadata).or_else(|| {
+        owned_replica_sets(deployment, replica_sets)
+            .filter_map(|rs| revision(&rs.metadata))
+            .max()
+    })
+}
+
+/// The ReplicaSet of the current revision.
+pub fn current_replica_set<'a>(
+    deployment: &'a Deployment,
+    replica_sets: &'a [ReplicaSet],
+) -> Option<&'a ReplicaSet> {
+    let current = current_revision(deployment, replica_sets)?;
+    owned_replica_sets(deployment, replica_sets).find(|rs| revision(&rs.metadata) == Some(current))
 }

@@ -31,6 +31,11 @@ pub struct KnowledgeConfig {
 }
 
 impl KnowledgeConfig {
+    /// ONNX Runtime threads for embedding.
+    pub const DEFAULT_THREADS: usize = 1;
+    /// How long a search waits for the index before answering lexically, in milliseconds.
+    pub const DEFAULT_WAIT_MS: u64 = 3000;
+
     /// The shipped runbooks only, lexical search, nothing cached (tests and benches).
     pub fn lexical_only() -> KnowledgeConfig {
         KnowledgeConfig {
@@ -217,7 +222,7 @@ impl KnowledgeBase {
         std::thread::Builder::new()
             .name("runbook-index".into())
             .spawn(move || {
-                crate::cluster::deferred::lower_thread_priority();
+                crate::util::thread::lower_thread_priority();
                 Self::load(config, sender)
             })
             .expect("spawn the index thread");

@@ -10,9 +10,9 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::{RenderText, ToolDef, ToolResult, lookup, read_only_tool};
-use crate::app::App;
-use crate::cluster::view;
-use crate::timefmt::{age, rfc3339};
+use super::Context;
+use crate::cluster::{ListQuery, view};
+use crate::util::timefmt::{age, rfc3339};
 
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -54,7 +54,7 @@ pub fn list_deployments_tool() -> ToolDef {
     )
 }
 
-fn summarise_deployment(d: &Deployment, now: Timestamp) -> DeploymentSummary {
+fn summarise_deployment(d: &Deployment, replica_sets: &[ReplicaSet], now: Timestamp) -> DeploymentSummary {
     let status = d.status.as_ref();
     let desired = view::desired_replicas(d);
     let ready = view::ready_replicas(d);
@@ -79,7 +79,7 @@ fn summarise_deployment(d: &Deployment, now: Timestamp) -> DeploymentSummary {
         up_to_date: updated,
         available: status.and_then(|s| s.available_replicas).unwrap_or(0),
         images: view::deployment_images(d),
-        revision: view::revision(&d.metadata),
+        revision: view::current_revision(d, replica_sets),
         strategy: d
             .spec
             .as_ref()
@@ -98,17 +98,20 @@ fn summarise_deployment(d: &Deployment, now: Timestamp) -> DeploymentSummary {
 }
 
 async fn list_deployments(
-    app: Arc<App>,
+    ctx: Arc<Context>,
     params: ListDeploymentsParams,
 ) -> ToolResult<DeploymentList> {
-    lookup::require_namespace(&app, &params.namespace).await?;
+    lookup::require_namespace(&ctx, &params.namespace).await?;
     let now = Timestamp::now();
-    let mut deployments: Vec<DeploymentSummary> = app
-        .backend
-        .deployments(Some(&params.namespace))
-        .await?
+    let scope = ListQuery::in_namespace(&params.namespace);
+    let (deployments, replica_sets) = tokio::try_join!(
+        ctx.backend.deployments(&scope),
+        ctx.backend.replica_sets(&scope)
+    )?;
+    let mut deployments: Vec<DeploymentSummary> = deployments
+        .items
         .iter()
-        .map(|d| summarise_deployment(d, now))
+        .map(|d| summarise_deployment(d, &replica_sets.items, now))
         .collect();
     deployments.sort_by(|a, b| {
         b.unhealthy
@@ -205,13 +208,8 @@ pub fn deploy_records(
 ) -> Vec<(Timestamp, DeployRecord)> {
     let name = view::name(&deployment.metadata);
     let namespace = view::namespace(&deployment.metadata);
-    let current_revision = view::revision(&deployment.metadata);
-    let mut records: Vec<(Timestamp, DeployRecord)> = replica_sets
-        .iter()
-        .filter(|rs| {
-            view::namespace(&rs.metadata) == namespace
-                && view::replica_set_deployment(rs) == Some(name)
-        })
+    let current = view::current_revision(deployment, replica_sets);
+    let mut records: Vec<(Timestamp, DeployRecord)> = view::owned_replica_sets(deployment, replica_sets)
         .filter_map(|rs| {
             let created = rs.metadata.creation_timestamp.as_ref()?.0;
             let revision = view::revision(&rs.metadata)?;
@@ -236,7 +234,6 @@ pub fn deploy_records(
         })
         .collect();
     records.sort_by_key(|r| std::cmp::Reverse(r.1.revision));
-    let current = current_revision.or_else(|| records.first().map(|r| r.1.revision));
     for (_, record) in &mut records {
         record.current = Some(record.revision) == current;
     }
@@ -244,14 +241,21 @@ pub fn deploy_records(
 }
 
 async fn get_recent_deploys(
-    app: Arc<App>,
+    ctx: Arc<Context>,
     params: GetRecentDeploysParams,
 ) -> ToolResult<DeployHistory> {
     let mut notes = Vec::new();
     let hours_back = lookup::clamp("hours_back", params.hours_back, 168, 1, 2160, &mut notes);
-    let deployment = lookup::find_service(&app, &params.service).await?;
+    let deployment = lookup::find_service(&ctx, &params.service).await?;
     let namespace = view::namespace(&deployment.metadata).to_string();
-    let replica_sets = app.backend.replica_sets(Some(&namespace)).await?;
+    let replica_sets = ctx
+        .backend
+        .replica_sets(
+            &ListQuery::in_namespace(&namespace)
+                .with_labels(view::deployment_selector(&deployment)),
+        )
+        .await?
+        .items;
     let now = Timestamp::now();
     let cutoff = now
         .checked_sub(SignedDuration::from_hours(hours_back))

@@ -10,9 +10,9 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::{RenderText, ToolDef, ToolError, ToolResult, lookup, read_only_tool};
-use crate::app::App;
-use crate::cluster::view;
-use crate::timefmt::{age, rfc3339};
+use super::Context;
+use crate::cluster::{FieldSelector, ListQuery, view};
+use crate::util::timefmt::{age, rfc3339};
 
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -93,9 +93,9 @@ pub fn summarise_event(event: &Event, now: Timestamp) -> EventSummary {
     }
 }
 
-async fn get_events(app: Arc<App>, params: GetEventsParams) -> ToolResult<EventList> {
+async fn get_events(ctx: Arc<Context>, params: GetEventsParams) -> ToolResult<EventList> {
     if let Some(ns) = &params.namespace {
-        lookup::require_namespace(&app, ns).await?;
+        lookup::require_namespace(&ctx, ns).await?;
     }
     let wanted_type = match params.type_.as_deref().map(str::trim) {
         None | Some("") => None,
@@ -119,7 +119,24 @@ async fn get_events(app: Arc<App>, params: GetEventsParams) -> ToolResult<EventL
         },
         None => (None, None),
     };
-    let events = app.backend.events(params.namespace.as_deref()).await?;
+    // Type and an exact kind/name go to the backend as field selectors; a bare name also
+    // matches the objects named after it (a deployment's ReplicaSets and pods), so that part
+    // is filtered here.
+    let mut fields = FieldSelector::default();
+    if let Some(t) = wanted_type {
+        fields = fields.and("type", t);
+    }
+    if let (Some(k), Some(n)) = (&kind, &name) {
+        fields = fields.and("involvedObject.name", n);
+        if let Some(canonical) = canonical_kind(k) {
+            fields = fields.and("involvedObject.kind", canonical);
+        }
+    }
+    let mut query = ListQuery::namespace(params.namespace.as_deref());
+    if !fields.requirements.is_empty() {
+        query = query.with_fields(fields);
+    }
+    let events = ctx.backend.events(&query).await?.items;
     let mut matching: Vec<&Event> = events
         .iter()
         .filter(|e| wanted_type.is_none_or(|t| e.type_.as_deref() == Some(t)))
@@ -153,6 +170,25 @@ async fn get_events(app: Arc<App>, params: GetEventsParams) -> ToolResult<EventL
         total: events.len(),
         events,
     })
+}
+
+/// The API's spelling of a kind the user may have typed in any case (`pod` → `Pod`).
+fn canonical_kind(kind: &str) -> Option<&'static str> {
+    const KINDS: &[&str] = &[
+        "Pod",
+        "ReplicaSet",
+        "Deployment",
+        "Node",
+        "Service",
+        "StatefulSet",
+        "DaemonSet",
+        "Job",
+        "CronJob",
+        "PersistentVolumeClaim",
+        "HorizontalPodAutoscaler",
+        "Namespace",
+    ];
+    KINDS.iter().copied().find(|k| k.eq_ignore_ascii_case(kind))
 }
 
 impl RenderText for EventList {

@@ -12,9 +12,9 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::{RenderText, ToolDef, ToolResult, is_empty, lookup, read_only_tool};
-use crate::app::App;
-use crate::cluster::{HealthStatus, ServiceMetrics, view};
-use crate::timefmt::age;
+use super::Context;
+use crate::cluster::{HealthStatus, ListQuery, ServiceMetrics, view};
+use crate::util::timefmt::age;
 
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -119,35 +119,10 @@ pub fn tool() -> ToolDef {
 }
 
 async fn check_service_health(
-    app: Arc<App>,
+    ctx: Arc<Context>,
     params: CheckServiceHealthParams,
 ) -> ToolResult<HealthReport> {
-    let deployments = match &params.service {
-        Some(service) => vec![lookup::find_service(&app, service).await?],
-        None => app.backend.deployments(None).await?,
-    };
-    let namespace = match (&params.service, deployments.first()) {
-        (Some(_), Some(d)) => Some(view::namespace(&d.metadata).to_string()),
-        _ => None,
-    };
-    let ns = namespace.as_deref();
-    let (pods, events, metrics, replica_sets) = (
-        app.backend.pods(ns).await?,
-        app.backend.events(ns).await?,
-        app.backend.service_metrics(ns).await?,
-        app.backend.replica_sets(ns).await?,
-    );
-    let now = Timestamp::now();
-    let mut services: Vec<ServiceHealth> = deployments
-        .iter()
-        .map(|d| assess(d, &pods, &events, &metrics, &replica_sets, now))
-        .collect();
-    services.sort_by(|a, b| {
-        b.status
-            .cmp(&a.status)
-            .then_with(|| a.namespace.cmp(&b.namespace))
-            .then_with(|| a.name.cmp(&b.name))
-    });
+    let services = assess_services(&ctx, params.service.as_deref()).await?;
     let mut summary = HealthSummary::default();
     for s in &services {
         match s.status {
@@ -157,6 +132,56 @@ async fn check_service_health(
         }
     }
     Ok(HealthReport { services, summary })
+}
+
+/// Every service's health (or one service's), worst first. This is the one place a service's
+/// status is decided; `system://health` counts these too.
+pub async fn assess_services(
+    ctx: &Context,
+    service: Option<&str>,
+) -> ToolResult<Vec<ServiceHealth>> {
+    let backend = &ctx.backend;
+    let (deployments, scope) = match service {
+        Some(service) => {
+            let deployment = lookup::find_service(ctx, service).await?;
+            // One service: only its own pods and ReplicaSets (by its selector), its namespace's
+            // events and metrics.
+            let scope = ListQuery::in_namespace(view::namespace(&deployment.metadata))
+                .with_labels(view::deployment_selector(&deployment));
+            (vec![deployment], scope)
+        }
+        None => (backend.deployments(&ListQuery::all()).await?.items, ListQuery::all()),
+    };
+    let namespace = scope.namespace.clone();
+    let events_scope = ListQuery::namespace(namespace.as_deref());
+    // Independent reads, concurrently.
+    let (pods, events, metrics, replica_sets) = tokio::try_join!(
+        backend.pods(&scope),
+        backend.events(&events_scope),
+        backend.service_metrics(namespace.as_deref()),
+        backend.replica_sets(&scope),
+    )?;
+    let now = Timestamp::now();
+    let mut services: Vec<ServiceHealth> = deployments
+        .iter()
+        .map(|d| {
+            assess(
+                d,
+                &pods.items,
+                &events.items,
+                &metrics,
+                &replica_sets.items,
+                now,
+            )
+        })
+        .collect();
+    services.sort_by(|a, b| {
+        b.status
+            .cmp(&a.status)
+            .then_with(|| a.namespace.cmp(&b.namespace))
+            .then_with(|| a.name.cmp(&b.name))
+    });
+    Ok(services)
 }
 
 /// Whether an event concerns the deployment (itself, one of its ReplicaSets or pods).
@@ -267,13 +292,7 @@ fn assess(
         })
         .unwrap_or_default();
 
-    let current_rs = replica_sets
-        .iter()
-        .filter(|rs| {
-            view::namespace(&rs.metadata) == namespace
-                && view::replica_set_deployment(rs) == Some(name.as_str())
-        })
-        .max_by_key(|rs| view::revision(&rs.metadata).unwrap_or(0));
+    let current_rs = view::current_replica_set(deployment, replica_sets);
     let last_deploy = current_rs.map(|rs| LastDeploy {
         revision: view::revision(&rs.metadata).unwrap_or(0),
         age: rs
@@ -287,14 +306,13 @@ fn assess(
         deployed_by: view::deployed_by(&rs.metadata).map(str::to_string),
     });
 
-    let pod_status = if desired > 0 && ready == 0 {
-        HealthStatus::Down
-    } else if ready < desired || !pod_problems.is_empty() || !recent_warning_events.is_empty() {
-        HealthStatus::Degraded
-    } else {
-        HealthStatus::Healthy
-    };
-    let status = service_metrics.map_or(pod_status, |m| m.status.max(pod_status));
+    let status = service_status(
+        desired,
+        ready,
+        !pod_problems.is_empty(),
+        !recent_warning_events.is_empty(),
+        service_metrics.map(|m| m.status),
+    );
     let recent_deploy = current_rs
         .and_then(|rs| rs.metadata.creation_timestamp.as_ref())
         .is_some_and(|t| {
@@ -322,6 +340,26 @@ fn assess(
     };
     health.verdict = verdict(&health, recent_deploy);
     health
+}
+
+/// A service's status, from its pods and, where a metrics source reports one, the metrics'
+/// own status (the worse of the two): down when none of the desired pods is ready; degraded
+/// when fewer are ready than desired, a pod has a problem, or warning events concern it.
+pub fn service_status(
+    desired: i32,
+    ready: i32,
+    pod_problems: bool,
+    warning_events: bool,
+    metrics: Option<HealthStatus>,
+) -> HealthStatus {
+    let from_pods = if desired > 0 && ready == 0 {
+        HealthStatus::Down
+    } else if ready < desired || pod_problems || warning_events {
+        HealthStatus::Degraded
+    } else {
+        HealthStatus::Healthy
+    };
+    metrics.map_or(from_pods, |m| m.max(from_pods))
 }
 
 /// One line that names the problem and its most likely cause, from the evidence gathered.

@@ -12,10 +12,13 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::{RenderText, ToolDef, ToolError, ToolResult, is_empty, lookup, read_only_tool};
-use crate::app::App;
-use crate::cluster::{LogStream, view};
-use crate::logs::{Level, LogEntry, is_trace_id, normalise_message};
-use crate::timefmt::{parse_since, rfc3339};
+use super::Context;
+use futures::StreamExt;
+use k8s_openapi::api::apps::v1::Deployment;
+
+use crate::cluster::{ListQuery, LogLines, LogQuery, view};
+use crate::util::logs::{Level, LogEntry, is_trace_id, normalise_message};
+use crate::util::timefmt::{parse_since, rfc3339};
 
 /// One log entry as tools return it.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
@@ -132,8 +135,9 @@ pub struct PodLogs {
     pub entries: Vec<LogLine>,
     /// Entries that matched the filters (before the tail limit).
     pub matched: usize,
-    /// Entries in the stream.
-    pub total_entries: usize,
+    /// Entries in the stream, when the backend knows.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub total_entries: Option<usize>,
     #[serde(default, skip_serializing_if = "is_empty")]
     pub notes: Vec<String>,
 }
@@ -147,8 +151,8 @@ pub fn get_pod_logs_tool() -> ToolDef {
     )
 }
 
-async fn get_pod_logs(app: Arc<App>, params: GetPodLogsParams) -> ToolResult<PodLogs> {
-    let pod = lookup::find_pod(&app, &params.namespace, &params.pod).await?;
+async fn get_pod_logs(ctx: Arc<Context>, params: GetPodLogsParams) -> ToolResult<PodLogs> {
+    let pod = lookup::find_pod(&ctx, &params.namespace, &params.pod).await?;
     let containers: Vec<String> = pod
         .spec
         .as_ref()
@@ -174,7 +178,7 @@ async fn get_pod_logs(app: Arc<App>, params: GetPodLogsParams) -> ToolResult<Pod
         }
     };
     let mut notes = Vec::new();
-    let max = app.settings.max_log_lines as i64;
+    let max = ctx.limits.max_log_lines as i64;
     let tail = lookup::clamp(
         "tail_lines",
         params.tail_lines,
@@ -202,27 +206,35 @@ async fn get_pod_logs(app: Arc<App>, params: GetPodLogsParams) -> ToolResult<Pod
             )));
         }
     }
-    let stream = if previous {
-        LogStream::Previous
-    } else {
-        LogStream::Current
+    // Since always goes to the backend; the tail too unless a level or grep filter must see
+    // the older entries first.
+    let filtered = level.is_some() || pattern.is_some();
+    let query = LogQuery {
+        tail_lines: (!filtered).then_some(tail),
+        since,
+        ..LogQuery::container(&params.namespace, &params.pod, &container).previous(previous)
     };
-    let entries = app
-        .backend
-        .pod_logs(&params.namespace, &params.pod, &container, stream)
-        .await?;
-    if entries.is_empty() && !previous {
+    let lines = ctx.backend.pod_logs(&query).await?;
+    if lines.stream_entries.unwrap_or(lines.len()) == 0 && !previous {
         let status = view::pod_status(&pod);
         notes.push(format!(
             "the container has written no logs (pod status {status})"
         ));
     }
-    let matching: Vec<&LogEntry> = entries
+    if lines.cut_by_bytes {
+        notes.push("the backend's byte limit cut the log short".into());
+    }
+    let matching: Vec<&LogEntry> = lines
+        .entries()
         .iter()
-        .filter(|e| entry_matches(e, since, level, pattern.as_ref()))
+        .filter(|e| entry_matches(e, None, level, pattern.as_ref()))
         .collect();
-    let matched = matching.len();
-    let skip = matched.saturating_sub(tail);
+    let matched = if filtered {
+        matching.len()
+    } else {
+        lines.since_entries.unwrap_or(matching.len())
+    };
+    let skip = matching.len().saturating_sub(tail);
     Ok(PodLogs {
         namespace: params.namespace,
         pod: params.pod,
@@ -233,7 +245,7 @@ async fn get_pod_logs(app: Arc<App>, params: GetPodLogsParams) -> ToolResult<Pod
             .map(|e| LogLine::from_entry(e))
             .collect(),
         matched,
-        total_entries: entries.len(),
+        total_entries: lines.stream_entries,
         notes,
     })
 }
@@ -289,6 +301,7 @@ impl RenderText for PodLogs {
             self.entries.len(),
             self.matched,
             self.total_entries
+                .map_or_else(|| "?".to_string(), |n| n.to_string())
         );
         for n in &self.notes {
             let _ = writeln!(out, "note: {n}");
@@ -310,21 +323,35 @@ struct Stream {
     service: String,
     container: String,
     previous: bool,
-    entries: Arc<Vec<LogEntry>>,
+    lines: LogLines,
 }
 
-/// Every log stream (current and previous instances) of the pods that pass the filters.
+impl Stream {
+    fn entries(&self) -> &[LogEntry] {
+        self.lines.entries()
+    }
+}
+
+/// Every log stream (current and previous instances) of the pods that pass the filters, read
+/// with bounded concurrency; `since` is pushed down to the backend.
 async fn streams(
-    app: &App,
+    ctx: &Context,
     namespace: Option<&str>,
-    service: Option<&str>,
+    service: Option<&Deployment>,
+    since: Option<Timestamp>,
 ) -> ToolResult<Vec<Stream>> {
-    let pods = app.backend.pods(namespace).await?;
-    let mut out = Vec::new();
+    let query = match service {
+        Some(d) => ListQuery::in_namespace(view::namespace(&d.metadata))
+            .with_labels(view::deployment_selector(d)),
+        None => ListQuery::namespace(namespace),
+    };
+    let pods = ctx.backend.pods(&query).await?.items;
+    let service_name = service.map(|d| view::name(&d.metadata));
+    let mut wanted = Vec::new();
     for pod in &pods {
         let pod_service =
             view::pod_deployment(pod).unwrap_or_else(|| view::name(&pod.metadata).to_string());
-        if service.is_some_and(|s| s != pod_service) {
+        if service_name.is_some_and(|s| s != pod_service) {
             continue;
         }
         let ns = view::namespace(&pod.metadata).to_string();
@@ -341,27 +368,41 @@ async fn streams(
             })
             .unwrap_or_default();
         for container in pod.spec.iter().flat_map(|s| s.containers.iter()) {
-            let mut kinds = vec![LogStream::Current];
+            let mut kinds = vec![false];
             if restarted.contains(&container.name) {
-                kinds.insert(0, LogStream::Previous);
+                kinds.insert(0, true);
             }
-            for kind in kinds {
-                let entries = app
-                    .backend
-                    .pod_logs(&ns, &name, &container.name, kind)
-                    .await?;
-                if entries.is_empty() {
-                    continue;
-                }
-                out.push(Stream {
+            for previous in kinds {
+                wanted.push(Stream {
                     namespace: ns.clone(),
                     pod: name.clone(),
                     service: pod_service.clone(),
                     container: container.name.clone(),
-                    previous: kind == LogStream::Previous,
-                    entries,
+                    previous,
+                    lines: LogLines::from_entries(Vec::new()),
                 });
             }
+        }
+    }
+    let backend = &ctx.backend;
+    let read = futures::stream::iter(wanted.into_iter().map(|mut stream| async move {
+        let query = LogQuery {
+            since,
+            ..LogQuery::container(&stream.namespace, &stream.pod, &stream.container)
+                .previous(stream.previous)
+        };
+        stream.lines = backend.pod_logs(&query).await?;
+        Ok::<_, ToolError>(stream)
+    }))
+    .buffered(ctx.limits.log_concurrency.max(1))
+    .collect::<Vec<_>>()
+    .await;
+    let mut out = Vec::new();
+    for stream in read {
+        let stream = stream?;
+        // A stream counts as searched when the container wrote anything at all.
+        if stream.lines.stream_entries.unwrap_or(stream.lines.len()) > 0 {
+            out.push(stream);
         }
     }
     Ok(out)
@@ -471,16 +512,16 @@ pub fn search_logs_tool() -> ToolDef {
 }
 
 async fn resolve_scope(
-    app: &App,
+    ctx: &Context,
     service: Option<&str>,
     namespace: Option<&str>,
-) -> ToolResult<(Option<String>, Option<String>)> {
-    let mut namespace = namespace
+) -> ToolResult<(Option<Deployment>, Option<String>)> {
+    let namespace = namespace
         .map(str::trim)
         .filter(|n| !n.is_empty())
         .map(str::to_string);
     if let Some(ns) = &namespace {
-        lookup::require_namespace(app, ns).await?;
+        lookup::require_namespace(ctx, ns).await?;
     }
     let service = match service.map(str::trim).filter(|s| !s.is_empty()) {
         Some(s) => {
@@ -488,18 +529,16 @@ async fn resolve_scope(
                 (Some(ns), false) => format!("{ns}/{s}"),
                 _ => s.to_string(),
             };
-            let deployment = lookup::find_service(app, &qualified).await?;
-            namespace = Some(view::namespace(&deployment.metadata).to_string());
-            Some(view::name(&deployment.metadata).to_string())
+            Some(lookup::find_service(ctx, &qualified).await?)
         }
         None => None,
     };
     Ok((service, namespace))
 }
 
-async fn search_logs(app: Arc<App>, params: SearchLogsParams) -> ToolResult<LogSearch> {
+async fn search_logs(ctx: Arc<Context>, params: SearchLogsParams) -> ToolResult<LogSearch> {
     let mut notes = Vec::new();
-    let max = app.settings.max_log_lines as i64;
+    let max = ctx.limits.max_log_lines as i64;
     let limit = lookup::clamp("limit", params.limit, 50.min(max), 1, max, &mut notes) as usize;
     let now = Timestamp::now();
     let since = parse_since_arg(params.since.as_deref(), now)?;
@@ -520,11 +559,11 @@ async fn search_logs(app: Arc<App>, params: SearchLogsParams) -> ToolResult<LogS
         None => None,
     };
     let (service, namespace) =
-        resolve_scope(&app, params.service.as_deref(), params.namespace.as_deref()).await?;
-    let streams = streams(&app, namespace.as_deref(), service.as_deref()).await?;
+        resolve_scope(&ctx, params.service.as_deref(), params.namespace.as_deref()).await?;
+    let streams = streams(&ctx, namespace.as_deref(), service.as_ref(), since).await?;
     let mut hits: Vec<(&Stream, &LogEntry)> = Vec::new();
     for stream in &streams {
-        for entry in stream.entries.iter() {
+        for entry in stream.entries() {
             if trace_id
                 .as_ref()
                 .is_none_or(|t| entry.trace_id.as_ref() == Some(t))
@@ -623,7 +662,7 @@ pub fn count_errors_tool() -> ToolDef {
     )
 }
 
-async fn count_errors(app: Arc<App>, params: CountErrorsParams) -> ToolResult<ErrorCounts> {
+async fn count_errors(ctx: Arc<Context>, params: CountErrorsParams) -> ToolResult<ErrorCounts> {
     let now = Timestamp::now();
     let since_text = params
         .since
@@ -632,8 +671,8 @@ async fn count_errors(app: Arc<App>, params: CountErrorsParams) -> ToolResult<Er
         .unwrap_or_else(|| "1h".into());
     let since = parse_since(&since_text, now).map_err(ToolError::InvalidArgument)?;
     let group_by = params.group_by.unwrap_or_default();
-    let (_, namespace) = resolve_scope(&app, None, params.namespace.as_deref()).await?;
-    let streams = streams(&app, namespace.as_deref(), None).await?;
+    let (_, namespace) = resolve_scope(&ctx, None, params.namespace.as_deref()).await?;
+    let streams = streams(&ctx, namespace.as_deref(), None, Some(since)).await?;
     struct Acc {
         count: usize,
         services: BTreeSet<String>,
@@ -645,7 +684,7 @@ async fn count_errors(app: Arc<App>, params: CountErrorsParams) -> ToolResult<Er
     let mut total = 0;
     for stream in &streams {
         for entry in stream
-            .entries
+            .entries()
             .iter()
             .filter(|e| e.level >= Level::Error && e.timestamp >= since)
         {
@@ -770,7 +809,7 @@ pub fn trace_transaction_tool() -> ToolDef {
 }
 
 async fn trace_transaction(
-    app: Arc<App>,
+    ctx: Arc<Context>,
     params: TraceTransactionParams,
 ) -> ToolResult<TraceTimeline> {
     let trace_id = params.trace_id.trim().to_ascii_lowercase();
@@ -780,11 +819,11 @@ async fn trace_transaction(
             params.trace_id
         )));
     }
-    let streams = streams(&app, None, None).await?;
+    let streams = streams(&ctx, None, None, None).await?;
     let mut hits: Vec<(&Stream, &LogEntry)> = streams
         .iter()
         .flat_map(|s| {
-            s.entries
+            s.entries()
                 .iter()
                 .filter(|e| e.trace_id.as_deref() == Some(trace_id.as_str()))
                 .map(move |e| (s, e))

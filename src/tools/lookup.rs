@@ -4,9 +4,9 @@
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Pod;
 
-use super::{ToolError, ToolResult};
-use crate::app::App;
-use crate::cluster::view;
+use super::{Context, ToolError, ToolResult};
+use crate::cluster::{ClusterError, FieldSelector, ListQuery, view};
+use crate::util::suggest::suggest;
 
 /// Checks a Kubernetes name: DNS-1123 label (namespaces, services) or subdomain (pods).
 pub fn validate_name(kind: &str, name: &str, subdomain: bool) -> ToolResult<()> {
@@ -27,33 +27,6 @@ pub fn validate_name(kind: &str, name: &str, subdomain: bool) -> ToolResult<()> 
             if subdomain { " or '.'" } else { "" }
         )))
     }
-}
-
-/// Names from `candidates` ordered by similarity to `wanted`, as a comma-separated list
-/// (closest first, at most 8, with a count of the rest).
-pub fn suggest<'a>(wanted: &str, candidates: impl IntoIterator<Item = &'a str>) -> String {
-    let mut scored: Vec<(f64, &str)> = candidates
-        .into_iter()
-        .map(|c| {
-            let mut score = strsim::jaro_winkler(wanted, c);
-            if c.contains(wanted) || wanted.contains(c) {
-                score += 0.5;
-            }
-            (score, c)
-        })
-        .collect();
-    scored.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(b.1)));
-    scored.dedup_by(|a, b| a.1 == b.1);
-    let total = scored.len();
-    if total == 0 {
-        return "(none)".into();
-    }
-    let shown: Vec<&str> = scored.iter().take(8).map(|(_, c)| *c).collect();
-    let mut text = shown.join(", ");
-    if total > shown.len() {
-        text.push_str(&format!(" (and {} more)", total - shown.len()));
-    }
-    text
 }
 
 /// Clamps a numeric argument and records a note when it had to.
@@ -77,27 +50,36 @@ pub fn clamp(
     }
 }
 
-/// Checks that a namespace exists.
-pub async fn require_namespace(app: &App, namespace: &str) -> ToolResult<()> {
+/// Checks that a namespace exists (one get, not a list).
+pub async fn require_namespace(ctx: &Context, namespace: &str) -> ToolResult<()> {
     validate_name("namespace", namespace, false)?;
-    let namespaces = app.backend.namespaces().await?;
-    if namespaces
-        .iter()
-        .any(|n| view::name(&n.metadata) == namespace)
-    {
-        return Ok(());
+    match ctx.backend.namespace(namespace).await {
+        Ok(_) => Ok(()),
+        Err(ClusterError::NotFound { existing, .. }) => {
+            let existing = match existing {
+                Some(names) => names,
+                None => ctx
+                    .backend
+                    .namespaces(&ListQuery::all())
+                    .await?
+                    .items
+                    .iter()
+                    .map(|n| view::name(&n.metadata).to_string())
+                    .collect(),
+            };
+            Err(ToolError::NotFound(format!(
+                "namespace {namespace:?} not found; valid namespaces: {}",
+                suggest(namespace, existing.iter().map(String::as_str))
+            )))
+        }
+        Err(other) => Err(other.into()),
     }
-    Err(ToolError::NotFound(format!(
-        "namespace {namespace:?} not found; valid namespaces: {}",
-        suggest(
-            namespace,
-            namespaces.iter().map(|n| view::name(&n.metadata))
-        )
-    )))
 }
 
-/// Finds a service (Deployment) by `name` or `namespace/name`.
-pub async fn find_service(app: &App, service: &str) -> ToolResult<Deployment> {
+/// Finds a service (Deployment) by `name` or `namespace/name`: a get when the namespace is
+/// given, otherwise a list selected by name across namespaces; every deployment is listed only
+/// to suggest names when there is no match.
+pub async fn find_service(ctx: &Context, service: &str) -> ToolResult<Deployment> {
     let (namespace, name) = match service.split_once('/') {
         Some((ns, name)) => (Some(ns), name),
         None => (None, service),
@@ -106,16 +88,25 @@ pub async fn find_service(app: &App, service: &str) -> ToolResult<Deployment> {
         validate_name("namespace", ns, false)?;
     }
     validate_name("service", name, false)?;
-    let deployments = app.backend.deployments(namespace).await?;
-    let mut matches: Vec<Deployment> = deployments
-        .iter()
-        .filter(|d| view::name(&d.metadata) == name)
-        .cloned()
-        .collect();
+    let mut matches = match namespace {
+        Some(ns) => match ctx.backend.deployment(ns, name).await {
+            Ok(found) => vec![found],
+            Err(ClusterError::NotFound { .. }) => Vec::new(),
+            Err(other) => return Err(other.into()),
+        },
+        None => {
+            ctx.backend
+                .deployments(
+                    &ListQuery::all().with_fields(FieldSelector::equals("metadata.name", name)),
+                )
+                .await?
+                .items
+        }
+    };
     match matches.len() {
         1 => Ok(matches.remove(0)),
         0 => {
-            let all = app.backend.deployments(None).await?;
+            let all = ctx.backend.deployments(&ListQuery::all()).await?.items;
             let names: Vec<String> = all
                 .iter()
                 .map(|d| view::name(&d.metadata).to_string())
@@ -136,18 +127,33 @@ pub async fn find_service(app: &App, service: &str) -> ToolResult<Deployment> {
     }
 }
 
-/// Finds a pod in a namespace.
-pub async fn find_pod(app: &App, namespace: &str, pod: &str) -> ToolResult<Pod> {
-    require_namespace(app, namespace).await?;
+/// Finds a pod in a namespace (one get; the namespace is checked only when the pod is missing,
+/// so the error names what is wrong).
+pub async fn find_pod(ctx: &Context, namespace: &str, pod: &str) -> ToolResult<Pod> {
+    validate_name("namespace", namespace, false)?;
     validate_name("pod", pod, true)?;
-    let pods = app.backend.pods(Some(namespace)).await?;
-    if let Some(found) = pods.iter().find(|p| view::name(&p.metadata) == pod) {
-        return Ok(found.clone());
+    match ctx.backend.pod(namespace, pod).await {
+        Ok(found) => Ok(found),
+        Err(ClusterError::NotFound { existing, .. }) => {
+            require_namespace(ctx, namespace).await?;
+            let existing = match existing {
+                Some(names) => names,
+                None => ctx
+                    .backend
+                    .pods(&ListQuery::in_namespace(namespace))
+                    .await?
+                    .items
+                    .iter()
+                    .map(|p| view::name(&p.metadata).to_string())
+                    .collect(),
+            };
+            Err(ToolError::NotFound(format!(
+                "pod {pod:?} not found in namespace {namespace:?}; pods there: {}",
+                suggest(pod, existing.iter().map(String::as_str))
+            )))
+        }
+        Err(other) => Err(other.into()),
     }
-    Err(ToolError::NotFound(format!(
-        "pod {pod:?} not found in namespace {namespace:?}; pods there: {}",
-        suggest(pod, pods.iter().map(|p| view::name(&p.metadata)))
-    )))
 }
 
 #[cfg(test)]
@@ -163,12 +169,6 @@ mod tests {
         assert!(validate_name("pod", "a.b-c", true).is_ok());
         assert!(validate_name("namespace", "a.b", false).is_err());
         assert!(validate_name("namespace", &"a".repeat(64), false).is_err());
-    }
-
-    #[test]
-    fn suggestions_put_closest_first() {
-        let list = suggest("paymnts", ["edge", "payments", "identity"]);
-        assert!(list.starts_with("payments"), "{list}");
     }
 
     #[test]

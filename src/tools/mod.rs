@@ -1,6 +1,11 @@
-//! The read-only SRE tools: their definitions (name, description, typed parameters and output
-//! with JSON Schemas), the registry the MCP server and the CLI share, and the text rendering of
-//! each result. Tool names are stable API.
+//! The SRE tools: their definitions (name, description, kind, typed parameters and output with
+//! JSON Schemas), the registry the pipeline serves, and the text rendering of each result. A
+//! tool sees only a narrow [`Context`] (cluster, runbooks, limits), never the application.
+//! Tool names are stable API.
+//!
+//! To add a tool: a module here with its params, output (+ `RenderText`) and an async function
+//! of `(Arc<Context>, Params)`, built with [`read_only_tool`] or [`tool`] and listed in
+//! [`ToolRegistry::standard`].
 
 pub mod deploys;
 pub mod events;
@@ -21,8 +26,41 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-use crate::app::App;
-use crate::cluster::ClusterError;
+use crate::cluster::{ClusterBackend, ClusterError};
+use crate::runbooks::knowledge::KnowledgeBase;
+use crate::util::suggest::suggest;
+
+/// What a tool may use: the cluster, the runbook knowledge and the limits that shape its
+/// answer. Tools see nothing else of the application (no ledger, no stages, no server).
+pub struct Context {
+    pub backend: Arc<dyn ClusterBackend>,
+    pub knowledge: Arc<KnowledgeBase>,
+    pub limits: Limits,
+}
+
+/// Limits on how much a tool reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Most log entries one call of get_pod_logs or search_logs may return (tail_lines and
+    /// limit are clamped to it); what reaches the client is bounded by the token cap.
+    pub max_log_lines: usize,
+    /// Most pod log streams read at the same time by the tools that read many.
+    pub log_concurrency: usize,
+}
+
+impl Limits {
+    pub const DEFAULT_MAX_LOG_LINES: usize = 50_000;
+    pub const DEFAULT_LOG_CONCURRENCY: usize = 8;
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_log_lines: Limits::DEFAULT_MAX_LOG_LINES,
+            log_concurrency: Limits::DEFAULT_LOG_CONCURRENCY,
+        }
+    }
+}
 
 /// A failure the caller should read (returned as an `isError` tool result).
 #[derive(Debug, thiserror::Error)]
@@ -36,16 +74,41 @@ pub enum ToolError {
     /// A pipeline stage refused the call (e.g. the session budget is spent).
     #[error("{0}")]
     Refused(String),
-    /// The backend failed (API server unreachable, forbidden…).
+    /// The cluster could not answer (forbidden, timed out, unavailable…); the cause is kept.
     #[error("cluster backend error: {0}")]
-    Backend(String),
+    Cluster(#[source] ClusterError),
+    /// A dependency of the tool is not ready yet (the runbook index is loading); try again.
+    #[error("{0}")]
+    Unavailable(String),
+    /// A fault of ours (a result that could not be encoded).
+    #[error("internal error: {0}")]
+    Internal(String),
 }
 
 impl From<ClusterError> for ToolError {
     fn from(error: ClusterError) -> Self {
         match error {
-            e @ ClusterError::NotFound { .. } => ToolError::NotFound(e.to_string()),
-            ClusterError::Backend(e) => ToolError::Backend(format!("{e:#}")),
+            ClusterError::NotFound {
+                kind,
+                ref name,
+                ref namespace,
+                ref existing,
+            } => {
+                let place = namespace
+                    .as_ref()
+                    .map(|ns| format!(" in namespace {ns:?}"))
+                    .unwrap_or_default();
+                let names = match existing {
+                    Some(existing) => format!(
+                        "; {kind}s there: {}",
+                        suggest(name, existing.iter().map(String::as_str))
+                    ),
+                    None => String::new(),
+                };
+                ToolError::NotFound(format!("{kind} {name:?} not found{place}{names}"))
+            }
+            ClusterError::Invalid(message) => ToolError::InvalidArgument(message),
+            other => ToolError::Cluster(other),
         }
     }
 }
@@ -58,16 +121,71 @@ pub trait RenderText {
 }
 
 type BoxedFuture = Pin<Box<dyn Future<Output = ToolResult<Value>> + Send>>;
-pub type Handler = Arc<dyn Fn(Arc<App>, Value) -> BoxedFuture + Send + Sync>;
+pub type Handler = Arc<dyn Fn(Arc<Context>, Value) -> BoxedFuture + Send + Sync>;
+
+/// What a tool does to the cluster, stated honestly for the client's annotations and for the
+/// pipeline's stages (an approval gate reviews writes; the budget never blocks a safety action).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ToolKind {
+    /// Reads only; calling it twice is harmless.
+    Read,
+    /// Changes the cluster.
+    Write {
+        /// May destroy or replace what runs (deploy, restart); false for additive changes.
+        destructive: bool,
+        /// Calling it again with the same arguments has no further effect (scale to N).
+        idempotent: bool,
+        /// A step back to safety (rollback): never refused for budget reasons.
+        safety_action: bool,
+    },
+}
+
+impl ToolKind {
+    pub fn read_only(self) -> bool {
+        matches!(self, ToolKind::Read)
+    }
+
+    pub fn destructive(self) -> bool {
+        matches!(
+            self,
+            ToolKind::Write {
+                destructive: true,
+                ..
+            }
+        )
+    }
+
+    pub fn idempotent(self) -> bool {
+        match self {
+            ToolKind::Read => true,
+            ToolKind::Write { idempotent, .. } => idempotent,
+        }
+    }
+
+    pub fn safety_action(self) -> bool {
+        matches!(
+            self,
+            ToolKind::Write {
+                safety_action: true,
+                ..
+            }
+        )
+    }
+}
 
 /// One tool, with everything needed to list it and call it.
 pub struct ToolDef {
     pub name: &'static str,
     pub title: &'static str,
     pub description: &'static str,
+    /// The tool's own arguments (the pipeline adds those every tool accepts).
     pub input_schema: Arc<JsonObject>,
+    /// The tool's own result (the pipeline adds the envelope its stages may attach).
     pub output_schema: Arc<JsonObject>,
-    pub read_only: bool,
+    pub kind: ToolKind,
+    /// Whether runbooks may be attached to its results (false for a tool whose result is
+    /// runbooks already).
+    pub attach_runbooks: bool,
     pub handler: Handler,
     /// Renders the (possibly reshaped) structured result as text.
     pub render: fn(&Value) -> String,
@@ -82,6 +200,46 @@ fn render_as<O: DeserializeOwned + RenderText>(value: &Value) -> String {
     }
 }
 
+/// Builds a tool from a typed async function.
+pub fn tool<P, O, F, Fut>(
+    name: &'static str,
+    title: &'static str,
+    description: &'static str,
+    kind: ToolKind,
+    function: F,
+) -> ToolDef
+where
+    P: DeserializeOwned + JsonSchema + 'static,
+    O: Serialize + DeserializeOwned + JsonSchema + RenderText + 'static,
+    F: Fn(Arc<Context>, P) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = ToolResult<O>> + Send + 'static,
+{
+    let function = Arc::new(function);
+    let handler: Handler = Arc::new(move |context, arguments| {
+        let function = function.clone();
+        Box::pin(async move {
+            let params: P = serde_json::from_value(arguments).map_err(|e| {
+                ToolError::InvalidArgument(format!("invalid arguments for {name}: {e}"))
+            })?;
+            let output = function(context, params).await?;
+            serde_json::to_value(output)
+                .map_err(|e| ToolError::Internal(format!("could not encode the result: {e}")))
+        })
+    });
+    ToolDef {
+        name,
+        title,
+        description,
+        input_schema: rmcp::handler::server::tool::schema_for_input::<P>()
+            .unwrap_or_else(|e| panic!("tool {name}: {e}")),
+        output_schema: rmcp::handler::server::tool::schema_for_output::<O>(),
+        kind,
+        attach_runbooks: true,
+        handler,
+        render: render_as::<O>,
+    }
+}
+
 /// Builds a read-only tool from a typed async function.
 pub fn read_only_tool<P, O, F, Fut>(
     name: &'static str,
@@ -92,70 +250,10 @@ pub fn read_only_tool<P, O, F, Fut>(
 where
     P: DeserializeOwned + JsonSchema + 'static,
     O: Serialize + DeserializeOwned + JsonSchema + RenderText + 'static,
-    F: Fn(Arc<App>, P) -> Fut + Send + Sync + 'static,
+    F: Fn(Arc<Context>, P) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = ToolResult<O>> + Send + 'static,
 {
-    let function = Arc::new(function);
-    let handler: Handler = Arc::new(move |app, arguments| {
-        let function = function.clone();
-        Box::pin(async move {
-            let params: P = serde_json::from_value(arguments).map_err(|e| {
-                ToolError::InvalidArgument(format!("invalid arguments for {name}: {e}"))
-            })?;
-            let output = function(app, params).await?;
-            serde_json::to_value(output)
-                .map_err(|e| ToolError::Backend(format!("could not encode the result: {e}")))
-        })
-    });
-    ToolDef {
-        name,
-        title,
-        description,
-        input_schema: with_max_tokens(
-            rmcp::handler::server::tool::schema_for_input::<P>()
-                .unwrap_or_else(|e| panic!("tool {name}: {e}")),
-        ),
-        output_schema: rmcp::handler::server::tool::schema_for_output::<Envelope<O>>(),
-        read_only: true,
-        handler,
-        render: render_as::<O>,
-    }
-}
-
-/// Adds the `max_tokens` argument every tool accepts (the pipeline takes it out before the
-/// tool sees its arguments).
-fn with_max_tokens(schema: Arc<JsonObject>) -> Arc<JsonObject> {
-    let mut schema = (*schema).clone();
-    let properties = schema
-        .entry("properties")
-        .or_insert_with(|| Value::Object(Default::default()));
-    if let Value::Object(properties) = properties {
-        properties.insert(
-            "max_tokens".into(),
-            serde_json::json!({
-                "type": ["integer", "null"],
-                "minimum": crate::budget::MIN_RESULT_TOKENS,
-                "description": "Most tokens this result may cost (text plus structured content). A larger result is shaped to fit — most relevant items kept, the rest counted — and the full result is kept at the result:// link in the reply. Default: the server's --max-result-tokens; values above its ceiling are clamped."
-            }),
-        );
-    }
-    Arc::new(schema)
-}
-
-/// What every tool's structured output may carry besides its own fields (added by the
-/// pipeline's stages); declared in every output schema.
-#[derive(Serialize, serde::Deserialize, JsonSchema)]
-pub struct Envelope<T> {
-    #[serde(flatten)]
-    pub result: T,
-    /// Runbook sections that address the problems in this result (added by the runbook
-    /// augmenter; absent when the result shows no problem).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub relevant_runbooks: Option<Vec<crate::augment::RelevantRunbook>>,
-    /// Present when the result was shaped to fit its token cap: what was dropped, how to
-    /// narrow the call, and where the full result can be read (`result://`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub truncated: Option<crate::shape::Truncation>,
+    tool(name, title, description, ToolKind::Read, function)
 }
 
 /// All tools, in a stable order.
@@ -186,6 +284,10 @@ impl ToolRegistry {
 
     pub fn get(&self, name: &str) -> Option<&ToolDef> {
         self.tools.iter().find(|t| t.name == name)
+    }
+
+    pub fn iter_mut(&mut self) -> impl Iterator<Item = &mut ToolDef> {
+        self.tools.iter_mut()
     }
 
     pub fn iter(&self) -> impl Iterator<Item = &ToolDef> {

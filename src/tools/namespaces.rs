@@ -8,8 +8,8 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::{RenderText, ToolDef, ToolResult, read_only_tool};
-use crate::app::App;
-use crate::cluster::view;
+use super::Context;
+use crate::cluster::{FieldSelector, ListQuery, view};
 
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -44,11 +44,17 @@ pub fn tool() -> ToolDef {
     )
 }
 
-async fn list_namespaces(app: Arc<App>, _: ListNamespacesParams) -> ToolResult<NamespaceList> {
-    let namespaces = app.backend.namespaces().await?;
-    let deployments = app.backend.deployments(None).await?;
-    let pods = app.backend.pods(None).await?;
-    let events = app.backend.events(None).await?;
+async fn list_namespaces(ctx: Arc<Context>, _: ListNamespacesParams) -> ToolResult<NamespaceList> {
+    let all = ListQuery::all();
+    let warnings = ListQuery::all().with_fields(FieldSelector::equals("type", "Warning"));
+    let (namespaces, deployments, pods, events) = tokio::try_join!(
+        ctx.backend.namespaces(&all),
+        ctx.backend.deployments(&all),
+        ctx.backend.pods(&all),
+        ctx.backend.events(&warnings),
+    )?;
+    let (namespaces, deployments, pods, events) =
+        (namespaces.items, deployments.items, pods.items, events.items);
     let summaries = namespaces
         .iter()
         .map(|n| {

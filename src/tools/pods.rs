@@ -11,9 +11,9 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::{RenderText, ToolDef, ToolError, ToolResult, is_empty, lookup, read_only_tool};
-use crate::app::App;
-use crate::cluster::view;
-use crate::timefmt::{age, rfc3339};
+use super::Context;
+use crate::cluster::{FieldSelector, LabelSelector, ListQuery, view};
+use crate::util::timefmt::{age, rfc3339};
 
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -66,110 +66,6 @@ pub fn list_pods_tool() -> ToolDef {
     )
 }
 
-/// A parsed label selector requirement.
-#[derive(Debug, PartialEq)]
-enum Requirement {
-    Equals(String, String),
-    NotEquals(String, String),
-    In(String, Vec<String>),
-    NotIn(String, Vec<String>),
-    Exists(String),
-    NotExists(String),
-}
-
-fn valid_label_key(key: &str) -> bool {
-    !key.is_empty()
-        && key.len() <= 317
-        && key
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-_./".contains(c))
-}
-
-/// Parses a Kubernetes label selector (equality- and set-based).
-fn parse_selector(selector: &str) -> Result<Vec<Requirement>, String> {
-    let mut requirements = Vec::new();
-    // Split on commas that are not inside parentheses.
-    let mut parts = Vec::new();
-    let (mut depth, mut start) = (0i32, 0usize);
-    for (i, c) in selector.char_indices() {
-        match c {
-            '(' => depth += 1,
-            ')' => depth -= 1,
-            ',' if depth == 0 => {
-                parts.push(&selector[start..i]);
-                start = i + 1;
-            }
-            _ => {}
-        }
-    }
-    parts.push(&selector[start..]);
-    let bad = |part: &str| {
-        format!(
-            "invalid label_selector term {part:?}; use key=value, key!=value, key in (a,b), key notin (a,b), key or !key"
-        )
-    };
-    for part in parts.iter().map(|p| p.trim()) {
-        if part.is_empty() {
-            return Err(bad(part));
-        }
-        let requirement = if let Some((k, v)) = part.split_once("!=") {
-            Requirement::NotEquals(k.trim().into(), v.trim().into())
-        } else if let Some((k, v)) = part.split_once("==").or_else(|| part.split_once('=')) {
-            Requirement::Equals(k.trim().into(), v.trim().into())
-        } else if let Some((k, rest)) = part
-            .split_once(" notin ")
-            .or_else(|| part.split_once(" in "))
-        {
-            let rest = rest.trim();
-            let values = rest
-                .strip_prefix('(')
-                .and_then(|r| r.strip_suffix(')'))
-                .ok_or_else(|| bad(part))?
-                .split(',')
-                .map(|v| v.trim().to_string())
-                .filter(|v| !v.is_empty())
-                .collect();
-            if part.contains(" notin ") {
-                Requirement::NotIn(k.trim().into(), values)
-            } else {
-                Requirement::In(k.trim().into(), values)
-            }
-        } else if let Some(k) = part.strip_prefix('!') {
-            Requirement::NotExists(k.trim().into())
-        } else {
-            Requirement::Exists(part.into())
-        };
-        let key = match &requirement {
-            Requirement::Equals(k, _)
-            | Requirement::NotEquals(k, _)
-            | Requirement::In(k, _)
-            | Requirement::NotIn(k, _)
-            | Requirement::Exists(k)
-            | Requirement::NotExists(k) => k,
-        };
-        if !valid_label_key(key) {
-            return Err(bad(part));
-        }
-        requirements.push(requirement);
-    }
-    Ok(requirements)
-}
-
-fn selector_matches(
-    requirements: &[Requirement],
-    labels: Option<&BTreeMap<String, String>>,
-) -> bool {
-    let get = |k: &str| labels.and_then(|l| l.get(k));
-    requirements.iter().all(|r| match r {
-        Requirement::Equals(k, v) => get(k) == Some(v),
-        Requirement::NotEquals(k, v) => get(k) != Some(v),
-        Requirement::In(k, vs) => get(k).is_some_and(|x| vs.contains(x)),
-        Requirement::NotIn(k, vs) => get(k).is_none_or(|x| !vs.contains(x)),
-        Requirement::Exists(k) => get(k).is_some(),
-        Requirement::NotExists(k) => get(k).is_none(),
-    })
-}
-
 pub fn summarise_pod(pod: &Pod, now: Timestamp) -> PodSummary {
     let (ready, total) = view::pod_ready(pod);
     let status = pod.status.as_ref();
@@ -199,14 +95,31 @@ pub fn summarise_pod(pod: &Pod, now: Timestamp) -> PodSummary {
     }
 }
 
-async fn list_pods(app: Arc<App>, params: ListPodsParams) -> ToolResult<PodList> {
-    lookup::require_namespace(&app, &params.namespace).await?;
-    let requirements = match params.label_selector.as_deref().map(str::trim) {
-        Some(s) if !s.is_empty() => parse_selector(s).map_err(ToolError::InvalidArgument)?,
-        _ => Vec::new(),
+async fn list_pods(ctx: Arc<Context>, params: ListPodsParams) -> ToolResult<PodList> {
+    lookup::require_namespace(&ctx, &params.namespace).await?;
+    let selector = match params.label_selector.as_deref().map(str::trim) {
+        Some(s) if !s.is_empty() => {
+            LabelSelector::parse(s).map_err(|e| ToolError::InvalidArgument(e.to_string()))?
+        }
+        _ => LabelSelector::default(),
     };
-    let pods = app.backend.pods(Some(&params.namespace)).await?;
-    let total_in_namespace = pods.len();
+    // The selector goes to the backend; the namespace's total comes from a one-item page
+    // (its remaining count) when a selector narrows the list.
+    let scope = ListQuery::in_namespace(&params.namespace);
+    let (pods, total_in_namespace) = if selector.is_empty() {
+        let pods = ctx.backend.pods(&scope).await?.items;
+        let total = pods.len();
+        (pods, total)
+    } else {
+        let (selected, one) = (
+            scope.clone().with_labels(selector),
+            scope.clone().with_limit(1),
+        );
+        let (selected, count) =
+            tokio::try_join!(ctx.backend.pods(&selected), ctx.backend.pods(&one))?;
+        let total = count.total().unwrap_or(count.items.len());
+        (selected.items, total)
+    };
     let now = Timestamp::now();
     let wanted_status = params
         .status
@@ -215,7 +128,6 @@ async fn list_pods(app: Arc<App>, params: ListPodsParams) -> ToolResult<PodList>
         .filter(|s| !s.is_empty());
     let mut summaries: Vec<(bool, PodSummary)> = pods
         .iter()
-        .filter(|p| selector_matches(&requirements, p.metadata.labels.as_ref()))
         .map(|p| (view::pod_is_ready(p), summarise_pod(p, now)))
         .collect();
     if let Some(wanted) = wanted_status {
@@ -510,9 +422,20 @@ fn describe_container(container: &Container, pod: &Pod) -> ContainerDescription 
     }
 }
 
-async fn describe_pod(app: Arc<App>, params: DescribePodParams) -> ToolResult<PodDescription> {
-    let pod = lookup::find_pod(&app, &params.namespace, &params.pod).await?;
-    let events = app.backend.events(Some(&params.namespace)).await?;
+async fn describe_pod(ctx: Arc<Context>, params: DescribePodParams) -> ToolResult<PodDescription> {
+    let events_of_pod = ListQuery::in_namespace(&params.namespace).with_fields(
+        FieldSelector::equals("involvedObject.kind", "Pod").and("involvedObject.name", &params.pod),
+    );
+    let (pod, events) = tokio::try_join!(
+        lookup::find_pod(&ctx, &params.namespace, &params.pod),
+        async {
+            ctx.backend
+                .events(&events_of_pod)
+                .await
+                .map(|l| l.items)
+                .map_err(ToolError::from)
+        }
+    )?;
     let now = Timestamp::now();
     let mut pod_events: Vec<_> = events
         .iter()
@@ -661,28 +584,4 @@ fn render_map(map: &BTreeMap<String, String>) -> String {
         .map(|(k, v)| format!("{k}={v}"))
         .collect::<Vec<_>>()
         .join(",")
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn selectors() {
-        let labels: BTreeMap<String, String> = [
-            ("app".to_string(), "web".to_string()),
-            ("env".to_string(), "prod".to_string()),
-        ]
-        .into();
-        let ok = |s: &str| selector_matches(&parse_selector(s).unwrap(), Some(&labels));
-        assert!(ok("app=web"));
-        assert!(ok("app==web,env in (prod, staging)"));
-        assert!(!ok("app!=web"));
-        assert!(ok("env notin (dev)"));
-        assert!(ok("app,!canary"));
-        assert!(!ok("canary"));
-        assert!(parse_selector("app=web,").is_err());
-        assert!(parse_selector("env in prod").is_err());
-        assert!(parse_selector("a b c").is_err());
-    }
 }

@@ -7,7 +7,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::{RenderText, ToolDef, ToolError, ToolResult, lookup, read_only_tool};
-use crate::app::App;
+use super::Context;
 use crate::runbooks::index::{DocHit, Filter, RunbookIndex};
 
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -58,12 +58,15 @@ pub struct RunbookResult {
 }
 
 pub fn tool() -> ToolDef {
-    read_only_tool(
+    let mut tool = read_only_tool(
         "search_runbooks",
         "Search runbooks",
         "Search the runbooks (shipped ones and any --runbooks folders) for a symptom, error message, event reason or alert name. Returns distinct runbooks with the matching section, a focused excerpt, score and which retrievers (lexical, embeddings) matched. Read a whole runbook at its runbook:// URI.",
         search_runbooks,
-    )
+    );
+    // Its result is runbooks already.
+    tool.attach_runbooks = false;
+    tool
 }
 
 pub fn result_of(index: &RunbookIndex, hit: &DocHit, query: &str) -> RunbookResult {
@@ -101,7 +104,7 @@ pub fn result_of(index: &RunbookIndex, hit: &DocHit, query: &str) -> RunbookResu
     }
 }
 
-async fn search_runbooks(app: Arc<App>, params: SearchRunbooksParams) -> ToolResult<RunbookSearch> {
+async fn search_runbooks(ctx: Arc<Context>, params: SearchRunbooksParams) -> ToolResult<RunbookSearch> {
     let query = params.query.trim();
     if query.is_empty() {
         return Err(ToolError::InvalidArgument(
@@ -120,11 +123,11 @@ async fn search_runbooks(app: Arc<App>, params: SearchRunbooksParams) -> ToolRes
         team: params.team.filter(|t| !t.trim().is_empty()),
         tags: params.tags.unwrap_or_default(),
     };
-    let outcome = app
+    let outcome = ctx
         .knowledge
         .search(query, &filter, limit)
         .await
-        .map_err(ToolError::Backend)?;
+        .map_err(ToolError::Unavailable)?;
     if outcome.hits.is_empty() && (filter.team.is_some() || !filter.tags.is_empty()) {
         let teams: std::collections::BTreeSet<&str> = outcome
             .index

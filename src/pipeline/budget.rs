@@ -10,12 +10,13 @@ use async_trait::async_trait;
 use serde::Serialize;
 use serde_json::{Map, Value, json};
 
-use crate::pipeline::{Rendered, Stage, StagedResult, ToolReply, render_reply};
-use crate::result_store::{ResultStore, StoredResult, paginate};
-use crate::shape::{ShapeRequest, full_reply_tokens, shape};
+use super::envelope::render_reply;
+use super::result_store::{ResultStore, StoredResult, paginate};
+use super::shape::{ShapeRequest, full_reply_tokens, shape};
+use super::{Call, Outcome, Rendered, Stage, StagedResult, ToolReply};
 use crate::tools::ToolDef;
 
-pub use crate::tokens::Encoding;
+pub use crate::util::tokens::Encoding;
 
 /// Input prices in USD per million tokens, as published by the vendors (anthropic.com/pricing,
 /// openai.com/api/pricing) when this table was written; `--price-per-mtok` overrides it.
@@ -72,12 +73,31 @@ pub struct ShapingConfig {
     pub store_bytes: usize,
 }
 
+impl ShapingConfig {
+    pub const DEFAULT_MAX_RESULT_TOKENS: usize = 2_000;
+    pub const DEFAULT_CEILING: usize = 25_000;
+    pub const DEFAULT_STORE_MB: usize = 32;
+}
+
 impl Default for ShapingConfig {
     fn default() -> Self {
         ShapingConfig {
-            max_result_tokens: 2_000,
-            ceiling: 25_000,
-            store_bytes: 32 * 1024 * 1024,
+            max_result_tokens: ShapingConfig::DEFAULT_MAX_RESULT_TOKENS,
+            ceiling: ShapingConfig::DEFAULT_CEILING,
+            store_bytes: ShapingConfig::DEFAULT_STORE_MB * 1024 * 1024,
+        }
+    }
+}
+
+impl Default for BudgetConfig {
+    fn default() -> Self {
+        BudgetConfig {
+            encoding: Encoding::O200kBase,
+            model: DEFAULT_MODEL.to_string(),
+            price_per_mtok: price_for(DEFAULT_MODEL).unwrap_or(3.0),
+            budget_tokens: None,
+            budget_usd: None,
+            shaping: ShapingConfig::default(),
         }
     }
 }
@@ -266,8 +286,12 @@ fn round6(v: f64) -> f64 {
 }
 
 impl BudgetTracker {
-    /// Refuses a tool call once the budget is spent.
+    /// Refuses a tool call once the budget is spent — except a safety action (a rollback
+    /// must never be blocked by a spent budget).
     pub fn admit(&self, tool: &ToolDef) -> Result<(), String> {
+        if tool.kind.safety_action() {
+            return Ok(());
+        }
         let mut state = self.ledger.lock().unwrap_or_else(|e| e.into_inner());
         if self.used_fraction(&state) >= 1.0 {
             state.refused_calls += 1;
@@ -282,11 +306,11 @@ impl BudgetTracker {
 
     /// Reads a page of a stored full result, booking its tokens (refused once the budget is
     /// spent, like a tool call).
-    pub fn read_result_page(&self, uri: &str) -> Result<String, crate::result_store::ReadError> {
+    pub fn read_result_page(&self, uri: &str) -> Result<String, super::result_store::ReadError> {
         {
             let state = self.ledger.lock().unwrap_or_else(|e| e.into_inner());
             if self.used_fraction(&state) >= 1.0 {
-                return Err(crate::result_store::ReadError::Invalid(format!(
+                return Err(super::result_store::ReadError::Invalid(format!(
                     "session budget exhausted: spent {}. {uri} was not read. Raise the budget (restart with a larger --budget-tokens / --budget-usd); system://health and budget://usage stay readable.",
                     self.spent_text(&state)
                 )));
@@ -313,7 +337,7 @@ impl BudgetTracker {
         result: &mut StagedResult,
     ) {
         let cap = result.max_tokens;
-        result.meta.insert("max_tokens".into(), json!(cap));
+        result.meta.max_tokens = Some(cap);
         let json = result.structured.to_string();
         let text = render_reply(tool, &result.structured, &result.notes);
         // A token is at least one byte: a reply with no more bytes than the cap fits.
@@ -356,7 +380,7 @@ impl BudgetTracker {
         }
         // The same full text shaped to the same cap (a repeated call) keeps its id and is not
         // stored twice.
-        let hash = crate::result_store::text_hash(&text);
+        let hash = super::result_store::text_hash(&text);
         let existing = self.store.find(tool.name, cap, hash, &text);
         let fresh = (existing.is_none() && self.store.fits(text.len())).then(|| {
             let id = self.store.allocate_id();
@@ -376,7 +400,7 @@ impl BudgetTracker {
             tokens_per_json_byte,
         );
         if let Some((uri, _)) = &request.full_result {
-            result.meta.insert("full_result".into(), json!(uri));
+            result.meta.full_result = Some(uri.clone());
         }
         if let Some((id, pages)) = fresh {
             self.store.put(StoredResult {
@@ -397,7 +421,7 @@ impl BudgetTracker {
             tokens: Some(shaped.tokens),
         });
         result.structured = shaped.structured;
-        result.meta.insert("truncated".into(), json!(true));
+        result.meta.truncated = Some(true);
     }
 
     /// Counts the reply's tokens, books them and adds the `_meta` fields (and a warning past 80%).
@@ -414,11 +438,7 @@ impl BudgetTracker {
                 (text + json) as u64
             }
         };
-        let truncated = reply
-            .meta
-            .get("truncated")
-            .and_then(Value::as_bool)
-            .unwrap_or(false);
+        let truncated = reply.meta.truncated.unwrap_or(false);
         let mut state = self.ledger.lock().unwrap_or_else(|e| e.into_inner());
         // Past 80% the reply carries a warning; its own tokens are booked with the reply (the
         // figures it quotes are those before it).
@@ -438,7 +458,7 @@ impl BudgetTracker {
             );
             let block = format!("\n\n{warning}");
             tokens += self.config.encoding.count(&block) as u64;
-            reply.meta.insert("budget_warning".into(), json!(warning));
+            reply.meta.budget_warning = Some(warning);
             reply.text.push_str(&block);
         }
         let cost = self.cost(tokens);
@@ -451,18 +471,12 @@ impl BudgetTracker {
         usage.tokens += tokens;
         usage.cost_usd += cost;
         usage.shaped_calls += u64::from(truncated);
-        reply.meta.insert("tokens".into(), json!(tokens));
-        reply.meta.insert("cost_usd".into(), json!(round6(cost)));
-        reply
-            .meta
-            .insert("session_tokens".into(), json!(state.tokens));
-        reply
-            .meta
-            .insert("session_cost_usd".into(), json!(round6(state.cost_usd)));
-        reply
-            .meta
-            .insert("budget_remaining".into(), self.remaining(&state));
-        reply.meta.insert("truncated".into(), json!(truncated));
+        reply.meta.tokens = Some(tokens);
+        reply.meta.cost_usd = Some(round6(cost));
+        reply.meta.session_tokens = Some(state.tokens);
+        reply.meta.session_cost_usd = Some(round6(state.cost_usd));
+        reply.meta.budget_remaining = Some(self.remaining(&state));
+        reply.meta.truncated = Some(truncated);
         tracing::info!(
             tool = tool.name,
             tokens,
@@ -480,22 +494,20 @@ impl Stage for std::sync::Arc<BudgetTracker> {
         "budget"
     }
 
-    fn admit(&self, tool: &ToolDef) -> Result<(), String> {
-        BudgetTracker::admit(self, tool)
+    async fn admit(&self, call: &Call<'_>) -> Result<(), String> {
+        BudgetTracker::admit(self, call.tool)
     }
 
-    async fn apply(
-        &self,
-        tool: &ToolDef,
-        arguments: &Map<String, Value>,
-        result: &mut StagedResult,
-    ) -> anyhow::Result<()> {
-        self.shape_to_cap(tool, arguments, result);
+    async fn apply(&self, call: &Call<'_>, result: &mut StagedResult) -> anyhow::Result<()> {
+        self.shape_to_cap(call.tool, call.arguments, result);
         Ok(())
     }
 
-    fn finish(&self, tool: &ToolDef, reply: &mut ToolReply) {
-        BudgetTracker::finish(self, tool, reply)
+    fn finish(&self, call: &Call<'_>, outcome: Outcome, reply: &mut ToolReply) {
+        // A refused call was counted when it was refused, and cost the client next to nothing.
+        if !matches!(outcome, Outcome::Refused { .. }) {
+            BudgetTracker::finish(self, call.tool, reply)
+        }
     }
 }
 

@@ -3,15 +3,16 @@
 //! first), and the templates `deployment://history/{service}`, `runbook://{id}` and
 //! `result://{id}` (full versions of shaped tool results, page by page).
 
-use std::sync::Arc;
 
 use jiff::Timestamp;
 use serde_json::json;
 
-use crate::app::App;
-use crate::cluster::view;
+use super::Services;
+use crate::cluster::{HealthStatus, ListQuery, view};
 use crate::tools::deploys::{DeployRecord, deploy_records};
-use crate::tools::{ToolError, lookup};
+use crate::tools::{ToolError, health, lookup};
+use crate::pipeline::result_store::ReadError;
+use crate::util::suggest::suggest;
 
 /// A listed resource.
 pub struct ResourceInfo {
@@ -54,9 +55,9 @@ const MARKDOWN: &str = "text/markdown";
 const TEXT: &str = "text/plain";
 
 /// Every resource: the fixed ones, then one per runbook.
-pub async fn list(app: &Arc<App>) -> Vec<ResourceInfo> {
+pub async fn list(services: &Services) -> Vec<ResourceInfo> {
     let mut resources = fixed();
-    if let Some(index) = app.knowledge.index().await {
+    if let Some(index) = services.knowledge().index().await {
         resources.extend(index.runbooks.iter().map(|r| ResourceInfo {
             uri: r.uri(),
             name: r.id.clone(),
@@ -145,28 +146,28 @@ fn valid_uris() -> String {
     uris.join(", ")
 }
 
-pub async fn read(app: &Arc<App>, uri: &str) -> Result<ResourceBody, ResourceError> {
+pub async fn read(services: &Services, uri: &str) -> Result<ResourceBody, ResourceError> {
     let body = |value: serde_json::Value| ResourceBody {
         uri: uri.to_string(),
         mime_type: JSON,
         text: serde_json::to_string_pretty(&value).unwrap_or_default(),
     };
     match uri {
-        "system://health" => Ok(body(system_health(app).await?)),
-        "budget://usage" => Ok(body(app.budget.usage())),
-        "deployment://history" => Ok(body(json!({ "deploys": history(app, None).await? }))),
-        _ if uri.starts_with("result://") => match app.budget.read_result_page(uri) {
+        "system://health" => Ok(body(system_health(services).await?)),
+        "budget://usage" => Ok(body(services.budget.usage())),
+        "deployment://history" => Ok(body(json!({ "deploys": history(services, None).await? }))),
+        _ if uri.starts_with("result://") => match services.budget.read_result_page(uri) {
             Ok(text) => Ok(ResourceBody {
                 uri: uri.to_string(),
                 mime_type: TEXT,
                 text,
             }),
-            Err(crate::result_store::ReadError::NotFound(m)) => Err(ResourceError::NotFound(m)),
-            Err(crate::result_store::ReadError::Invalid(m)) => Err(ResourceError::Invalid(m)),
+            Err(ReadError::NotFound(m)) => Err(ResourceError::NotFound(m)),
+            Err(ReadError::Invalid(m)) => Err(ResourceError::Invalid(m)),
         },
         _ if uri.starts_with("runbook://") => {
             let id = percent_decode(&uri["runbook://".len()..]);
-            let index = app.knowledge.index().await.ok_or_else(|| {
+            let index = services.knowledge().index().await.ok_or_else(|| {
                 ResourceError::Failed(
                     "the runbook index is still loading; try again shortly".into(),
                 )
@@ -179,7 +180,7 @@ pub async fn read(app: &Arc<App>, uri: &str) -> Result<ResourceBody, ResourceErr
                 }),
                 None => Err(ResourceError::NotFound(format!(
                     "no runbook {id:?}; closest ids: {}",
-                    lookup::suggest(&id, index.runbooks.iter().map(|r| r.id.as_str()))
+                    suggest(&id, index.runbooks.iter().map(|r| r.id.as_str()))
                 ))),
             }
         }
@@ -187,7 +188,7 @@ pub async fn read(app: &Arc<App>, uri: &str) -> Result<ResourceBody, ResourceErr
             Some(service) if !service.is_empty() => {
                 let service = percent_decode(service);
                 Ok(body(
-                    json!({ "service": service, "deploys": history(app, Some(&service)).await? }),
+                    json!({ "service": service, "deploys": history(services, Some(&service)).await? }),
                 ))
             }
             _ => Err(ResourceError::NotFound(format!(
@@ -223,7 +224,10 @@ impl From<ToolError> for ResourceError {
     fn from(e: ToolError) -> Self {
         match e {
             ToolError::NotFound(m) | ToolError::InvalidArgument(m) => ResourceError::NotFound(m),
-            ToolError::Backend(m) | ToolError::Refused(m) => ResourceError::Failed(m),
+            ToolError::Refused(m) | ToolError::Unavailable(m) | ToolError::Internal(m) => {
+                ResourceError::Failed(m)
+            }
+            cluster @ ToolError::Cluster(_) => ResourceError::Failed(cluster.to_string()),
         }
     }
 }
@@ -235,17 +239,21 @@ impl From<crate::cluster::ClusterError> for ResourceError {
 }
 
 async fn history(
-    app: &Arc<App>,
+    services: &Services,
     service: Option<&str>,
 ) -> Result<Vec<DeployRecord>, ResourceError> {
-    let deployments = match service {
-        Some(s) => vec![lookup::find_service(app, s).await?],
-        None => app.backend.deployments(None).await?,
+    let context = services.pipeline.context();
+    let backend = services.backend();
+    let (deployments, scope) = match service {
+        Some(s) => {
+            let deployment = lookup::find_service(context, s).await?;
+            let scope = ListQuery::in_namespace(view::namespace(&deployment.metadata))
+                .with_labels(view::deployment_selector(&deployment));
+            (vec![deployment], scope)
+        }
+        None => (backend.deployments(&ListQuery::all()).await?.items, ListQuery::all()),
     };
-    let namespace = service
-        .and_then(|_| deployments.first())
-        .map(|d| view::namespace(&d.metadata));
-    let replica_sets = app.backend.replica_sets(namespace).await?;
+    let replica_sets = backend.replica_sets(&scope).await?.items;
     let now = Timestamp::now();
     let mut records: Vec<(Timestamp, DeployRecord)> = deployments
         .iter()
@@ -255,14 +263,18 @@ async fn history(
     Ok(records.into_iter().map(|(_, r)| r).collect())
 }
 
-async fn system_health(app: &Arc<App>) -> Result<serde_json::Value, ResourceError> {
-    let backend = app.backend.info();
-    let namespaces = app.backend.namespaces().await?;
-    let nodes = app.backend.nodes().await?;
-    let deployments = app.backend.deployments(None).await?;
-    let pods = app.backend.pods(None).await?;
-    let events = app.backend.events(None).await?;
-    let metrics = app.backend.service_metrics(None).await?;
+async fn system_health(services: &Services) -> Result<serde_json::Value, ResourceError> {
+    let backend = services.backend();
+    let info = backend.info();
+    let all = ListQuery::all();
+    let (namespaces, nodes, pods, events, metrics, assessed) = tokio::try_join!(
+        async { Ok::<_, ResourceError>(backend.namespaces(&all).await?.items) },
+        async { Ok(backend.nodes(&all).await?.items) },
+        async { Ok(backend.pods(&all).await?.items) },
+        async { Ok(backend.events(&all).await?.items) },
+        async { Ok(backend.service_metrics(None).await?) },
+        async { Ok(health::assess_services(services.pipeline.context(), None).await?) },
+    )?;
     let not_ready: Vec<String> = pods
         .iter()
         .filter(|p| !view::pod_is_ready(p))
@@ -275,8 +287,8 @@ async fn system_health(app: &Arc<App>) -> Result<serde_json::Value, ResourceErro
             )
         })
         .collect();
-    let count_status =
-        |s: crate::cluster::HealthStatus| metrics.iter().filter(|m| m.status == s).count();
+    // Service status has one definition (check_service_health's); counted from it.
+    let count_status = |s: HealthStatus| assessed.iter().filter(|h| h.status == s).count();
     let nodes_not_ready = nodes
         .iter()
         .filter(|n| {
@@ -288,33 +300,33 @@ async fn system_health(app: &Arc<App>) -> Result<serde_json::Value, ResourceErro
         .count();
     Ok(json!({
         "server": { "name": env!("CARGO_PKG_NAME"), "version": env!("CARGO_PKG_VERSION") },
-        "backend": backend,
-        "started_at": app.started_at.to_string(),
-        "uptime_seconds": app.started.elapsed().as_secs(),
+        "backend": info,
+        "started_at": services.started_at.to_string(),
+        "uptime_seconds": services.started.elapsed().as_secs(),
         "cluster": {
             "namespaces": namespaces.len(),
             "nodes": nodes.len(),
             "nodes_not_ready": nodes_not_ready,
-            "deployments": deployments.len(),
+            "deployments": assessed.len(),
             "pods": pods.len(),
             "pods_not_ready": not_ready,
             "warning_events": events.iter().filter(|e| view::event_is_warning(e)).count(),
             "services_by_status": {
-                "healthy": count_status(crate::cluster::HealthStatus::Healthy),
-                "degraded": count_status(crate::cluster::HealthStatus::Degraded),
-                "down": count_status(crate::cluster::HealthStatus::Down),
+                "healthy": count_status(HealthStatus::Healthy),
+                "degraded": count_status(HealthStatus::Degraded),
+                "down": count_status(HealthStatus::Down),
             },
             "firing_alerts": metrics.iter().flat_map(|m| m.alerts.iter().map(move |a| format!("{} ({}/{}, {})", a.name, m.namespace, m.service, a.severity))).collect::<Vec<_>>(),
         },
-        "runbooks": runbook_status(app),
-        "budget": budget_summary(app),
-        "tools": app.stats.snapshot(),
+        "runbooks": runbook_status(services),
+        "budget": budget_summary(services),
+        "tools": services.pipeline.stats().snapshot(),
     }))
 }
 
 /// The ledger's totals (the per-tool detail is in budget://usage).
-fn budget_summary(app: &Arc<App>) -> serde_json::Value {
-    let usage = app.budget.usage();
+fn budget_summary(services: &Services) -> serde_json::Value {
+    let usage = services.budget.usage();
     json!({
         "tokens": usage["tokens"],
         "cost_usd": usage["cost_usd"],
@@ -327,8 +339,8 @@ fn budget_summary(app: &Arc<App>) -> serde_json::Value {
 
 /// Runbook knowledge status: corpus size, which retrievers are live and, when embeddings are
 /// off, how to enable them.
-fn runbook_status(app: &Arc<App>) -> serde_json::Value {
-    let snapshot = app.knowledge.snapshot();
+fn runbook_status(services: &Services) -> serde_json::Value {
+    let snapshot = services.knowledge().snapshot();
     json!({
         "index": if snapshot.index.is_some() { "ready" } else { "loading" },
         "runbooks": snapshot.index.as_ref().map(|i| i.runbooks.len()),

@@ -39,7 +39,7 @@ impl Encoding {
         let _ = std::thread::Builder::new()
             .name("tokenizer".into())
             .spawn(move || {
-                crate::cluster::deferred::lower_thread_priority();
+                crate::util::thread::lower_thread_priority();
                 std::thread::sleep(std::time::Duration::from_millis(150));
                 let _ = self.counter();
             });

@@ -3,10 +3,9 @@
 //! completed from the cluster.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
-use crate::app::App;
-use crate::cluster::view;
+use super::Services;
+use crate::cluster::{ListQuery, view};
 
 pub struct PromptArg {
     pub name: &'static str,
@@ -210,7 +209,7 @@ pub fn find(name: &str) -> Result<&'static PromptDef, PromptError> {
         .find(|p| p.name == name)
         .ok_or_else(|| PromptError::Unknown {
             name: name.to_string(),
-            valid: crate::tools::lookup::suggest(name, PROMPTS.iter().map(|p| p.name)),
+            valid: crate::util::suggest::suggest(name, PROMPTS.iter().map(|p| p.name)),
         })
 }
 
@@ -257,30 +256,32 @@ pub fn render(
 
 /// Completion values for an argument named `service`, `namespace` or (runbook) `id`, of a
 /// prompt or a resource template, filtered by the typed prefix.
-pub async fn complete(app: &Arc<App>, argument: &str, prefix: &str) -> Vec<String> {
+pub async fn complete(services: &Services, argument: &str, prefix: &str) -> Vec<String> {
     let mut values: Vec<String> = match argument {
-        "service" => app
-            .backend
-            .deployments(None)
+        "service" => services
+            .backend()
+            .deployments(&ListQuery::all())
             .await
             .map(|ds| {
-                ds.iter()
+                ds.items
+                    .iter()
                     .map(|d| view::name(&d.metadata).to_string())
                     .collect()
             })
             .unwrap_or_default(),
-        "namespace" => app
-            .backend
-            .namespaces()
+        "namespace" => services
+            .backend()
+            .namespaces(&ListQuery::all())
             .await
             .map(|ns| {
-                ns.iter()
+                ns.items
+                    .iter()
                     .map(|n| view::name(&n.metadata).to_string())
                     .collect()
             })
             .unwrap_or_default(),
-        "id" => app
-            .knowledge
+        "id" => services
+            .knowledge()
             .index()
             .await
             .map(|index| index.runbooks.iter().map(|r| r.id.clone()).collect())

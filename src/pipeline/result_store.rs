@@ -10,8 +10,8 @@ use std::sync::{Arc, Mutex};
 use jiff::Timestamp;
 use serde_json::{Map, Value};
 
-use crate::budget::Encoding;
-use crate::shape::thousands;
+use super::shape::thousands;
+use crate::util::tokens::Encoding;
 
 /// One stored full result.
 pub struct StoredResult {

@@ -4,55 +4,34 @@
 //! best ones as `relevant_runbooks`. A result without signals passes through unchanged.
 
 use std::collections::HashMap;
-use std::fmt::Write;
 use std::sync::Arc;
 use std::time::Instant;
 
 use async_trait::async_trait;
-use schemars::JsonSchema;
-use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use crate::logs::normalise_message;
-use crate::pipeline::{Stage, StagedResult};
+use super::envelope::{RELEVANT_RUNBOOKS, RelevantRunbook};
+use super::problem::{self, StatusClass};
+use super::{Call, Stage, StagedResult};
 use crate::runbooks::index::Filter;
 use crate::runbooks::knowledge::KnowledgeBase;
-use crate::tools::ToolDef;
+use crate::util::logs::normalise_message;
 
-/// A runbook section attached to a tool result.
-#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
-pub struct RelevantRunbook {
-    pub title: String,
-    /// Read the whole runbook with resources/read on this URI.
-    pub uri: String,
-    /// The section that matched, e.g. "Mitigation > Raise the limit".
-    pub section: String,
-    /// A focused excerpt of that section (bounded length).
-    pub excerpt: String,
-    /// 0–1 relevance (cosine similarity, or saturated BM25 when lexical-only).
-    pub score: f32,
-    /// The signals from the result that this runbook answers.
-    pub signals: Vec<String>,
-}
-
-/// Container reasons and statuses that mean trouble.
-const PROBLEM_STATUSES: &[&str] = &[
-    "CrashLoopBackOff",
-    "ImagePullBackOff",
-    "ErrImagePull",
-    "OOMKilled",
-    "Error",
-    "CreateContainerConfigError",
-    "CreateContainerError",
-    "InvalidImageName",
-    "Evicted",
-    "ContainerStatusUnknown",
-    "Pending",
-    "Failed",
-    "Unschedulable",
-    "RunContainerError",
-    "StartError",
-    "DeadlineExceeded",
+/// The result fields the augmenter reads besides those of [`problem::FIELDS_READ`]. Every one
+/// must appear in some tool's output schema.
+pub const FIELDS_READ: &[&str] = &[
+    "reason",
+    "message",
+    "state",
+    "exit_code",
+    "last_exit_code",
+    "severity",
+    "name",
+    "summary",
+    "sample",
+    "count",
+    "key",
+    "last_seen",
 ];
 
 /// One problem seen in a result: a key phrase and the context that goes with it.
@@ -120,7 +99,7 @@ fn extract(value: &Value, signals: &mut Signals) {
         Value::Object(object) => {
             extract_object(object, signals);
             for (key, child) in object {
-                if key != "relevant_runbooks" {
+                if key != RELEVANT_RUNBOOKS {
                     extract(child, signals);
                 }
             }
@@ -131,7 +110,7 @@ fn extract(value: &Value, signals: &mut Signals) {
 
 fn extract_object(o: &Map<String, Value>, signals: &mut Signals) {
     // A Kubernetes event (get_events, describe_pod) or a grouped warning (check_service_health).
-    let is_warning_event = str_field(o, "type") == Some("Warning")
+    let is_warning_event = str_field(o, "type").is_some_and(problem::is_warning_type)
         || o.contains_key("last_seen") && o.contains_key("count") && !o.contains_key("type");
     if is_warning_event && let Some(reason) = str_field(o, "reason") {
         let message = str_field(o, "message")
@@ -157,7 +136,7 @@ fn extract_object(o: &Map<String, Value>, signals: &mut Signals) {
             context.push(short(m, 16));
         }
         let weight = match reason {
-            "Completed" => 0.0,
+            r if problem::BENIGN_TERMINATIONS.contains(&r) => 0.0,
             "OOMKilled"
             | "CrashLoopBackOff"
             | "ImagePullBackOff"
@@ -172,7 +151,7 @@ fn extract_object(o: &Map<String, Value>, signals: &mut Signals) {
     }
     // A pod summary or pod problem: status, last termination reason and exit code.
     if let Some(status) = str_field(o, "status")
-        && PROBLEM_STATUSES.contains(&status)
+        && problem::status_class(status) == StatusClass::Failing
     {
         let mut context = Vec::new();
         if let Some(last) = str_field(o, "last_termination_reason") {
@@ -218,7 +197,7 @@ fn extract_object(o: &Map<String, Value>, signals: &mut Signals) {
         signals.add(name, vec![summary], weight);
     }
     // An error log entry.
-    if matches!(str_field(o, "level"), Some("ERROR" | "FATAL"))
+    if str_field(o, "level").is_some_and(problem::is_error_level)
         && let Some(message) = str_field(o, "message")
     {
         *signals
@@ -276,6 +255,11 @@ pub struct Augmenter {
 }
 
 impl Augmenter {
+    /// Least relevance (0–1) to attach a runbook.
+    pub const DEFAULT_THRESHOLD: f32 = 0.35;
+    /// Runbooks attached per result.
+    pub const DEFAULT_MAX_RUNBOOKS: usize = 3;
+
     pub fn new(knowledge: Arc<KnowledgeBase>, threshold: f32, max_runbooks: usize) -> Augmenter {
         Augmenter {
             knowledge,
@@ -291,13 +275,9 @@ impl Stage for Augmenter {
         "runbook-augmenter"
     }
 
-    async fn apply(
-        &self,
-        tool: &ToolDef,
-        _arguments: &Map<String, Value>,
-        result: &mut StagedResult,
-    ) -> anyhow::Result<()> {
-        if tool.name == "search_runbooks" {
+    async fn apply(&self, call: &Call<'_>, result: &mut StagedResult) -> anyhow::Result<()> {
+        let tool = call.tool;
+        if !tool.attach_runbooks {
             return Ok(());
         }
         let started = Instant::now();
@@ -369,28 +349,10 @@ impl Stage for Augmenter {
         // The text block is rendered from this field (pipeline::render_reply), so it follows
         // whatever later stages do to it.
         if let Value::Object(map) = &mut result.structured {
-            map.insert("relevant_runbooks".into(), serde_json::to_value(&runbooks)?);
+            map.insert(RELEVANT_RUNBOOKS.into(), serde_json::to_value(&runbooks)?);
         }
         Ok(())
     }
-}
-
-/// Renders the attached runbooks as the text block shown after the data.
-pub fn render_footer(runbooks: &[RelevantRunbook]) -> String {
-    let mut out = String::from("Relevant runbooks:");
-    for r in runbooks {
-        let _ = write!(
-            out,
-            "\n- {} ({}) § {} — relevance {:.2}, for: {}\n  {}",
-            r.title,
-            r.uri,
-            r.section,
-            r.score,
-            r.signals.join(", "),
-            r.excerpt
-        );
-    }
-    out
 }
 
 #[cfg(test)]

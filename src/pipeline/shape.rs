@@ -16,10 +16,12 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::budget::Encoding;
+use super::envelope::{RELEVANT_RUNBOOKS, TRUNCATED};
+use super::problem::{is_error_line, severity};
+use crate::util::tokens::Encoding;
 
 /// Fields stages add and shaping must leave alone.
-const PROTECTED: &[&str] = &["relevant_runbooks", "truncated"];
+const PROTECTED: &[&str] = &[RELEVANT_RUNBOOKS, TRUNCATED];
 
 /// What shaping did: the `truncated` field of a shaped result.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
@@ -222,7 +224,7 @@ pub fn shape(
     // Attached runbooks that would take over a quarter of the cap have their excerpts cut
     // from the start (titles and runbook:// links stay): the data comes first.
     let runbooks_heavy = value
-        .get("relevant_runbooks")
+        .get(RELEVANT_RUNBOOKS)
         .is_some_and(|r| json_len(r) as f64 * tokens_per_json_byte > request.cap as f64 / 4.0);
     for level in [
         Level::Gentle,
@@ -260,7 +262,7 @@ pub fn shape(
     }
     let mut shaped = smallest.expect("at least one pass ran");
     shaped.truncation.over_cap = true;
-    shaped.structured["truncated"] = serde_json::to_value(&shaped.truncation).unwrap_or_default();
+    shaped.structured[TRUNCATED] = serde_json::to_value(&shaped.truncation).unwrap_or_default();
     shaped.tokens = reply_tokens(request, &shaped.structured);
     shaped
 }
@@ -364,7 +366,7 @@ fn compact_strings(value: &mut Value, level: Level, truncation: &mut Truncation)
 /// Shortens the attached runbooks' excerpts (the runbook:// link has the whole text), and
 /// with `only_best` keeps just the most relevant runbook.
 fn trim_runbooks(value: &mut Value, only_best: bool, truncation: &mut Truncation) {
-    let Some(Value::Array(runbooks)) = value.get_mut("relevant_runbooks") else {
+    let Some(Value::Array(runbooks)) = value.get_mut(RELEVANT_RUNBOOKS) else {
         return;
     };
     let total = runbooks.len();
@@ -391,7 +393,7 @@ fn trim_runbooks(value: &mut Value, only_best: bool, truncation: &mut Truncation
     }
     if runbooks.len() < total {
         truncation.lists.push(ShortenedList {
-            path: "relevant_runbooks".into(),
+            path: RELEVANT_RUNBOOKS.into(),
             kept: 1,
             total,
             more: format!("… {} more (of {})", total - 1, total),
@@ -523,7 +525,7 @@ fn log_runs(value: &Value) -> HashMap<String, Vec<usize>> {
                 match k.as_str() {
                     "timestamp" | "trace_id" | "repeated" => {}
                     "message" => {
-                        key.push_str(&crate::logs::normalise_message(v.as_str().unwrap_or("")))
+                        key.push_str(&crate::util::logs::normalise_message(v.as_str().unwrap_or("")))
                     }
                     _ => key.push_str(&v.to_string()),
                 }
@@ -559,83 +561,12 @@ fn log_runs(value: &Value) -> HashMap<String, Vec<usize>> {
 }
 
 /// How much attention an item asks for, read from the meaning of its fields.
-pub fn severity(item: &Value) -> i64 {
-    let Value::Object(map) = item else { return 0 };
-    let mut score = 0;
-    let text = |k: &str| {
-        map.get(k)
-            .and_then(Value::as_str)
-            .map(str::to_ascii_lowercase)
-    };
-    let number = |k: &str| map.get(k).and_then(Value::as_i64).unwrap_or(0);
-    if map.get("unhealthy").and_then(Value::as_bool) == Some(true) {
-        score += 4;
-    }
-    if let Some(status) = text("status") {
-        score += match status.as_str() {
-            "running" | "healthy" | "active" | "succeeded" | "completed" | "ok" | "ready"
-            | "bound" | "available" | "true" => 0,
-            "degraded" | "warning" | "unknown" => 3,
-            _ => 4,
-        };
-    }
-    if let Some(ready) = text("ready")
-        && let Some((have, want)) = ready.split_once('/')
-        && have.trim() != want.trim()
-    {
-        score += 2;
-    }
-    if text("type").as_deref() == Some("warning") {
-        score += 3;
-    }
-    score += match text("level").as_deref() {
-        Some("fatal") => 5,
-        Some("error") => 4,
-        Some("warn") | Some("warning") => 2,
-        _ => 0,
-    };
-    if number("restarts") > 0 {
-        score += 1;
-    }
-    if text("last_termination_reason").is_some_and(|r| r != "completed") {
-        score += 2;
-    }
-    for field in ["pods_not_ready", "errors"] {
-        if number(field) > 0 {
-            score += 2;
-        }
-    }
-    if number("warning_events") > 0 {
-        score += 1;
-    }
-    for field in ["firing_alerts", "pod_problems", "conditions"] {
-        if map
-            .get(field)
-            .and_then(Value::as_array)
-            .is_some_and(|a| !a.is_empty())
-        {
-            score += 2;
-        }
-    }
-    score
-}
-
 /// Most severe first; the tool's own order (newest first, largest first…) breaks ties.
 fn relevance_order(items: &[Value]) -> Vec<usize> {
     let scores: Vec<i64> = items.iter().map(severity).collect();
     let mut order: Vec<usize> = (0..items.len()).collect();
     order.sort_by_key(|&i| std::cmp::Reverse(scores[i]));
     order
-}
-
-fn is_error_line(item: &Value) -> bool {
-    matches!(
-        item.get("level")
-            .and_then(Value::as_str)
-            .map(str::to_ascii_uppercase)
-            .as_deref(),
-        Some("ERROR" | "FATAL")
-    )
 }
 
 /// Newest first (the tool's order breaks ties, later first).
@@ -689,7 +620,7 @@ fn fit_lists(
         truncation
             .lists
             .extend(lists.iter().map(|l| describe(l, &[])));
-        probe["truncated"] = serde_json::to_value(&truncation).unwrap_or_default();
+        probe[TRUNCATED] = serde_json::to_value(&truncation).unwrap_or_default();
         reply_tokens(request, &probe)
     };
     let mut available = request.cap.saturating_sub(base) as f64;
@@ -740,7 +671,7 @@ fn fit_lists(
             truncation.lists.extend(merged);
         }
         truncation.narrow_with = narrowing_hints(request, &lists, &chosen);
-        candidate["truncated"] = serde_json::to_value(&truncation).unwrap_or_default();
+        candidate[TRUNCATED] = serde_json::to_value(&truncation).unwrap_or_default();
         let tokens = reply_tokens(request, &candidate);
         let kept: usize = lists
             .iter()
@@ -1032,21 +963,6 @@ mod tests {
         assert!(short.starts_with("aaaaaaaaaa … [100 chars omitted] … "));
         assert!(short.ends_with("cccccccccc"));
         assert_eq!(ellipsize_middle("short", 10, 10), "short");
-    }
-
-    #[test]
-    fn severity_reads_field_meanings() {
-        assert!(
-            severity(&json!({"status": "CrashLoopBackOff", "restarts": 9}))
-                > severity(&json!({"status": "Running"}))
-        );
-        assert!(severity(&json!({"type": "Warning"})) > severity(&json!({"type": "Normal"})));
-        assert!(severity(&json!({"level": "ERROR"})) > severity(&json!({"level": "INFO"})));
-        assert!(severity(&json!({"status": "Running", "ready": "0/1"})) > 0);
-        assert_eq!(
-            severity(&json!({"status": "Running", "ready": "1/1", "restarts": 0})),
-            0
-        );
     }
 
     #[test]

@@ -81,6 +81,18 @@ impl LogEntry {
     pub fn line_count(&self) -> usize {
         1 + self.detail.len()
     }
+
+    /// Bytes this entry takes as a log line (timestamp, level, logger, trace id, message and
+    /// continuation lines), for byte limits on backends that hold parsed entries.
+    pub fn approximate_bytes(&self) -> usize {
+        // RFC 3339 timestamp with milliseconds, spaces and newlines.
+        let fixed = 24 + 1 + self.level.as_str().len() + 1 + 1;
+        fixed
+            + self.logger.len()
+            + self.trace_id.as_ref().map_or(0, |t| t.len() + 1)
+            + self.message.len()
+            + self.detail.iter().map(|d| d.len() + 2).sum::<usize>()
+    }
 }
 
 /// Parses the demo fixture format: `<offset-seconds> <LEVEL> <logger> <trace-id|-> <message>`,

@@ -17,40 +17,42 @@ use rmcp::service::RequestContext;
 use rmcp::{ErrorData as McpError, RoleServer, ServerHandler};
 use serde_json::Value;
 
-use crate::pipeline::{Pipeline, ToolReply};
-use crate::{prompts, resources};
+use super::client::PeerClient;
+use crate::tools::ToolDef;
+use super::{Services, prompts, resources};
+use crate::pipeline::ToolReply;
 
 /// The MCP server: a thin adapter from protocol requests to the pipeline.
 #[derive(Clone)]
 pub struct SreServer {
-    pipeline: Arc<Pipeline>,
+    services: Arc<Services>,
     tools: Arc<Vec<Tool>>,
 }
 
-const INSTRUCTIONS: &str = "SRE tools for a Kubernetes cluster. Start with check_service_health (no arguments) to see what is wrong, \
+pub const INSTRUCTIONS: &str = "SRE tools for a Kubernetes cluster. Start with check_service_health (no arguments) to see what is wrong, \
 then drill down with list_pods, describe_pod, get_pod_logs (previous=true for crashed containers), get_events and get_recent_deploys. \
 search_logs, count_errors and trace_transaction work across services. Results that show a problem carry relevant_runbooks (the runbook sections that fix it); search_runbooks searches them directly. The prompts investigate-service, troubleshoot-issue and \
 daily-health-report give complete investigation plans. All tools are read-only.";
 
 impl SreServer {
-    pub fn new(pipeline: Arc<Pipeline>) -> SreServer {
-        let tools = pipeline.tools.iter().map(mcp_tool).collect();
+    pub fn new(services: Arc<Services>) -> SreServer {
+        let tools = services.pipeline.tools().iter().map(mcp_tool).collect();
         SreServer {
-            pipeline,
+            services,
             tools: Arc::new(tools),
         }
     }
 }
 
-fn mcp_tool(def: &crate::tools::ToolDef) -> Tool {
+fn mcp_tool(def: &ToolDef) -> Tool {
     Tool::new(def.name, def.description, def.input_schema.clone())
         .with_title(def.title)
         .with_raw_output_schema(def.output_schema.clone())
         .with_annotations(
             ToolAnnotations::with_title(def.title)
-                .read_only(def.read_only)
-                .destructive(!def.read_only)
-                .idempotent(def.read_only)
+                .read_only(def.kind.read_only())
+                .destructive(def.kind.destructive())
+                .idempotent(def.kind.idempotent())
                 .open_world(false),
         )
 }
@@ -65,7 +67,7 @@ pub fn call_tool_result(reply: ToolReply) -> CallToolResult {
         r
     };
     if !reply.meta.is_empty() {
-        result.meta = Some(MetaObject(reply.meta));
+        result.meta = Some(MetaObject(reply.meta.to_map()));
     }
     result
 }
@@ -101,10 +103,16 @@ impl ServerHandler for SreServer {
     async fn call_tool(
         &self,
         request: CallToolRequestParams,
-        _context: RequestContext<RoleServer>,
+        context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, McpError> {
+        let client = PeerClient::new(context.peer.clone(), context.meta.get_progress_token());
         let arguments = request.arguments.unwrap_or_default();
-        match self.pipeline.call(&request.name, arguments).await {
+        match self
+            .services
+            .pipeline
+            .call(&request.name, arguments, &client)
+            .await
+        {
             Ok(reply) => Ok(call_tool_result(reply).into()),
             Err(unknown) => Err(McpError::invalid_params(unknown.to_string(), None)),
         }
@@ -115,7 +123,7 @@ impl ServerHandler for SreServer {
         _request: Option<PaginatedRequestParams>,
         _context: RequestContext<RoleServer>,
     ) -> Result<ListResourcesResult, McpError> {
-        let items = resources::list(&self.pipeline.app)
+        let items = resources::list(&self.services)
             .await
             .into_iter()
             .map(|r| {
@@ -150,7 +158,7 @@ impl ServerHandler for SreServer {
         request: ReadResourceRequestParams,
         _context: RequestContext<RoleServer>,
     ) -> Result<ReadResourceResponse, McpError> {
-        match resources::read(&self.pipeline.app, &request.uri).await {
+        match resources::read(&self.services, &request.uri).await {
             Ok(body) => Ok(ReadResourceResult::new(vec![
                 ResourceContents::text(body.text, body.uri).with_mime_type(body.mime_type),
             ])
@@ -237,7 +245,7 @@ impl ServerHandler for SreServer {
             return Ok(CompleteResult::default());
         }
         let mut values = prompts::complete(
-            &self.pipeline.app,
+            &self.services,
             &request.argument.name,
             &request.argument.value,
         )

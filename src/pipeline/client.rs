@@ -1,0 +1,87 @@
+//! The client as the pipeline's stages see it: who it is, what it can do, and a way to ask it
+//! things during a call (elicitation for an approval, sampling, progress). The MCP surface
+//! implements it over the session's peer; the terminal subcommands use [`NoClient`]. Every
+//! request can fail (a host without the capability, a 2026-07-28 session that forbids
+//! server-to-client requests), so a stage always needs a fallback.
+
+use async_trait::async_trait;
+use serde_json::Value;
+
+/// What the client said about itself at `initialize`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ClientFacts {
+    /// `clientInfo.name` (e.g. "claude-ai", "Visual Studio Code"), when given.
+    pub name: Option<String>,
+    pub version: Option<String>,
+    /// The protocol version the session runs.
+    pub protocol_version: Option<String>,
+    /// The client declared the elicitation capability.
+    pub elicitation: bool,
+    /// The client declared the sampling capability.
+    pub sampling: bool,
+}
+
+/// The answer to an elicitation.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Elicited {
+    /// The user filled in the form.
+    Accepted(Value),
+    Declined,
+    Cancelled,
+}
+
+/// A request to the client that did not get an answer.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The client cannot do this (no capability, or the protocol version forbids it).
+    #[error("the client does not support {0}")]
+    Unsupported(&'static str),
+    /// The request was sent and failed (timeout, transport closed, error reply).
+    #[error("{0}")]
+    Failed(String),
+}
+
+#[async_trait]
+pub trait Client: Send + Sync {
+    fn facts(&self) -> ClientFacts;
+
+    /// Asks the user for input through the host: `schema` is a flat JSON object schema.
+    async fn elicit(&self, message: &str, schema: Value) -> Result<Elicited, ClientError>;
+
+    /// Asks the client's model to complete `prompt` (at most `max_tokens`); the text back.
+    async fn sample(
+        &self,
+        system: &str,
+        prompt: &str,
+        max_tokens: u32,
+    ) -> Result<String, ClientError>;
+
+    /// Reports progress of the running call, when the client asked for it (a no-op otherwise).
+    async fn progress(&self, progress: f64, total: Option<f64>, message: &str);
+}
+
+/// No client to ask: the terminal subcommands, tests and benches.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoClient;
+
+#[async_trait]
+impl Client for NoClient {
+    fn facts(&self) -> ClientFacts {
+        ClientFacts::default()
+    }
+
+    async fn elicit(&self, _message: &str, _schema: Value) -> Result<Elicited, ClientError> {
+        Err(ClientError::Unsupported("elicitation"))
+    }
+
+    async fn sample(
+        &self,
+        _system: &str,
+        _prompt: &str,
+        _max_tokens: u32,
+    ) -> Result<String, ClientError> {
+        Err(ClientError::Unsupported("sampling"))
+    }
+
+    async fn progress(&self, _progress: f64, _total: Option<f64>, _message: &str) {}
+}

@@ -1,0 +1,183 @@
+//! The envelope: what the pipeline adds to every tool's own result and schema — the fields its
+//! stages may attach to the structured result (`relevant_runbooks`, `truncated`), the
+//! `max_tokens` argument every tool accepts, the `_meta` of every reply — and the reply text
+//! rendered from them. One definition each; stages, shaping and the server use these.
+
+use std::fmt::Write;
+use std::sync::Arc;
+
+use rmcp::model::JsonObject;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use super::shape::Truncation;
+use crate::tools::ToolDef;
+
+/// Envelope field: runbook sections that address the problems in a result.
+pub const RELEVANT_RUNBOOKS: &str = "relevant_runbooks";
+/// Envelope field: how a result was shaped to fit its token cap.
+pub const TRUNCATED: &str = "truncated";
+/// The argument every tool accepts: the most tokens its result may cost.
+pub const MAX_TOKENS: &str = "max_tokens";
+
+/// A runbook section attached to a tool result.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct RelevantRunbook {
+    pub title: String,
+    /// Read the whole runbook with resources/read on this URI.
+    pub uri: String,
+    /// The section that matched, e.g. "Mitigation > Raise the limit".
+    pub section: String,
+    /// A focused excerpt of that section (bounded length).
+    pub excerpt: String,
+    /// 0–1 relevance (cosine similarity, or saturated BM25 when lexical-only).
+    pub score: f32,
+    /// The signals from the result that this runbook answers.
+    pub signals: Vec<String>,
+}
+
+/// What every tool's structured output may carry besides its own fields (added by the
+/// pipeline's stages); declared in every output schema.
+#[derive(Serialize, Deserialize, JsonSchema)]
+pub struct Envelope {
+    /// Runbook sections that address the problems in this result (added by the runbook
+    /// augmenter; absent when the result shows no problem).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub relevant_runbooks: Option<Vec<RelevantRunbook>>,
+    /// Present when the result was shaped to fit its token cap: what was dropped, how to
+    /// narrow the call, and where the full result can be read (`result://`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub truncated: Option<Truncation>,
+}
+
+/// The `_meta` of a tool reply, as the client receives it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct ReplyMeta {
+    /// Tokens this reply cost (what the client received).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tokens: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cost_usd: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub session_tokens: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub session_cost_usd: Option<f64>,
+    /// `{tokens, usd}` left of the budgets set, or null when none is set.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub budget_remaining: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub budget_warning: Option<String>,
+    /// Whether the result was shaped to fit its cap.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub truncated: Option<bool>,
+    /// The cap applied to this reply.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_tokens: Option<usize>,
+    /// Why the cap differs from the one asked for (clamped to the ceiling).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_tokens_note: Option<String>,
+    /// Where the full version of a shaped result can be read.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub full_result: Option<String>,
+}
+
+impl ReplyMeta {
+    pub fn is_empty(&self) -> bool {
+        *self == ReplyMeta::default()
+    }
+
+    pub fn to_map(&self) -> Map<String, Value> {
+        match serde_json::to_value(self) {
+            Ok(Value::Object(map)) => map,
+            _ => Map::new(),
+        }
+    }
+}
+
+/// A tool's input schema with the `max_tokens` argument every tool accepts.
+pub fn input_schema(tool: &ToolDef, min_tokens: usize) -> Arc<JsonObject> {
+    let mut schema = (*tool.input_schema).clone();
+    let properties = schema
+        .entry("properties")
+        .or_insert_with(|| Value::Object(Default::default()));
+    if let Value::Object(properties) = properties {
+        properties.insert(
+            MAX_TOKENS.into(),
+            serde_json::json!({
+                "type": ["integer", "null"],
+                "minimum": min_tokens,
+                "description": "Most tokens this result may cost (text plus structured content). A larger result is shaped to fit — most relevant items kept, the rest counted — and the full result is kept at the result:// link in the reply. Default: the server's --max-result-tokens; values above its ceiling are clamped."
+            }),
+        );
+    }
+    Arc::new(schema)
+}
+
+/// A tool's output schema with the envelope fields (their definitions merged into `$defs`).
+pub fn output_schema(tool: &ToolDef) -> Arc<JsonObject> {
+    let envelope = rmcp::handler::server::tool::schema_for_output::<Envelope>();
+    let mut schema = (*tool.output_schema).clone();
+    for section in ["properties", "$defs"] {
+        let Some(Value::Object(extra)) = envelope.get(section) else {
+            continue;
+        };
+        let target = schema
+            .entry(section)
+            .or_insert_with(|| Value::Object(Default::default()));
+        if let Value::Object(target) = target {
+            for (key, value) in extra {
+                let previous = target.insert(key.clone(), value.clone());
+                assert!(
+                    previous.is_none() || previous.as_ref() == Some(value),
+                    "tool {}: its output declares {section}/{key}, which the envelope owns",
+                    tool.name
+                );
+            }
+        }
+    }
+    Arc::new(schema)
+}
+
+/// The reply text: the tool's rendering of its data, then a block for each envelope field the
+/// stages added (attached runbooks, shaping report), then the stages' notes.
+pub fn render_reply(tool: &ToolDef, structured: &Value, notes: &[String]) -> String {
+    let mut text = (tool.render)(structured);
+    let mut block = |part: String| {
+        text.push_str("\n\n");
+        text.push_str(&part);
+    };
+    if let Some(runbooks) = structured.get(RELEVANT_RUNBOOKS)
+        && let Ok(runbooks) = Vec::<RelevantRunbook>::deserialize(runbooks)
+        && !runbooks.is_empty()
+    {
+        block(render_runbooks(&runbooks));
+    }
+    if let Some(truncated) = structured.get(TRUNCATED)
+        && let Ok(truncation) = Truncation::deserialize(truncated)
+    {
+        block(truncation.footer());
+    }
+    for note in notes {
+        block(note.clone());
+    }
+    text
+}
+
+/// Renders the attached runbooks as the text block shown after the data.
+pub fn render_runbooks(runbooks: &[RelevantRunbook]) -> String {
+    let mut out = String::from("Relevant runbooks:");
+    for r in runbooks {
+        let _ = write!(
+            out,
+            "\n- {} ({}) § {} — relevance {:.2}, for: {}\n  {}",
+            r.title,
+            r.uri,
+            r.section,
+            r.score,
+            r.signals.join(", "),
+            r.excerpt
+        );
+    }
+    out
+}

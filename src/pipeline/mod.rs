@@ -1,0 +1,308 @@
+//! The result pipeline: every tool call — from the MCP server or the `call` subcommand — runs
+//! here: arguments → stages' admission → tool → stages (runbook augmenter, budget tracker…) →
+//! reply → every stage's after-call hook. Tools know nothing of the stages; stages know nothing
+//! of individual tools (they read a tool's declared kind and the meaning of result fields).
+//!
+//! To add a stage: implement [`Stage`] in a module here and add it in the composition root
+//! (`app.rs`), in order (the budget stays last so it counts what the client receives).
+
+pub mod augment;
+pub mod budget;
+pub mod client;
+pub mod envelope;
+pub mod problem;
+pub mod result_store;
+pub mod shape;
+pub mod stats;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use async_trait::async_trait;
+use serde_json::{Map, Value};
+
+use self::budget::{MIN_RESULT_TOKENS, ShapingConfig};
+use self::client::Client;
+use self::envelope::{ReplyMeta, render_reply};
+use self::stats::CallStats;
+use crate::tools::{Context, ToolDef, ToolError, ToolRegistry};
+
+/// A tool result travelling through the stages. Stages may edit `structured` (the envelope
+/// fields they add are rendered as text blocks after the data), add notes shown last, and set
+/// `_meta` fields.
+#[derive(Debug, Clone)]
+pub struct StagedResult {
+    pub structured: Value,
+    pub notes: Vec<String>,
+    pub meta: ReplyMeta,
+    /// The most tokens this reply may cost (the caller's `max_tokens` or the default cap).
+    pub max_tokens: usize,
+    /// The final serialisation and text, when the last stage already produced them (so the
+    /// pipeline does not do it twice). A stage that edits the result must clear it.
+    pub rendered: Option<Rendered>,
+}
+
+impl StagedResult {
+    /// The reply, reusing the last stage's rendering when it made one.
+    pub fn into_reply(mut self, tool: &ToolDef) -> ToolReply {
+        let rendered = self.rendered.take().unwrap_or_else(|| Rendered {
+            json: self.structured.to_string(),
+            text: render_reply(tool, &self.structured, &self.notes),
+            tokens: None,
+        });
+        ToolReply {
+            tool: tool.name.to_string(),
+            structured: Some(self.structured),
+            structured_json: Some(rendered.json),
+            tokens: rendered.tokens,
+            text: rendered.text,
+            is_error: false,
+            meta: self.meta,
+        }
+    }
+
+    /// A tool's result before any stage ran.
+    pub fn new(structured: Value, max_tokens: usize) -> StagedResult {
+        StagedResult {
+            structured,
+            notes: Vec::new(),
+            meta: ReplyMeta::default(),
+            max_tokens,
+            rendered: None,
+        }
+    }
+}
+
+/// A result serialised and rendered as the client receives it.
+#[derive(Debug, Clone)]
+pub struct Rendered {
+    pub json: String,
+    /// The reply text (see [`render_reply`]).
+    pub text: String,
+    /// Tokens of `text` plus `json`, when already counted.
+    pub tokens: Option<usize>,
+}
+
+/// What the caller gets back.
+#[derive(Debug, Clone)]
+pub struct ToolReply {
+    pub tool: String,
+    pub structured: Option<Value>,
+    /// `structured`, serialised once for counting and logging.
+    pub structured_json: Option<String>,
+    /// Tokens of `text` plus `structured_json`, when a stage already counted them.
+    pub tokens: Option<usize>,
+    pub text: String,
+    pub is_error: bool,
+    pub meta: ReplyMeta,
+}
+
+impl ToolReply {
+    fn error(tool: &str, message: String) -> ToolReply {
+        ToolReply {
+            tool: tool.to_string(),
+            structured: None,
+            structured_json: None,
+            tokens: None,
+            text: message,
+            is_error: true,
+            meta: ReplyMeta::default(),
+        }
+    }
+}
+
+/// One call as the stages see it: the tool (with its kind), the arguments the tool receives,
+/// and the client that made the call.
+pub struct Call<'a> {
+    pub tool: &'a ToolDef,
+    pub arguments: &'a Map<String, Value>,
+    pub client: &'a dyn Client,
+}
+
+/// How a call ended, for the after-call hook.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// The tool ran and returned a result.
+    Completed,
+    /// The tool ran (or its arguments were rejected) and the reply is an error.
+    Failed,
+    /// A stage refused the call before the tool ran.
+    Refused { by: &'static str },
+}
+
+/// A pipeline stage (augmenter, budget tracker, approval gate…). A stage whose `apply` fails
+/// is logged and skipped: a broken enrichment must never cost the user the data.
+#[async_trait]
+pub trait Stage: Send + Sync {
+    fn name(&self) -> &'static str;
+
+    /// Before the tool runs: `Err(message)` refuses the call (an `isError` reply). It may ask
+    /// the client (e.g. for an approval through elicitation).
+    async fn admit(&self, _call: &Call<'_>) -> Result<(), String> {
+        Ok(())
+    }
+
+    /// Edits the structured result before it is rendered as text.
+    async fn apply(&self, call: &Call<'_>, result: &mut StagedResult) -> anyhow::Result<()>;
+
+    /// Sees the final reply of every call — completed, failed or refused — in stage order.
+    fn finish(&self, _call: &Call<'_>, _outcome: Outcome, _reply: &mut ToolReply) {}
+}
+
+/// The tool could not be called at all (unknown name): a protocol error, not a tool failure.
+#[derive(Debug, thiserror::Error)]
+#[error("unknown tool {name:?}; available tools: {available}")]
+pub struct UnknownTool {
+    pub name: String,
+    pub available: String,
+}
+
+pub struct Pipeline {
+    context: Arc<Context>,
+    tools: ToolRegistry,
+    caps: ShapingConfig,
+    stages: Vec<Box<dyn Stage>>,
+    stats: CallStats,
+}
+
+impl Pipeline {
+    /// Serves `tools` with `context`; every tool's schemas gain what the pipeline adds (the
+    /// `max_tokens` argument, the envelope fields).
+    pub fn new(context: Arc<Context>, mut tools: ToolRegistry, caps: ShapingConfig) -> Pipeline {
+        for tool in tools.iter_mut() {
+            tool.input_schema = envelope::input_schema(tool, MIN_RESULT_TOKENS);
+            tool.output_schema = envelope::output_schema(tool);
+        }
+        Pipeline {
+            context,
+            tools,
+            caps,
+            stages: Vec::new(),
+            stats: CallStats::default(),
+        }
+    }
+
+    pub fn with_stage(mut self, stage: Box<dyn Stage>) -> Pipeline {
+        self.stages.push(stage);
+        self
+    }
+
+    /// The tools as listed to clients (schemas with the pipeline's additions).
+    pub fn tools(&self) -> &ToolRegistry {
+        &self.tools
+    }
+
+    pub fn context(&self) -> &Arc<Context> {
+        &self.context
+    }
+
+    pub fn stats(&self) -> &CallStats {
+        &self.stats
+    }
+
+    pub async fn call(
+        &self,
+        name: &str,
+        mut arguments: Map<String, Value>,
+        client: &dyn Client,
+    ) -> Result<ToolReply, UnknownTool> {
+        let Some(tool) = self.tools.get(name) else {
+            return Err(UnknownTool {
+                name: name.to_string(),
+                available: self.tools.names().collect::<Vec<_>>().join(", "),
+            });
+        };
+        let started = Instant::now();
+        // `max_tokens` belongs to the pipeline (every tool accepts it), not to the tool.
+        let cap = self
+            .caps
+            .resolve(arguments.remove(envelope::MAX_TOKENS).as_ref());
+        let call = Call {
+            tool,
+            arguments: &arguments,
+            client,
+        };
+        let mut refusal = None;
+        for stage in &self.stages {
+            if let Err(message) = stage.admit(&call).await {
+                refusal = Some((stage.name(), message));
+                break;
+            }
+        }
+        let (mut reply, outcome) = match (refusal, cap) {
+            (Some((by, message)), _) => (
+                ToolReply::error(name, ToolError::Refused(message).to_string()),
+                Outcome::Refused { by },
+            ),
+            (None, Err(message)) => (
+                ToolReply::error(name, ToolError::InvalidArgument(message).to_string()),
+                Outcome::Failed,
+            ),
+            (None, Ok((max_tokens, cap_note))) => {
+                match (tool.handler)(self.context.clone(), Value::Object(arguments.clone())).await
+                {
+                    Ok(structured) => {
+                        let mut staged = StagedResult::new(structured, max_tokens);
+                        if let Some(note) = cap_note {
+                            staged.meta.max_tokens_note = Some(note.clone());
+                            staged.notes.push(note);
+                        }
+                        self.apply_stages(&call, &mut staged).await;
+                        (staged.into_reply(tool), Outcome::Completed)
+                    }
+                    Err(error) => {
+                        if let ToolError::Cluster(cause) = &error {
+                            tracing::warn!(tool = name, error = %error_chain(cause), "cluster error");
+                        }
+                        (ToolReply::error(name, error.to_string()), Outcome::Failed)
+                    }
+                }
+            }
+        };
+        for stage in &self.stages {
+            stage.finish(&call, outcome, &mut reply);
+        }
+        let elapsed = started.elapsed();
+        self.stats.record(name, elapsed, reply.is_error);
+        let bytes = reply.text.len() + reply.structured_json.as_ref().map_or(0, String::len);
+        tracing::info!(
+            tool = name,
+            duration_us = elapsed.as_micros() as u64,
+            outcome = match outcome {
+                Outcome::Completed => "ok",
+                Outcome::Failed => "error",
+                Outcome::Refused { .. } => "refused",
+            },
+            bytes,
+            "tool call"
+        );
+        Ok(reply)
+    }
+
+    async fn apply_stages(&self, call: &Call<'_>, staged: &mut StagedResult) {
+        for stage in &self.stages {
+            let stage_started = Instant::now();
+            if let Err(error) = stage.apply(call, staged).await {
+                tracing::warn!(tool = call.tool.name, stage = stage.name(), %error, "stage failed; result passed on unchanged");
+            }
+            tracing::debug!(
+                tool = call.tool.name,
+                stage = stage.name(),
+                us = stage_started.elapsed().as_micros() as u64,
+                "stage done"
+            );
+        }
+    }
+}
+
+/// An error and its chain of causes on one line, for the log.
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}

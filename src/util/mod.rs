@@ -1,0 +1,8 @@
+//! Small leaf utilities with no knowledge of the rest of the crate: token counting, time
+//! formats, log parsing, name suggestions and background-thread priority.
+
+pub mod logs;
+pub mod suggest;
+pub mod thread;
+pub mod timefmt;
+pub mod tokens;
