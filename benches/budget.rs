@@ -7,11 +7,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::{Map, Value, json};
-use sre_mcp::app::{App, Settings};
+use sre_mcp::app::Settings;
 use sre_mcp::cluster::demo::DemoCluster;
-use sre_mcp::pipeline::{Pipeline, Stage, StagedResult};
+use sre_mcp::pipeline::client::NoClient;
+use sre_mcp::pipeline::{Call, Outcome, Stage, StagedResult};
 use sre_mcp::runbooks::knowledge::{KnowledgeBase, KnowledgeConfig};
-use sre_mcp::tools::ToolRegistry;
+use sre_mcp::util::tokens::Encoding;
 
 fn p(sorted: &[Duration], q: f64) -> f64 {
     sorted[((sorted.len() - 1) as f64 * q).round() as usize].as_secs_f64() * 1e6
@@ -34,11 +35,11 @@ fn main() {
     let mut settings = Settings::default();
     // Tools return everything; the stage under test applies the cap itself.
     settings.budget.shaping.ceiling = 100_000_000;
-    let app = App::new(backend, knowledge, settings);
-    let budget = app.budget.clone();
-    let pipeline = Pipeline::new(app, ToolRegistry::standard());
+    settings.augment.enabled = false;
+    let services = sre_mcp::app::assemble(backend, knowledge, &settings);
+    let (budget, pipeline) = (services.budget.clone(), services.pipeline.clone());
     // Let the tokenizer tables finish building (they load on a background thread).
-    sre_mcp::budget::Encoding::O200kBase.count("warm up");
+    Encoding::O200kBase.count("warm up");
 
     runtime.block_on(async {
         let cases = [
@@ -51,23 +52,28 @@ fn main() {
         for (label, tool, arguments, runs) in cases {
             let mut full_args = args(arguments.clone());
             full_args.insert("max_tokens".into(), json!(100_000_000));
-            let full = pipeline.call(tool, full_args).await.unwrap();
+            let full = pipeline.call(tool, full_args, &NoClient).await.unwrap();
             let structured = full.structured.clone().unwrap();
             let bytes = structured.to_string().len() + full.text.len();
-            let def = pipeline.tools.get(tool).unwrap();
+            let def = pipeline.tools().get(tool).unwrap();
             let call_args = args(arguments.clone());
+            let call = Call {
+                tool: def,
+                arguments: &call_args,
+                client: &NoClient,
+            };
             let mut samples = Vec::new();
             let mut tokens = 0;
             let mut shaped = false;
             for _ in 0..runs {
                 let mut staged = StagedResult::new(structured.clone(), 2000);
                 let started = Instant::now();
-                budget.apply(def, &call_args, &mut staged).await.unwrap();
+                budget.apply(&call, &mut staged).await.unwrap();
                 let mut reply = staged.into_reply(def);
-                budget.finish(def, &mut reply);
+                budget.finish(&call, Outcome::Completed, &mut reply);
                 samples.push(started.elapsed());
-                tokens = reply.meta["tokens"].as_u64().unwrap();
-                shaped = reply.meta["truncated"] == json!(true);
+                tokens = reply.meta.tokens.unwrap();
+                shaped = reply.meta.truncated == Some(true);
             }
             samples.sort();
             println!(

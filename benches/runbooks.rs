@@ -8,15 +8,15 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::{Map, Value, json};
-use sre_mcp::app::{App, Settings};
-use sre_mcp::augment::Augmenter;
 use sre_mcp::cluster::demo::DemoCluster;
-use sre_mcp::pipeline::{Pipeline, Stage, StagedResult};
+use sre_mcp::pipeline::augment::Augmenter;
+use sre_mcp::pipeline::client::NoClient;
+use sre_mcp::pipeline::{Call, Stage, StagedResult};
 use sre_mcp::runbooks::embed::{ModelLocation, default_model_dir, default_onnxruntime};
 use sre_mcp::runbooks::eval::load_queries;
 use sre_mcp::runbooks::index::Filter;
 use sre_mcp::runbooks::knowledge::{DenseState, KnowledgeBase, KnowledgeConfig};
-use sre_mcp::tools::ToolRegistry;
+use sre_mcp::tools::{Context, Limits, ToolRegistry};
 
 fn config(default_runbooks: bool, dirs: Vec<PathBuf>, cache: PathBuf) -> KnowledgeConfig {
     KnowledgeConfig {
@@ -127,19 +127,31 @@ fn main() {
 
     // Augmenter overhead on real tool results from the demo cluster.
     let backend = Arc::new(DemoCluster::load(jiff::Timestamp::now()).unwrap());
-    let app = App::new(backend, shipped.clone(), Settings::default());
-    let pipeline = Pipeline::new(app, ToolRegistry::standard());
-    let augmenter = Augmenter::new(shipped.clone(), 0.35, 3);
+    // The tools run on their own context; the augmenter is the stage under test.
+    let context = Arc::new(Context {
+        backend,
+        knowledge: shipped.clone(),
+        limits: Limits::default(),
+    });
+    let tools = ToolRegistry::standard();
+    let run = |tool: &str, arguments: Value| {
+        let handler = tools.get(tool).unwrap().handler.clone();
+        handler(context.clone(), arguments)
+    };
+    let augmenter = Augmenter::new(
+        shipped.clone(),
+        Augmenter::DEFAULT_THRESHOLD,
+        Augmenter::DEFAULT_MAX_RUNBOOKS,
+    );
     runtime.block_on(async {
         let args = |v: Value| match v {
             Value::Object(m) => m,
             _ => Map::new(),
         };
-        let crashing = pipeline
-            .call("list_pods", args(json!({"namespace": "payments", "status": "CrashLoopBackOff"})))
+        let crashing = run("list_pods", json!({"namespace": "payments", "status": "CrashLoopBackOff"}))
             .await
             .unwrap();
-        let pod = crashing.structured.as_ref().unwrap()["pods"][0]["name"].as_str().unwrap().to_string();
+        let pod = crashing["pods"][0]["name"].as_str().unwrap().to_string();
         let cases = [
             ("with signals: describe_pod (OOMKilled pod)", "describe_pod", json!({"namespace": "payments", "pod": pod})),
             ("with signals: check_service_health (all)", "check_service_health", json!({})),
@@ -147,14 +159,20 @@ fn main() {
             ("without signals: get_recent_deploys", "get_recent_deploys", json!({"service": "auth-service"})),
         ];
         for (label, tool, arguments) in cases {
-            let reply = pipeline.call(tool, args(arguments.clone())).await.unwrap();
-            let def = pipeline.tools.get(tool).unwrap();
+            let structured = run(tool, arguments.clone()).await.unwrap();
+            let def = tools.get(tool).unwrap();
+            let call_args = args(arguments.clone());
+            let call = Call {
+                tool: def,
+                arguments: &call_args,
+                client: &NoClient,
+            };
             let mut samples = Vec::new();
             let mut attached = 0;
             for i in 0..1001 {
-                let mut staged = StagedResult::new(reply.structured.clone().unwrap(), 1_000_000);
+                let mut staged = StagedResult::new(structured.clone(), 1_000_000);
                 let started = Instant::now();
-                augmenter.apply(def, &args(arguments.clone()), &mut staged).await.unwrap();
+                augmenter.apply(&call, &mut staged).await.unwrap();
                 if i > 0 {
                     samples.push(started.elapsed());
                 }

@@ -6,13 +6,11 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use jiff::{SignedDuration, Timestamp};
-use serde_json::{Map, Value, json};
-use sre_mcp::app::{App, Settings};
+use serde_json::{Value, json};
 use sre_mcp::cluster::demo::DemoCluster;
-use sre_mcp::cluster::{ClusterBackend, LogStream, view};
-use sre_mcp::pipeline::Pipeline;
+use sre_mcp::cluster::{ClusterBackend, ListQuery, LogQuery, view};
 use sre_mcp::runbooks::knowledge::{KnowledgeBase, KnowledgeConfig};
-use sre_mcp::tools::ToolRegistry;
+use sre_mcp::tools::{Context, Limits, ToolRegistry};
 
 fn cluster() -> DemoCluster {
     DemoCluster::load(Timestamp::now()).expect("demo fixtures load and validate")
@@ -22,10 +20,10 @@ fn cluster() -> DemoCluster {
 async fn fixtures_are_consistent_and_realistic() {
     let cluster = cluster();
     assert!(cluster.consistency_problems().is_empty());
-    let namespaces = cluster.namespaces().await.unwrap();
-    let deployments = cluster.deployments(None).await.unwrap();
-    let pods = cluster.pods(None).await.unwrap();
-    let events = cluster.events(None).await.unwrap();
+    let namespaces = cluster.namespaces(&ListQuery::all()).await.unwrap().items;
+    let deployments = cluster.deployments(&ListQuery::all()).await.unwrap().items;
+    let pods = cluster.pods(&ListQuery::all()).await.unwrap().items;
+    let events = cluster.events(&ListQuery::all()).await.unwrap().items;
     assert!(namespaces.len() >= 4, "{} namespaces", namespaces.len());
     assert!(deployments.len() >= 8, "{} deployments", deployments.len());
 
@@ -52,15 +50,17 @@ async fn fixtures_are_consistent_and_realistic() {
                 .any(|p| view::name(&p.metadata) == name && view::namespace(&p.metadata) == ns),
             Some("Deployment") => deployment_names.contains(&(ns.to_string(), name.clone())),
             Some("ReplicaSet") => cluster
-                .replica_sets(Some(ns))
+                .replica_sets(&ListQuery::in_namespace(ns))
                 .await
                 .unwrap()
+                .items
                 .iter()
                 .any(|r| view::name(&r.metadata) == name),
             Some("Node") => cluster
-                .nodes()
+                .nodes(&ListQuery::all())
                 .await
                 .unwrap()
+                .items
                 .iter()
                 .any(|n| view::name(&n.metadata) == name),
             other => panic!("unexpected kind {other:?}"),
@@ -83,10 +83,11 @@ async fn fixtures_are_consistent_and_realistic() {
             .and_then(|s| s.phase.clone())
             .unwrap_or_default();
         for container in &pod.spec.as_ref().unwrap().containers {
-            let logs = cluster
-                .pod_logs(ns, name, &container.name, LogStream::Current)
+            let lines = cluster
+                .pod_logs(&LogQuery::container(ns, name, &container.name))
                 .await
                 .unwrap();
+            let logs = lines.entries();
             if phase == "Pending" {
                 continue;
             }
@@ -120,7 +121,7 @@ async fn fixtures_are_consistent_and_realistic() {
             });
         for c in crashed {
             let previous = cluster
-                .pod_logs(ns, name, &c.name, LogStream::Previous)
+                .pod_logs(&LogQuery::container(ns, name, &c.name).previous(true))
                 .await
                 .unwrap();
             assert!(
@@ -135,35 +136,37 @@ async fn fixtures_are_consistent_and_realistic() {
 #[tokio::test]
 async fn every_trace_id_in_the_logs_resolves() {
     let cluster = Arc::new(cluster());
-    let pods = cluster.pods(None).await.unwrap();
+    let pods = cluster.pods(&ListQuery::all()).await.unwrap().items;
     let mut traces = BTreeSet::new();
     for pod in &pods {
         for container in &pod.spec.as_ref().unwrap().containers {
-            for stream in [LogStream::Current, LogStream::Previous] {
-                let logs = cluster
-                    .pod_logs(
-                        view::namespace(&pod.metadata),
-                        view::name(&pod.metadata),
-                        &container.name,
-                        stream,
-                    )
-                    .await
-                    .unwrap();
-                traces.extend(logs.iter().filter_map(|e| e.trace_id.clone()));
+            for previous in [false, true] {
+                let query = LogQuery::container(
+                    view::namespace(&pod.metadata),
+                    view::name(&pod.metadata),
+                    &container.name,
+                )
+                .previous(previous);
+                let logs = cluster.pod_logs(&query).await.unwrap();
+                traces.extend(logs.entries().iter().filter_map(|e| e.trace_id.clone()));
             }
         }
     }
     assert!(traces.len() >= 30, "only {} trace ids", traces.len());
     let knowledge = KnowledgeBase::load_now(KnowledgeConfig::lexical_only());
-    let app = App::new(cluster, knowledge, Settings::default());
-    let pipeline = Pipeline::new(app, ToolRegistry::standard());
+    // The tool alone, on its narrow context: no pipeline, no stages.
+    let context = Arc::new(Context {
+        backend: cluster,
+        knowledge,
+        limits: Limits::default(),
+    });
+    let tools = ToolRegistry::standard();
+    let trace_transaction = &tools.get("trace_transaction").unwrap().handler;
     let mut cross_service = 0;
     for trace in &traces {
-        let mut args = Map::new();
-        args.insert("trace_id".into(), json!(trace));
-        let reply = pipeline.call("trace_transaction", args).await.unwrap();
-        assert!(!reply.is_error, "{trace}: {}", reply.text);
-        let structured = reply.structured.unwrap();
+        let structured = trace_transaction(context.clone(), json!({ "trace_id": trace }))
+            .await
+            .unwrap_or_else(|e| panic!("{trace}: {e}"));
         let entries = structured["entries"].as_array().unwrap();
         assert!(!entries.is_empty());
         assert!(

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use common::{Client, call, err, start, text};
 use rmcp::model::{CallToolResult, ReadResourceRequestParams, ResourceContents};
 use serde_json::{Value, json};
-use sre_mcp::budget::Encoding;
+use sre_mcp::util::tokens::Encoding;
 
 const PODS: usize = 10_000;
 const CRASHING: usize = 30;
@@ -249,7 +249,7 @@ fn list_report<'a>(structured: &'a Value, path: &str) -> &'a Value {
 }
 
 fn thousands(n: usize) -> String {
-    sre_mcp::shape::thousands(n)
+    sre_mcp::pipeline::shape::thousands(n)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
