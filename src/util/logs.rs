@@ -66,7 +66,7 @@ impl Level {
 }
 
 /// One log entry; continuation lines (stack frames, `Caused by:`) are kept in `detail`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LogEntry {
     pub timestamp: Timestamp,
     pub level: Level,
