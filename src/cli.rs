@@ -537,11 +537,88 @@ pub fn parse_cli_arguments(
             })
             .unwrap_or_else(|| "string".into());
         let value = match kind.as_str() {
-            "integer" | "number" | "boolean" => serde_json::from_str(raw)
-                .with_context(|| format!("argument {key}={raw:?} must be a {kind}"))?,
+            "integer" | "number" | "boolean" => serde_json::from_str(raw).with_context(|| {
+                let expected = match kind.as_str() {
+                    "integer" => "a whole number",
+                    "number" => "a number",
+                    _ => "true or false",
+                };
+                format!("argument {key}={raw:?} must be {expected}")
+            })?,
             _ => Value::String(raw.to_string()),
         };
         arguments.insert(key.to_string(), value);
     }
     Ok(arguments)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn flag_defaults_are_the_library_defaults() {
+        let cli = Cli::try_parse_from(["sre-mcp"]).unwrap();
+        assert_eq!(
+            format!("{:?}", settings(&cli).unwrap()),
+            format!("{:?}", Settings::default())
+        );
+        let knowledge = knowledge_config(&cli);
+        assert_eq!(knowledge.threads, KnowledgeConfig::DEFAULT_THREADS);
+        assert_eq!(
+            knowledge.wait,
+            Duration::from_millis(KnowledgeConfig::DEFAULT_WAIT_MS)
+        );
+    }
+
+    #[test]
+    fn conflicting_flags_are_refused_with_the_reason() {
+        let cli = Cli::try_parse_from([
+            "sre-mcp",
+            "--max-result-tokens",
+            "9000",
+            "--max-result-tokens-ceiling",
+            "5000",
+        ])
+        .unwrap();
+        let error = settings(&cli).unwrap_err().to_string();
+        assert!(error.contains("must not be above"), "{error}");
+        let cli = Cli::try_parse_from(["sre-mcp", "--model", "gpt-99"]).unwrap();
+        let error = settings(&cli).unwrap_err().to_string();
+        assert!(error.contains("claude-sonnet-4-5"), "{error}");
+        assert!(Cli::try_parse_from(["sre-mcp", "--max-result-tokens", "100"]).is_err());
+    }
+
+    #[test]
+    fn call_arguments_are_typed_by_the_schema() {
+        let schema = json!({"properties": {
+            "namespace": {"type": "string"},
+            "tail_lines": {"type": ["integer", "null"]},
+            "previous": {"type": ["boolean", "null"]},
+        }});
+        let schema = schema.as_object().unwrap();
+        let words = |w: &[&str]| w.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let parsed = parse_cli_arguments(
+            &words(&[
+                "namespace=payments",
+                "tail_lines=20",
+                "previous=true",
+                "grep=a=b",
+            ]),
+            schema,
+        )
+        .unwrap();
+        assert_eq!(
+            Value::Object(parsed),
+            json!({"namespace": "payments", "tail_lines": 20, "previous": true, "grep": "a=b"})
+        );
+        let error = parse_cli_arguments(&words(&["tail_lines=many"]), schema).unwrap_err();
+        assert!(
+            format!("{error:#}").contains("must be a whole number"),
+            "{error:#}"
+        );
+        assert!(parse_cli_arguments(&words(&["namespace"]), schema).is_err());
+        assert!(parse_cli_arguments(&words(&["a=1", "a=2"]), schema).is_err());
+    }
 }

@@ -585,11 +585,23 @@ impl ClusterBackend for DemoCluster {
     }
 
     async fn namespaces(&self, query: &ListQuery) -> ClusterResult<ObjectList<Namespace>> {
-        list(&self.namespaces, &ListQuery { namespace: None, ..query.clone() })
+        list(
+            &self.namespaces,
+            &ListQuery {
+                namespace: None,
+                ..query.clone()
+            },
+        )
     }
 
     async fn nodes(&self, query: &ListQuery) -> ClusterResult<ObjectList<Node>> {
-        list(&self.nodes, &ListQuery { namespace: None, ..query.clone() })
+        list(
+            &self.nodes,
+            &ListQuery {
+                namespace: None,
+                ..query.clone()
+            },
+        )
     }
 
     async fn deployment(&self, namespace: &str, name: &str) -> ClusterResult<Deployment> {

@@ -229,10 +229,10 @@ impl FieldSelector {
 
     /// Matches with `field(path)` giving an object's value for a path, or `Err(path)` for a
     /// path the kind does not support.
-    pub fn matches<'a>(
-        &'a self,
+    pub fn matches(
+        &self,
         field: impl Fn(&str) -> Option<Option<String>>,
-    ) -> Result<bool, &'a str> {
+    ) -> Result<bool, &str> {
         for r in &self.requirements {
             let Some(value) = field(&r.path) else {
                 return Err(&r.path);
@@ -251,7 +251,14 @@ impl fmt::Display for FieldSelector {
         let terms: Vec<String> = self
             .requirements
             .iter()
-            .map(|r| format!("{}{}{}", r.path, if r.negated { "!=" } else { "=" }, r.value))
+            .map(|r| {
+                format!(
+                    "{}{}{}",
+                    r.path,
+                    if r.negated { "!=" } else { "=" },
+                    r.value
+                )
+            })
             .collect();
         f.write_str(&terms.join(","))
     }
@@ -272,7 +279,12 @@ mod tests {
     fn label_selectors_parse_match_and_render() {
         let s = LabelSelector::parse("app=web, tier in (a,b),!canary,env!=dev,team").unwrap();
         assert_eq!(s.requirements.len(), 5);
-        let l = labels(&[("app", "web"), ("tier", "b"), ("env", "prod"), ("team", "x")]);
+        let l = labels(&[
+            ("app", "web"),
+            ("tier", "b"),
+            ("env", "prod"),
+            ("team", "x"),
+        ]);
         assert!(s.matches(Some(&l)));
         let l2 = labels(&[("app", "web"), ("tier", "c"), ("team", "x")]);
         assert!(!s.matches(Some(&l2)));

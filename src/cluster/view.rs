@@ -241,3 +241,79 @@ pub fn current_replica_set<'a>(
     let current = current_revision(deployment, replica_sets)?;
     owned_replica_sets(deployment, replica_sets).find(|rs| revision(&rs.metadata) == Some(current))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn pod(status: serde_json::Value) -> Pod {
+        serde_json::from_value(json!({
+            "metadata": {"name": "p", "namespace": "n"},
+            "spec": {"containers": [{"name": "app"}, {"name": "sidecar"}]},
+            "status": status,
+        }))
+        .unwrap()
+    }
+
+    fn container(
+        name: &str,
+        ready: bool,
+        restarts: i32,
+        state: serde_json::Value,
+    ) -> serde_json::Value {
+        json!({"name": name, "ready": ready, "restartCount": restarts, "image": "i", "imageID": "", "state": state})
+    }
+
+    #[test]
+    fn pod_status_is_kubectls_status_column() {
+        let running = pod(json!({"phase": "Running", "containerStatuses": [
+            container("app", true, 0, json!({"running": {}})),
+            container("sidecar", true, 0, json!({"running": {}})),
+        ]}));
+        assert_eq!(pod_status(&running), "Running");
+        assert_eq!(pod_ready(&running), (2, 2));
+        assert!(pod_is_ready(&running));
+
+        let crashing = pod(json!({"phase": "Running", "containerStatuses": [
+            container("app", false, 8, json!({"waiting": {"reason": "CrashLoopBackOff"}})),
+            container("sidecar", true, 1, json!({"running": {}})),
+        ]}));
+        assert_eq!(pod_status(&crashing), "CrashLoopBackOff");
+        assert_eq!(pod_ready(&crashing), (1, 2));
+        assert!(!pod_is_ready(&crashing));
+        assert_eq!(pod_restarts(&crashing), 9);
+
+        let killed = pod(json!({"phase": "Running", "containerStatuses": [
+            container("app", false, 3, json!({"terminated": {"reason": "OOMKilled", "exitCode": 137}})),
+        ]}));
+        assert_eq!(pod_status(&killed), "OOMKilled");
+
+        let pending = pod(json!({"phase": "Pending"}));
+        assert_eq!(pod_status(&pending), "Pending");
+        assert_eq!(pod_ready(&pending), (0, 2));
+
+        let mut leaving = running.clone();
+        leaving.metadata.deletion_timestamp = Some(
+            k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(jiff::Timestamp::now()),
+        );
+        assert_eq!(pod_status(&leaving), "Terminating");
+
+        // ContainerCreating counts only while the container is not ready yet.
+        let creating = pod(json!({"phase": "Pending", "containerStatuses": [
+            container("app", false, 0, json!({"waiting": {"reason": "ContainerCreating"}})),
+        ]}));
+        assert_eq!(pod_status(&creating), "ContainerCreating");
+    }
+
+    #[test]
+    fn container_states_are_described_briefly() {
+        let state: ContainerState =
+            serde_json::from_value(json!({"terminated": {"reason": "OOMKilled", "exitCode": 137}}))
+                .unwrap();
+        assert_eq!(describe_state(&state), "terminated: OOMKilled (exit 137)");
+        let state: ContainerState =
+            serde_json::from_value(json!({"waiting": {"reason": "ImagePullBackOff"}})).unwrap();
+        assert_eq!(describe_state(&state), "waiting: ImagePullBackOff");
+    }
+}

@@ -5,7 +5,9 @@ use async_trait::async_trait;
 // Sampling is deprecated by the newest protocol (SEP-2577) but works up to 2025-11-25.
 #[allow(deprecated)]
 use rmcp::model::{CreateMessageRequestParams, SamplingMessage};
-use rmcp::model::{ElicitRequestParams, ElicitationAction, ProgressNotificationParam, ProgressToken};
+use rmcp::model::{
+    ElicitRequestParams, ElicitationAction, ProgressNotificationParam, ProgressToken,
+};
 use rmcp::{Peer, RoleServer};
 use serde_json::Value;
 

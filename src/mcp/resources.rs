@@ -3,15 +3,14 @@
 //! first), and the templates `deployment://history/{service}`, `runbook://{id}` and
 //! `result://{id}` (full versions of shaped tool results, page by page).
 
-
 use jiff::Timestamp;
 use serde_json::json;
 
 use super::Services;
 use crate::cluster::{HealthStatus, ListQuery, view};
+use crate::pipeline::result_store::ReadError;
 use crate::tools::deploys::{DeployRecord, deploy_records};
 use crate::tools::{ToolError, health, lookup};
-use crate::pipeline::result_store::ReadError;
 use crate::util::suggest::suggest;
 
 /// A listed resource.
@@ -251,7 +250,10 @@ async fn history(
                 .with_labels(view::deployment_selector(&deployment));
             (vec![deployment], scope)
         }
-        None => (backend.deployments(&ListQuery::all()).await?.items, ListQuery::all()),
+        None => (
+            backend.deployments(&ListQuery::all()).await?.items,
+            ListQuery::all(),
+        ),
     };
     let replica_sets = backend.replica_sets(&scope).await?.items;
     let now = Timestamp::now();

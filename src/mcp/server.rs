@@ -18,9 +18,9 @@ use rmcp::{ErrorData as McpError, RoleServer, ServerHandler};
 use serde_json::Value;
 
 use super::client::PeerClient;
-use crate::tools::ToolDef;
 use super::{Services, prompts, resources};
 use crate::pipeline::ToolReply;
+use crate::tools::ToolDef;
 
 /// The MCP server: a thin adapter from protocol requests to the pipeline.
 #[derive(Clone)]
@@ -259,5 +259,56 @@ impl ServerHandler for SreServer {
         )
         .map_err(|e| McpError::new(ErrorCode::INTERNAL_ERROR, e, None))?;
         Ok(CompleteResult::new(completion))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tools::{ToolKind, ToolRegistry};
+
+    #[test]
+    fn annotations_say_what_each_kind_of_tool_does() {
+        let mut tools = ToolRegistry::standard();
+        let tool = tools.iter_mut().next().unwrap();
+        let read = mcp_tool(tool).annotations.unwrap();
+        assert_eq!(
+            (
+                read.read_only_hint,
+                read.destructive_hint,
+                read.idempotent_hint
+            ),
+            (Some(true), Some(false), Some(true))
+        );
+        // Scale: a write that replaces nothing and can be repeated.
+        tool.kind = ToolKind::Write {
+            destructive: false,
+            idempotent: true,
+            safety_action: false,
+        };
+        let scale = mcp_tool(tool).annotations.unwrap();
+        assert_eq!(
+            (
+                scale.read_only_hint,
+                scale.destructive_hint,
+                scale.idempotent_hint
+            ),
+            (Some(false), Some(false), Some(true))
+        );
+        // Deploy: replaces what runs.
+        tool.kind = ToolKind::Write {
+            destructive: true,
+            idempotent: false,
+            safety_action: false,
+        };
+        let deploy = mcp_tool(tool).annotations.unwrap();
+        assert_eq!(
+            (
+                deploy.read_only_hint,
+                deploy.destructive_hint,
+                deploy.idempotent_hint
+            ),
+            (Some(false), Some(true), Some(false))
+        );
     }
 }

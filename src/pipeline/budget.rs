@@ -520,4 +520,42 @@ mod tests {
         assert_eq!(price_for(DEFAULT_MODEL).unwrap(), 3.0);
         assert!(price_for("nope").unwrap_err().contains("claude-sonnet-4-5"));
     }
+
+    #[test]
+    fn a_spent_budget_refuses_reads_but_never_a_safety_action() {
+        use crate::tools::{ToolKind, ToolRegistry};
+        let tracker = BudgetTracker::new(BudgetConfig {
+            budget_tokens: Some(10),
+            ..BudgetConfig::default()
+        });
+        let mut tools = ToolRegistry::standard();
+        let read = tools.get("list_namespaces").unwrap();
+        assert!(tracker.admit(read).is_ok());
+        let mut reply = ToolReply {
+            tool: read.name.into(),
+            structured: None,
+            structured_json: None,
+            tokens: Some(50),
+            text: "fifty tokens".into(),
+            is_error: false,
+            meta: Default::default(),
+        };
+        tracker.finish(read, &mut reply);
+        assert!(reply.meta.budget_warning.is_some());
+        let refusal = tracker.admit(read).unwrap_err();
+        assert!(refusal.contains("session budget exhausted"), "{refusal}");
+        let rollback = tools.iter_mut().next().unwrap();
+        rollback.kind = ToolKind::Write {
+            destructive: true,
+            idempotent: false,
+            safety_action: true,
+        };
+        assert!(tracker.admit(rollback).is_ok());
+        rollback.kind = ToolKind::Write {
+            destructive: true,
+            idempotent: false,
+            safety_action: false,
+        };
+        assert!(tracker.admit(rollback).is_err());
+    }
 }

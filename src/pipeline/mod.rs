@@ -239,8 +239,7 @@ impl Pipeline {
                 Outcome::Failed,
             ),
             (None, Ok((max_tokens, cap_note))) => {
-                match (tool.handler)(self.context.clone(), Value::Object(arguments.clone())).await
-                {
+                match (tool.handler)(self.context.clone(), Value::Object(arguments.clone())).await {
                     Ok(structured) => {
                         let mut staged = StagedResult::new(structured, max_tokens);
                         if let Some(note) = cap_note {
@@ -305,4 +304,229 @@ fn error_chain(error: &dyn std::error::Error) -> String {
         source = cause.source();
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use serde_json::json;
+
+    use super::client::NoClient;
+    use super::*;
+    use crate::cluster::demo::DemoCluster;
+    use crate::runbooks::knowledge::{KnowledgeBase, KnowledgeConfig};
+    use crate::tools::Limits;
+
+    fn pipeline() -> Pipeline {
+        let context = Arc::new(Context {
+            backend: Arc::new(DemoCluster::load(jiff::Timestamp::now()).unwrap()),
+            knowledge: KnowledgeBase::load_now(KnowledgeConfig::lexical_only()),
+            limits: Limits::default(),
+        });
+        Pipeline::new(context, ToolRegistry::standard(), ShapingConfig::default())
+    }
+
+    /// A stage that records what it saw and can be told to refuse or to fail.
+    #[derive(Default)]
+    struct Probe {
+        refuse: bool,
+        fail: bool,
+        seen: Arc<Mutex<Vec<String>>>,
+    }
+
+    #[async_trait]
+    impl Stage for Probe {
+        fn name(&self) -> &'static str {
+            "probe"
+        }
+
+        async fn admit(&self, call: &Call<'_>) -> Result<(), String> {
+            self.seen.lock().unwrap().push(format!(
+                "admit {} {:?}",
+                call.tool.name,
+                call.arguments.keys().collect::<Vec<_>>()
+            ));
+            if self.refuse {
+                Err("not now".into())
+            } else {
+                Ok(())
+            }
+        }
+
+        async fn apply(&self, _call: &Call<'_>, result: &mut StagedResult) -> anyhow::Result<()> {
+            if self.fail {
+                anyhow::bail!("enrichment broke");
+            }
+            result.notes.push("probe was here".into());
+            Ok(())
+        }
+
+        fn finish(&self, call: &Call<'_>, outcome: Outcome, reply: &mut ToolReply) {
+            self.seen.lock().unwrap().push(format!(
+                "finish {} {outcome:?} error={}",
+                call.tool.name, reply.is_error
+            ));
+        }
+    }
+
+    fn args(value: Value) -> Map<String, Value> {
+        match value {
+            Value::Object(map) => map,
+            _ => unreachable!(),
+        }
+    }
+
+    #[tokio::test]
+    async fn stages_see_the_call_without_max_tokens_and_finish_every_call() {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let pipeline = pipeline().with_stage(Box::new(Probe {
+            seen: seen.clone(),
+            ..Probe::default()
+        }));
+        let reply = pipeline
+            .call(
+                "list_namespaces",
+                args(json!({"max_tokens": 5000})),
+                &NoClient,
+            )
+            .await
+            .unwrap();
+        assert!(!reply.is_error, "{}", reply.text);
+        assert!(reply.text.ends_with("probe was here"));
+        let reply = pipeline
+            .call("list_pods", args(json!({"namespace": "nope"})), &NoClient)
+            .await
+            .unwrap();
+        assert!(reply.is_error);
+        assert_eq!(
+            *seen.lock().unwrap(),
+            [
+                "admit list_namespaces []",
+                "finish list_namespaces Completed error=false",
+                "admit list_pods [\"namespace\"]",
+                "finish list_pods Failed error=true",
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_refused_call_does_not_run_and_still_reaches_finish() {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let pipeline = pipeline().with_stage(Box::new(Probe {
+            refuse: true,
+            seen: seen.clone(),
+            ..Probe::default()
+        }));
+        let reply = pipeline
+            .call("list_namespaces", Map::new(), &NoClient)
+            .await
+            .unwrap();
+        assert!(reply.is_error);
+        assert_eq!(reply.text, "not now");
+        assert!(reply.structured.is_none());
+        assert_eq!(
+            seen.lock().unwrap().last().unwrap(),
+            "finish list_namespaces Refused { by: \"probe\" } error=true"
+        );
+        assert_eq!(pipeline.stats().snapshot()["list_namespaces"].errors, 1);
+    }
+
+    #[tokio::test]
+    async fn a_failing_stage_costs_the_user_nothing() {
+        let pipeline = pipeline().with_stage(Box::new(Probe {
+            fail: true,
+            ..Probe::default()
+        }));
+        let reply = pipeline
+            .call("list_namespaces", Map::new(), &NoClient)
+            .await
+            .unwrap();
+        assert!(!reply.is_error);
+        assert!(reply.text.contains("namespaces"));
+        assert!(!reply.text.contains("probe was here"));
+        assert_eq!(
+            reply.structured.unwrap()["namespaces"]
+                .as_array()
+                .unwrap()
+                .len(),
+            5
+        );
+    }
+
+    #[tokio::test]
+    async fn bad_max_tokens_and_unknown_tools_are_refused_before_the_tool() {
+        let pipeline = pipeline();
+        let reply = pipeline
+            .call(
+                "list_namespaces",
+                args(json!({"max_tokens": 10})),
+                &NoClient,
+            )
+            .await
+            .unwrap();
+        assert!(reply.is_error);
+        assert!(
+            reply.text.contains("max_tokens must be a whole number"),
+            "{}",
+            reply.text
+        );
+        let unknown = pipeline
+            .call("drop_database", Map::new(), &NoClient)
+            .await
+            .unwrap_err();
+        assert!(unknown.available.contains("check_service_health"));
+    }
+
+    #[test]
+    fn every_listed_tool_declares_max_tokens_and_the_envelope() {
+        let pipeline = pipeline();
+        for tool in pipeline.tools().iter() {
+            let input = tool.input_schema["properties"].as_object().unwrap();
+            assert!(input.contains_key(envelope::MAX_TOKENS), "{}", tool.name);
+            let output = tool.output_schema["properties"].as_object().unwrap();
+            assert!(
+                output.contains_key(envelope::RELEVANT_RUNBOOKS),
+                "{}",
+                tool.name
+            );
+            assert!(output.contains_key(envelope::TRUNCATED), "{}", tool.name);
+            let defs = tool.output_schema["$defs"].as_object().unwrap();
+            assert!(defs.contains_key("Truncation") && defs.contains_key("RelevantRunbook"));
+        }
+        // The tools' own definitions stay free of what the pipeline adds.
+        for tool in ToolRegistry::standard().iter() {
+            let output = tool.output_schema["properties"].as_object().unwrap();
+            assert!(!output.contains_key(envelope::TRUNCATED), "{}", tool.name);
+        }
+    }
+
+    /// Every field the problem vocabulary and the augmenter read exists in some tool's output
+    /// schema, so a renamed output field cannot silently switch runbooks or shaping off.
+    #[test]
+    fn the_problem_vocabulary_matches_the_tools_outputs() {
+        use std::collections::BTreeSet;
+        fn collect(value: &Value, out: &mut BTreeSet<String>) {
+            match value {
+                Value::Object(map) => {
+                    if let Some(Value::Object(properties)) = map.get("properties") {
+                        out.extend(properties.keys().cloned());
+                    }
+                    map.values().for_each(|v| collect(v, out));
+                }
+                Value::Array(items) => items.iter().for_each(|v| collect(v, out)),
+                _ => {}
+            }
+        }
+        let mut fields = BTreeSet::new();
+        for tool in ToolRegistry::standard().iter() {
+            collect(&Value::Object((*tool.output_schema).clone()), &mut fields);
+        }
+        for field in problem::FIELDS_READ.iter().chain(augment::FIELDS_READ) {
+            assert!(
+                fields.contains(*field),
+                "the problem vocabulary reads {field:?}, which no tool outputs"
+            );
+        }
+    }
 }

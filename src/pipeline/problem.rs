@@ -77,9 +77,15 @@ pub enum StatusClass {
 pub fn status_class(status: &str) -> StatusClass {
     if FAILURE_STATUSES.contains(&status) {
         StatusClass::Failing
-    } else if HEALTHY_STATUSES.iter().any(|s| s.eq_ignore_ascii_case(status)) {
+    } else if HEALTHY_STATUSES
+        .iter()
+        .any(|s| s.eq_ignore_ascii_case(status))
+    {
         StatusClass::Healthy
-    } else if DEGRADED_STATUSES.iter().any(|s| s.eq_ignore_ascii_case(status)) {
+    } else if DEGRADED_STATUSES
+        .iter()
+        .any(|s| s.eq_ignore_ascii_case(status))
+    {
         StatusClass::Degraded
     } else {
         StatusClass::Unwell
@@ -141,9 +147,11 @@ pub fn severity(item: &Value) -> i64 {
     if number("restarts") > 0 {
         score += 1;
     }
-    if text("last_termination_reason")
-        .is_some_and(|r| !BENIGN_TERMINATIONS.iter().any(|b| b.eq_ignore_ascii_case(r)))
-    {
+    if text("last_termination_reason").is_some_and(|r| {
+        !BENIGN_TERMINATIONS
+            .iter()
+            .any(|b| b.eq_ignore_ascii_case(r))
+    }) {
         score += 2;
     }
     for field in ["pods_not_ready", "errors"] {

@@ -524,9 +524,9 @@ fn log_runs(value: &Value) -> HashMap<String, Vec<usize>> {
             for (k, v) in map {
                 match k.as_str() {
                     "timestamp" | "trace_id" | "repeated" => {}
-                    "message" => {
-                        key.push_str(&crate::util::logs::normalise_message(v.as_str().unwrap_or("")))
-                    }
+                    "message" => key.push_str(&crate::util::logs::normalise_message(
+                        v.as_str().unwrap_or(""),
+                    )),
                     _ => key.push_str(&v.to_string()),
                 }
                 key.push('\u{1f}');

@@ -9,8 +9,8 @@ use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::{RenderText, ToolDef, ToolResult, lookup, read_only_tool};
 use super::Context;
+use super::{RenderText, ToolDef, ToolResult, lookup, read_only_tool};
 use crate::cluster::{ListQuery, view};
 use crate::util::timefmt::{age, rfc3339};
 
@@ -54,7 +54,11 @@ pub fn list_deployments_tool() -> ToolDef {
     )
 }
 
-fn summarise_deployment(d: &Deployment, replica_sets: &[ReplicaSet], now: Timestamp) -> DeploymentSummary {
+fn summarise_deployment(
+    d: &Deployment,
+    replica_sets: &[ReplicaSet],
+    now: Timestamp,
+) -> DeploymentSummary {
     let status = d.status.as_ref();
     let desired = view::desired_replicas(d);
     let ready = view::ready_replicas(d);
@@ -209,30 +213,31 @@ pub fn deploy_records(
     let name = view::name(&deployment.metadata);
     let namespace = view::namespace(&deployment.metadata);
     let current = view::current_revision(deployment, replica_sets);
-    let mut records: Vec<(Timestamp, DeployRecord)> = view::owned_replica_sets(deployment, replica_sets)
-        .filter_map(|rs| {
-            let created = rs.metadata.creation_timestamp.as_ref()?.0;
-            let revision = view::revision(&rs.metadata)?;
-            let status = rs.status.as_ref();
-            Some((
-                created,
-                DeployRecord {
-                    service: name.to_string(),
-                    namespace: namespace.to_string(),
-                    revision,
-                    images: view::replica_set_images(rs),
-                    change_cause: view::change_cause(&rs.metadata).map(str::to_string),
-                    deployed_by: view::deployed_by(&rs.metadata).map(str::to_string),
-                    deployed_at: rfc3339(created),
-                    age: age(created, now),
-                    current: false,
-                    replicas: status.map_or(0, |s| s.replicas),
-                    ready_replicas: status.and_then(|s| s.ready_replicas).unwrap_or(0),
-                    replica_set: view::name(&rs.metadata).to_string(),
-                },
-            ))
-        })
-        .collect();
+    let mut records: Vec<(Timestamp, DeployRecord)> =
+        view::owned_replica_sets(deployment, replica_sets)
+            .filter_map(|rs| {
+                let created = rs.metadata.creation_timestamp.as_ref()?.0;
+                let revision = view::revision(&rs.metadata)?;
+                let status = rs.status.as_ref();
+                Some((
+                    created,
+                    DeployRecord {
+                        service: name.to_string(),
+                        namespace: namespace.to_string(),
+                        revision,
+                        images: view::replica_set_images(rs),
+                        change_cause: view::change_cause(&rs.metadata).map(str::to_string),
+                        deployed_by: view::deployed_by(&rs.metadata).map(str::to_string),
+                        deployed_at: rfc3339(created),
+                        age: age(created, now),
+                        current: false,
+                        replicas: status.map_or(0, |s| s.replicas),
+                        ready_replicas: status.and_then(|s| s.ready_replicas).unwrap_or(0),
+                        replica_set: view::name(&rs.metadata).to_string(),
+                    },
+                ))
+            })
+            .collect();
     records.sort_by_key(|r| std::cmp::Reverse(r.1.revision));
     for (_, record) in &mut records {
         record.current = Some(record.revision) == current;

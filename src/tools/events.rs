@@ -9,8 +9,8 @@ use k8s_openapi::api::core::v1::Event;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::{RenderText, ToolDef, ToolError, ToolResult, lookup, read_only_tool};
 use super::Context;
+use super::{RenderText, ToolDef, ToolError, ToolResult, lookup, read_only_tool};
 use crate::cluster::{FieldSelector, ListQuery, view};
 use crate::util::timefmt::{age, rfc3339};
 

@@ -11,8 +11,8 @@ use k8s_openapi::api::core::v1::{Event, Pod};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::{RenderText, ToolDef, ToolResult, is_empty, lookup, read_only_tool};
 use super::Context;
+use super::{RenderText, ToolDef, ToolResult, is_empty, lookup, read_only_tool};
 use crate::cluster::{HealthStatus, ListQuery, ServiceMetrics, view};
 use crate::util::timefmt::age;
 
@@ -150,7 +150,10 @@ pub async fn assess_services(
                 .with_labels(view::deployment_selector(&deployment));
             (vec![deployment], scope)
         }
-        None => (backend.deployments(&ListQuery::all()).await?.items, ListQuery::all()),
+        None => (
+            backend.deployments(&ListQuery::all()).await?.items,
+            ListQuery::all(),
+        ),
     };
     let namespace = scope.namespace.clone();
     let events_scope = ListQuery::namespace(namespace.as_deref());
@@ -500,5 +503,102 @@ impl RenderText for HealthReport {
             }
         }
         out.trim_end().to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn service(status: HealthStatus) -> ServiceHealth {
+        ServiceHealth {
+            name: "payment-gateway".into(),
+            namespace: "payments".into(),
+            status,
+            verdict: String::new(),
+            pods_ready: 0,
+            pods_desired: 3,
+            restarts: 22,
+            error_rate: Some(0.97),
+            latency_p50_ms: Some(30.0),
+            latency_p99_ms: Some(2500.0),
+            rps: Some(10.0),
+            firing_alerts: vec![
+                FiringAlert {
+                    name: "KubePodCrashLooping".into(),
+                    severity: "warning".into(),
+                    since: "30m ago".into(),
+                    summary: String::new(),
+                },
+                FiringAlert {
+                    name: "PaymentGatewayDown".into(),
+                    severity: "critical".into(),
+                    since: "30m ago".into(),
+                    summary: String::new(),
+                },
+            ],
+            pod_problems: vec![PodProblem {
+                pod: "payment-gateway-abc".into(),
+                status: "CrashLoopBackOff".into(),
+                ready: "0/1".into(),
+                restarts: 8,
+                last_termination_reason: Some("OOMKilled".into()),
+                last_exit_code: Some(137),
+            }],
+            recent_warning_events: Vec::new(),
+            last_deploy: Some(LastDeploy {
+                revision: 7,
+                age: "38m ago".into(),
+                images: vec!["payment-gateway:2.14.0".into()],
+                change_cause: Some("Release 2.14.0".into()),
+                deployed_by: None,
+            }),
+        }
+    }
+
+    #[test]
+    fn the_verdict_names_the_failure_its_signals_and_the_deploy() {
+        assert_eq!(
+            verdict(&service(HealthStatus::Down), true),
+            "down: 0/3 pods ready; pods OOMKilled → CrashLoopBackOff; 22 restarts; 97.0% errors; p99 2500 ms; alert PaymentGatewayDown; started after deploy rev 7 38m ago (Release 2.14.0)"
+        );
+        // Without a recent deploy, none is blamed.
+        assert!(!verdict(&service(HealthStatus::Down), false).contains("deploy"));
+        let mut healthy = service(HealthStatus::Healthy);
+        healthy.pods_ready = 3;
+        assert_eq!(
+            verdict(&healthy, false),
+            "healthy: 3/3 pods ready, no firing alerts"
+        );
+    }
+
+    #[test]
+    fn service_status_is_the_worse_of_pods_and_metrics() {
+        assert_eq!(service_status(3, 0, true, false, None), HealthStatus::Down);
+        assert_eq!(
+            service_status(3, 2, false, false, None),
+            HealthStatus::Degraded
+        );
+        assert_eq!(
+            service_status(3, 3, false, true, None),
+            HealthStatus::Degraded
+        );
+        assert_eq!(
+            service_status(3, 3, false, false, None),
+            HealthStatus::Healthy
+        );
+        assert_eq!(
+            service_status(3, 3, false, false, Some(HealthStatus::Down)),
+            HealthStatus::Down
+        );
+        assert_eq!(
+            service_status(3, 0, false, false, Some(HealthStatus::Healthy)),
+            HealthStatus::Down
+        );
+        // Scaled to zero on purpose is not down.
+        assert_eq!(
+            service_status(0, 0, false, false, None),
+            HealthStatus::Healthy
+        );
     }
 }

@@ -11,8 +11,8 @@ use regex::{Regex, RegexBuilder};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::{RenderText, ToolDef, ToolError, ToolResult, is_empty, lookup, read_only_tool};
 use super::Context;
+use super::{RenderText, ToolDef, ToolError, ToolResult, is_empty, lookup, read_only_tool};
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::Deployment;
 
@@ -925,5 +925,68 @@ impl RenderText for TraceTimeline {
             render_service_line(&mut out, line);
         }
         out.trim_end().to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(
+        offset_s: i64,
+        level: Level,
+        logger: &str,
+        message: &str,
+        detail: &[&str],
+    ) -> LogEntry {
+        LogEntry {
+            timestamp: Timestamp::from_second(1_700_000_000 + offset_s).unwrap(),
+            level,
+            logger: logger.into(),
+            trace_id: None,
+            message: message.into(),
+            detail: detail.iter().map(|d| d.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn entries_match_on_time_level_and_pattern_in_message_logger_or_stack() {
+        let oom = entry(
+            10,
+            Level::Error,
+            "c.a.Reconciler",
+            "job failed",
+            &["java.lang.OutOfMemoryError: Java heap space"],
+        );
+        let info = entry(20, Level::Info, "http", "GET /healthz 200", &[]);
+        let since = Some(Timestamp::from_second(1_700_000_015).unwrap());
+        assert!(entry_matches(&oom, None, None, None));
+        assert!(!entry_matches(&oom, since, None, None));
+        assert!(entry_matches(&info, since, None, None));
+        assert!(entry_matches(&oom, None, Some(Level::Warn), None));
+        assert!(!entry_matches(&info, None, Some(Level::Warn), None));
+        let heap = compile_pattern("grep", Some("outofmemory")).unwrap();
+        assert!(
+            entry_matches(&oom, None, None, heap.as_ref()),
+            "stack lines, any case"
+        );
+        assert!(!entry_matches(&info, None, None, heap.as_ref()));
+        let logger = compile_pattern("grep", Some("^c\\.a\\.")).unwrap();
+        assert!(entry_matches(&oom, None, None, logger.as_ref()));
+    }
+
+    #[test]
+    fn bad_filters_say_what_is_valid() {
+        let bad = compile_pattern("grep", Some("(unclosed"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            bad.contains("grep=\"(unclosed\"") && bad.contains("Escape"),
+            "{bad}"
+        );
+        assert!(compile_pattern("grep", Some("")).unwrap().is_none());
+        let level = parse_level(Some("loud")).unwrap_err().to_string();
+        assert!(level.contains("error"), "{level}");
+        assert_eq!(parse_level(Some(" WARN ")).unwrap(), Some(Level::Warn));
     }
 }

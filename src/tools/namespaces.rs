@@ -7,8 +7,8 @@ use std::sync::Arc;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::{RenderText, ToolDef, ToolResult, read_only_tool};
 use super::Context;
+use super::{RenderText, ToolDef, ToolResult, read_only_tool};
 use crate::cluster::{FieldSelector, ListQuery, view};
 
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -53,8 +53,12 @@ async fn list_namespaces(ctx: Arc<Context>, _: ListNamespacesParams) -> ToolResu
         ctx.backend.pods(&all),
         ctx.backend.events(&warnings),
     )?;
-    let (namespaces, deployments, pods, events) =
-        (namespaces.items, deployments.items, pods.items, events.items);
+    let (namespaces, deployments, pods, events) = (
+        namespaces.items,
+        deployments.items,
+        pods.items,
+        events.items,
+    );
     let summaries = namespaces
         .iter()
         .map(|n| {

@@ -10,8 +10,8 @@ use k8s_openapi::api::core::v1::{Container, ContainerState, Pod, Probe};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::{RenderText, ToolDef, ToolError, ToolResult, is_empty, lookup, read_only_tool};
 use super::Context;
+use super::{RenderText, ToolDef, ToolError, ToolResult, is_empty, lookup, read_only_tool};
 use crate::cluster::{FieldSelector, LabelSelector, ListQuery, view};
 use crate::util::timefmt::{age, rfc3339};
 

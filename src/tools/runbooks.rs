@@ -6,8 +6,8 @@ use std::sync::Arc;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::{RenderText, ToolDef, ToolError, ToolResult, lookup, read_only_tool};
 use super::Context;
+use super::{RenderText, ToolDef, ToolError, ToolResult, lookup, read_only_tool};
 use crate::runbooks::index::{DocHit, Filter, RunbookIndex};
 
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -104,7 +104,10 @@ pub fn result_of(index: &RunbookIndex, hit: &DocHit, query: &str) -> RunbookResu
     }
 }
 
-async fn search_runbooks(ctx: Arc<Context>, params: SearchRunbooksParams) -> ToolResult<RunbookSearch> {
+async fn search_runbooks(
+    ctx: Arc<Context>,
+    params: SearchRunbooksParams,
+) -> ToolResult<RunbookSearch> {
     let query = params.query.trim();
     if query.is_empty() {
         return Err(ToolError::InvalidArgument(

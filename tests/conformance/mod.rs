@@ -14,12 +14,20 @@ use sre_mcp::cluster::{
     ClusterBackend, ClusterError, FieldSelector, LabelSelector, ListQuery, LogQuery, view,
 };
 
-fn names<T: k8s_openapi::Metadata<Ty = k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta>>(
+fn names<
+    T: k8s_openapi::Metadata<Ty = k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta>,
+>(
     items: &[T],
 ) -> BTreeSet<String> {
     items
         .iter()
-        .map(|i| format!("{}/{}", view::namespace(i.metadata()), view::name(i.metadata())))
+        .map(|i| {
+            format!(
+                "{}/{}",
+                view::namespace(i.metadata()),
+                view::name(i.metadata())
+            )
+        })
         .collect()
 }
 
@@ -67,7 +75,9 @@ pub async fn gets_and_not_found(backend: &dyn ClusterBackend) {
         Err(ClusterError::NotFound { .. })
     ));
 
-    let pod = pods_of(backend, "payments", "payment-gateway").await.remove(0);
+    let pod = pods_of(backend, "payments", "payment-gateway")
+        .await
+        .remove(0);
     let name = view::name(&pod.metadata).to_string();
     let got = backend.pod("payments", &name).await.unwrap();
     assert_eq!(view::name(&got.metadata), name);
@@ -156,7 +166,9 @@ pub async fn field_selectors_filter(backend: &dyn ClusterBackend) {
     );
     assert_eq!(pending, expected);
     assert!(
-        pending.iter().any(|p| p.starts_with("catalog/search-indexer-")),
+        pending
+            .iter()
+            .any(|p| p.starts_with("catalog/search-indexer-")),
         "the unschedulable search-indexer pod is Pending: {pending:?}"
     );
     let not_pending = backend
@@ -201,7 +213,10 @@ pub async fn field_selectors_filter(backend: &dyn ClusterBackend) {
         .await
         .unwrap()
         .items;
-    assert_eq!(names(&by_name), ["catalog/search-indexer".to_string()].into());
+    assert_eq!(
+        names(&by_name),
+        ["catalog/search-indexer".to_string()].into()
+    );
 
     match backend
         .pods(&ListQuery::all().with_fields(fields("spec.bogusField=x")))
@@ -386,7 +401,14 @@ pub async fn incidents_are_visible(backend: &dyn ClusterBackend) {
     assert!(pods.iter().all(|p| !view::pod_is_ready(p)));
     let last_reasons: BTreeSet<String> = pods
         .iter()
-        .flat_map(|p| p.status.as_ref().unwrap().container_statuses.iter().flatten())
+        .flat_map(|p| {
+            p.status
+                .as_ref()
+                .unwrap()
+                .container_statuses
+                .iter()
+                .flatten()
+        })
         .filter_map(|c| c.last_state.as_ref()?.terminated.as_ref()?.reason.clone())
         .collect();
     assert!(last_reasons.contains("OOMKilled"), "{last_reasons:?}");
@@ -404,7 +426,10 @@ pub async fn incidents_are_visible(backend: &dyn ClusterBackend) {
 
     // 2. inventory-service: connection pool exhaustion in its logs, 2 of 4 pods ready.
     let inventory = pods_of(backend, "commerce", "inventory-service").await;
-    assert_eq!(inventory.iter().filter(|p| view::pod_is_ready(p)).count(), 2);
+    assert_eq!(
+        inventory.iter().filter(|p| view::pod_is_ready(p)).count(),
+        2
+    );
     let mut pool_errors = 0;
     for pod in &inventory {
         let container = pod.spec.as_ref().unwrap().containers[0].name.clone();
@@ -431,7 +456,10 @@ pub async fn incidents_are_visible(backend: &dyn ClusterBackend) {
             .iter()
             .any(|p| view::pod_status(p) == "ImagePullBackOff"),
         "{:?}",
-        recommendation.iter().map(view::pod_status).collect::<Vec<_>>()
+        recommendation
+            .iter()
+            .map(view::pod_status)
+            .collect::<Vec<_>>()
     );
 
     // 4. search-indexer: a Pending pod that cannot be scheduled, a stuck rollout.
@@ -451,7 +479,11 @@ pub async fn incidents_are_visible(backend: &dyn ClusterBackend) {
     // Relative times were resolved at load: the newest events are recent, none in the future.
     let now = Timestamp::now();
     let events = backend.events(&ListQuery::all()).await.unwrap().items;
-    let newest = events.iter().filter_map(view::event_last_seen).max().unwrap();
+    let newest = events
+        .iter()
+        .filter_map(view::event_last_seen)
+        .max()
+        .unwrap();
     assert!(newest <= now && newest >= now - SignedDuration::from_hours(1));
 }
 
