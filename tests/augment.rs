@@ -18,21 +18,61 @@ fn attached(result: &Value) -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// Waits until runbook retrieval has settled — the index built and embeddings either ready or
+/// known to be unavailable — so the answers below do not depend on timing. Returns the
+/// retrieval mode that system://health reports.
+async fn settle(client: &common::Client) -> String {
+    for _ in 0..600 {
+        let body = client
+            .read_resource(ReadResourceRequestParams::new("system://health"))
+            .await
+            .unwrap();
+        let health: Value = match &body.contents[0] {
+            rmcp::model::ResourceContents::TextResourceContents { text, .. } => {
+                serde_json::from_str(text).unwrap()
+            }
+            other => panic!("{other:?}"),
+        };
+        let runbooks = &health["runbooks"];
+        if runbooks["index"] == "ready" && runbooks["embeddings"]["state"] != "loading" {
+            return runbooks["retrieval"].as_str().unwrap().to_string();
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    panic!("runbook retrieval did not settle within 120 s");
+}
+
+/// The first runbook attached to a result.
+fn first_runbook(result: &Value) -> String {
+    attached(result).first().cloned().unwrap_or_default()
+}
+
 #[tokio::test]
-async fn incidents_get_their_runbooks_and_healthy_results_get_none() {
-    let client = start(&[]).await;
+async fn incidents_get_their_runbooks_with_fused_retrieval() {
+    incidents_get_their_runbooks_and_healthy_results_get_none(&[]).await;
+}
+
+#[tokio::test]
+async fn incidents_get_their_runbooks_with_lexical_retrieval() {
+    incidents_get_their_runbooks_and_healthy_results_get_none(&["--no-embeddings"]).await;
+}
+
+async fn incidents_get_their_runbooks_and_healthy_results_get_none(args: &[&str]) {
+    let client = start(args).await;
+    let mode = settle(&client).await;
+    if args.contains(&"--no-embeddings") {
+        assert_eq!(mode, "lexical (BM25)");
+    }
     let pods = ok(
         &client,
         "list_pods",
         json!({"namespace": "payments", "status": "CrashLoopBackOff"}),
     )
     .await;
-    let uris = attached(&pods);
-    assert!(
-        uris.iter().any(
-            |u| u == "runbook://oomkilled-crashloop" || u == "runbook://payment-gateway-memory"
-        ),
-        "{uris:?}"
+    assert_eq!(
+        first_runbook(&pods),
+        "runbook://oomkilled-crashloop",
+        "{mode}"
     );
     let pod = pods["pods"][0]["name"].as_str().unwrap().to_string();
 
@@ -42,11 +82,10 @@ async fn incidents_get_their_runbooks_and_healthy_results_get_none() {
         json!({"namespace": "payments", "pod": pod}),
     )
     .await;
-    let uris = attached(&described);
     assert!(
-        uris.contains(&"runbook://oomkilled-crashloop".to_string())
-            || uris.contains(&"runbook://payment-gateway-memory".to_string()),
-        "{uris:?}"
+        attached(&described).contains(&"runbook://oomkilled-crashloop".to_string()),
+        "{mode}: {:?}",
+        attached(&described)
     );
     let first = &described["relevant_runbooks"][0];
     assert!(first["excerpt"].as_str().unwrap().len() <= 310);
@@ -59,11 +98,10 @@ async fn incidents_get_their_runbooks_and_healthy_results_get_none() {
         json!({"namespace": "payments", "pod": pod, "previous": true, "level": "error"}),
     )
     .await;
-    let uris = attached(&logs);
-    assert!(
-        uris.iter()
-            .any(|u| u.contains("oomkilled") || u.contains("payment-gateway-memory")),
-        "{uris:?}"
+    assert_eq!(
+        first_runbook(&logs),
+        "runbook://oomkilled-crashloop",
+        "{mode}"
     );
 
     let pool = ok(
@@ -72,12 +110,10 @@ async fn incidents_get_their_runbooks_and_healthy_results_get_none() {
         json!({"service": "inventory-service", "level": "error", "limit": 30}),
     )
     .await;
-    let uris = attached(&pool);
-    assert!(
-        uris.iter()
-            .any(|u| u == "runbook://db-connection-pool-exhaustion"
-                || u == "runbook://inventory-db-lock-contention"),
-        "{uris:?}"
+    assert_eq!(
+        first_runbook(&pool),
+        "runbook://db-connection-pool-exhaustion",
+        "{mode}"
     );
 
     let image = ok(
@@ -86,10 +122,10 @@ async fn incidents_get_their_runbooks_and_healthy_results_get_none() {
         json!({"namespace": "catalog", "object": "recommendation-engine", "type": "Warning"}),
     )
     .await;
-    assert!(
-        attached(&image).contains(&"runbook://image-pull-backoff".to_string()),
-        "{:?}",
-        attached(&image)
+    assert_eq!(
+        first_runbook(&image),
+        "runbook://image-pull-backoff",
+        "{mode}"
     );
 
     let pending = ok(
@@ -98,12 +134,10 @@ async fn incidents_get_their_runbooks_and_healthy_results_get_none() {
         json!({"namespace": "catalog", "object": "search-indexer", "type": "Warning"}),
     )
     .await;
-    let uris = attached(&pending);
-    assert!(
-        uris.iter()
-            .any(|u| u == "runbook://pending-pods-failed-scheduling"
-                || u == "runbook://search-indexer-reindex-memory"),
-        "{uris:?}"
+    assert_eq!(
+        first_runbook(&pending),
+        "runbook://pending-pods-failed-scheduling",
+        "{mode}"
     );
 
     // The text rendering carries the block after the data.
@@ -140,16 +174,17 @@ async fn incidents_get_their_runbooks_and_healthy_results_get_none() {
 #[tokio::test]
 async fn search_runbooks_and_runbook_resources() {
     let client = start(&[]).await;
+    let mode = settle(&client).await;
     let found = ok(&client, "search_runbooks", json!({"query": "HikariPool-1 - Connection is not available, request timed out after 30000ms"})).await;
     let results = found["results"].as_array().unwrap();
-    assert!(!results.is_empty());
     let ids: Vec<&str> = results.iter().map(|r| r["id"].as_str().unwrap()).collect();
-    assert!(
-        ids[..2]
-            .iter()
-            .any(|id| *id == "db-connection-pool-exhaustion"
-                || *id == "inventory-db-lock-contention"),
-        "{ids:?}"
+    assert_eq!(
+        ids[..2],
+        [
+            "db-connection-pool-exhaustion",
+            "inventory-db-lock-contention"
+        ],
+        "{mode}"
     );
     for field in [
         "title",
@@ -162,10 +197,12 @@ async fn search_runbooks_and_runbook_resources() {
     ] {
         assert!(results[0].get(field).is_some(), "missing {field}");
     }
-    assert!(matches!(
-        found["retrieval"].as_str(),
-        Some("fused" | "lexical")
-    ));
+    let expected_retrieval = if mode.starts_with("fused") {
+        "fused"
+    } else {
+        "lexical"
+    };
+    assert_eq!(found["retrieval"], expected_retrieval);
     let team = ok(
         &client,
         "search_runbooks",

@@ -229,10 +229,7 @@ impl FieldSelector {
 
     /// Matches with `field(path)` giving an object's value for a path, or `Err(path)` for a
     /// path the kind does not support.
-    pub fn matches(
-        &self,
-        field: impl Fn(&str) -> Option<Option<String>>,
-    ) -> Result<bool, &str> {
+    pub fn matches(&self, field: impl Fn(&str) -> Option<Option<String>>) -> Result<bool, &str> {
         for r in &self.requirements {
             let Some(value) = field(&r.path) else {
                 return Err(&r.path);
