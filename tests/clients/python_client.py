@@ -67,7 +67,7 @@ async def main(binary):
                         check(f"{tool} output matches its output_schema", False, e.message)
             described = (await session.call_tool("describe_pod", {"namespace": "payments", "pod": pods["pods"][0]["name"]})).structured_content
             attached = [r["uri"] for r in described.get("relevant_runbooks", [])]
-            check("describe_pod carries the OOM runbook", any("oom" in u or "payment-gateway-memory" in u for u in attached), attached)
+            check("describe_pod carries the OOM runbook", "runbook://oomkilled-crashloop" in attached, attached)
             health = (await session.call_tool("check_service_health", {"service": "payment-gateway"})).structured_content
             check("payment-gateway is down", health["services"][0]["status"] == "down", health["services"][0])
 
