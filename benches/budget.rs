@@ -57,11 +57,7 @@ fn main() {
             let bytes = structured.to_string().len() + full.text.len();
             let def = pipeline.tools().get(tool).unwrap();
             let call_args = args(arguments.clone());
-            let call = Call {
-                tool: def,
-                arguments: &call_args,
-                client: &NoClient,
-            };
+            let call = Call::new(def, &call_args, &NoClient);
             let mut samples = Vec::new();
             let mut tokens = 0;
             let mut shaped = false;

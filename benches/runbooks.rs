@@ -162,11 +162,7 @@ fn main() {
             let structured = run(tool, arguments.clone()).await.unwrap();
             let def = tools.get(tool).unwrap();
             let call_args = args(arguments.clone());
-            let call = Call {
-                tool: def,
-                arguments: &call_args,
-                client: &NoClient,
-            };
+            let call = Call::new(def, &call_args, &NoClient);
             let mut samples = Vec::new();
             let mut attached = 0;
             for i in 0..1001 {

@@ -10,37 +10,24 @@ fn demo() -> DemoCluster {
     DemoCluster::load(Timestamp::now()).expect("demo fixtures load")
 }
 
-#[tokio::test]
-async fn gets_and_not_found() {
-    conformance::gets_and_not_found(&demo()).await;
+/// One test per scenario, each on a freshly loaded demo cluster.
+macro_rules! scenarios {
+    ($($scenario:ident),* $(,)?) => {
+        $(
+            #[tokio::test]
+            async fn $scenario() {
+                conformance::$scenario(&demo()).await;
+            }
+        )*
+    };
 }
 
-#[tokio::test]
-async fn label_selectors_filter() {
-    conformance::label_selectors_filter(&demo()).await;
-}
-
-#[tokio::test]
-async fn field_selectors_filter() {
-    conformance::field_selectors_filter(&demo()).await;
-}
-
-#[tokio::test]
-async fn lists_page_with_limit_and_continue() {
-    conformance::lists_page_with_limit_and_continue(&demo()).await;
-}
-
-#[tokio::test]
-async fn log_queries_push_down() {
-    conformance::log_queries_push_down(&demo()).await;
-}
-
-#[tokio::test]
-async fn incidents_are_visible() {
-    conformance::incidents_are_visible(&demo()).await;
-}
-
-#[tokio::test]
-async fn current_revision_agrees_everywhere() {
-    conformance::current_revision_agrees_everywhere(&demo()).await;
-}
+scenarios!(
+    gets_and_not_found,
+    label_selectors_filter,
+    field_selectors_filter,
+    lists_page_with_limit_and_continue,
+    log_queries_push_down,
+    incidents_are_visible,
+    current_revision_agrees_everywhere,
+);

@@ -168,13 +168,11 @@ fn find_calls(text: &str) -> Vec<Call<'_>> {
         .collect()
 }
 
-/// The byte index of the `)` that closes the `(` at `open`, skipping nested brackets and
-/// double-quoted strings (which may hold parentheses).
-fn closing_parenthesis(text: &str, open: usize) -> Option<usize> {
-    let mut depth = 0;
-    let mut in_string = false;
-    let mut escaped = false;
-    for (i, c) in text[open..].char_indices() {
+/// The characters of `text` that are outside double-quoted strings (which may hold brackets
+/// and commas), with their byte offsets.
+fn outside_strings(text: &str) -> impl Iterator<Item = (usize, char)> + '_ {
+    let (mut in_string, mut escaped) = (false, false);
+    text.char_indices().filter(move |&(_, c)| {
         if in_string {
             match c {
                 _ if escaped => escaped = false,
@@ -182,10 +180,22 @@ fn closing_parenthesis(text: &str, open: usize) -> Option<usize> {
                 '"' => in_string = false,
                 _ => {}
             }
-            continue;
+            return false;
         }
+        if c == '"' {
+            in_string = true;
+            return false;
+        }
+        true
+    })
+}
+
+/// The byte index of the `)` that closes the `(` at `open`, skipping nested brackets and
+/// double-quoted strings (which may hold parentheses).
+fn closing_parenthesis(text: &str, open: usize) -> Option<usize> {
+    let mut depth = 0;
+    for (i, c) in outside_strings(&text[open..]) {
         match c {
-            '"' => in_string = true,
             '(' => depth += 1,
             ')' => {
                 depth -= 1;
@@ -204,21 +214,9 @@ fn closing_parenthesis(text: &str, open: usize) -> Option<usize> {
 fn split_arguments(arguments: &str) -> Vec<(usize, &str)> {
     let mut pieces = Vec::new();
     let mut depth = 0;
-    let mut in_string = false;
-    let mut escaped = false;
     let mut start = 0;
-    for (i, c) in arguments.char_indices() {
-        if in_string {
-            match c {
-                _ if escaped => escaped = false,
-                '\\' => escaped = true,
-                '"' => in_string = false,
-                _ => {}
-            }
-            continue;
-        }
+    for (i, c) in outside_strings(arguments) {
         match c {
-            '"' => in_string = true,
             '(' | '[' | '{' | '<' => depth += 1,
             ')' | ']' | '}' | '>' => depth -= 1,
             ',' if depth == 0 => {

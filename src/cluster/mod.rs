@@ -133,6 +133,13 @@ impl ListQuery {
         ListQuery::namespace(Some(namespace))
     }
 
+    /// What a Deployment owns: its namespace, selected by its pod selector (its pods and
+    /// ReplicaSets; callers that need ownership exactly also check owner references).
+    pub fn for_deployment(deployment: &Deployment) -> ListQuery {
+        ListQuery::in_namespace(view::namespace(&deployment.metadata))
+            .with_labels(view::deployment_selector(deployment))
+    }
+
     pub fn with_labels(mut self, labels: LabelSelector) -> ListQuery {
         self.labels = (!labels.is_empty()).then_some(labels);
         self

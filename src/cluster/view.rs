@@ -17,6 +17,14 @@ pub fn namespace(meta: &ObjectMeta) -> &str {
     meta.namespace.as_deref().unwrap_or("")
 }
 
+/// The names of a list of objects.
+pub fn names<T: k8s_openapi::Metadata<Ty = ObjectMeta>>(items: &[T]) -> Vec<String> {
+    items
+        .iter()
+        .map(|i| name(i.metadata()).to_string())
+        .collect()
+}
+
 /// The status column of `kubectl get pods`: a container's waiting or terminated reason when
 /// there is one (CrashLoopBackOff, ImagePullBackOff, OOMKilled…), otherwise the pod phase.
 pub fn pod_status(pod: &Pod) -> String {

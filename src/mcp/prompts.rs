@@ -262,23 +262,13 @@ pub async fn complete(services: &Services, argument: &str, prefix: &str) -> Vec<
             .backend()
             .deployments(&ListQuery::all())
             .await
-            .map(|ds| {
-                ds.items
-                    .iter()
-                    .map(|d| view::name(&d.metadata).to_string())
-                    .collect()
-            })
+            .map(|list| view::names(&list.items))
             .unwrap_or_default(),
         "namespace" => services
             .backend()
             .namespaces(&ListQuery::all())
             .await
-            .map(|ns| {
-                ns.items
-                    .iter()
-                    .map(|n| view::name(&n.metadata).to_string())
-                    .collect()
-            })
+            .map(|list| view::names(&list.items))
             .unwrap_or_default(),
         "id" => services
             .knowledge()

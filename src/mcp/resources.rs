@@ -241,21 +241,8 @@ async fn history(
     services: &Services,
     service: Option<&str>,
 ) -> Result<Vec<DeployRecord>, ResourceError> {
-    let context = services.pipeline.context();
-    let backend = services.backend();
-    let (deployments, scope) = match service {
-        Some(s) => {
-            let deployment = lookup::find_service(context, s).await?;
-            let scope = ListQuery::in_namespace(view::namespace(&deployment.metadata))
-                .with_labels(view::deployment_selector(&deployment));
-            (vec![deployment], scope)
-        }
-        None => (
-            backend.deployments(&ListQuery::all()).await?.items,
-            ListQuery::all(),
-        ),
-    };
-    let replica_sets = backend.replica_sets(&scope).await?.items;
+    let (deployments, scope) = lookup::service_scope(services.pipeline.context(), service).await?;
+    let replica_sets = services.backend().replica_sets(&scope).await?.items;
     let now = Timestamp::now();
     let mut records: Vec<(Timestamp, DeployRecord)> = deployments
         .iter()

@@ -269,46 +269,27 @@ mod tests {
 
     #[test]
     fn annotations_say_what_each_kind_of_tool_does() {
+        let write = |destructive, idempotent| ToolKind::Write {
+            destructive,
+            idempotent,
+            safety_action: false,
+        };
         let mut tools = ToolRegistry::standard();
         let tool = tools.iter_mut().next().unwrap();
-        let read = mcp_tool(tool).annotations.unwrap();
-        assert_eq!(
-            (
-                read.read_only_hint,
-                read.destructive_hint,
-                read.idempotent_hint
-            ),
-            (Some(true), Some(false), Some(true))
-        );
-        // Scale: a write that replaces nothing and can be repeated.
-        tool.kind = ToolKind::Write {
-            destructive: false,
-            idempotent: true,
-            safety_action: false,
-        };
-        let scale = mcp_tool(tool).annotations.unwrap();
-        assert_eq!(
-            (
-                scale.read_only_hint,
-                scale.destructive_hint,
-                scale.idempotent_hint
-            ),
-            (Some(false), Some(false), Some(true))
-        );
-        // Deploy: replaces what runs.
-        tool.kind = ToolKind::Write {
-            destructive: true,
-            idempotent: false,
-            safety_action: false,
-        };
-        let deploy = mcp_tool(tool).annotations.unwrap();
-        assert_eq!(
-            (
-                deploy.read_only_hint,
-                deploy.destructive_hint,
-                deploy.idempotent_hint
-            ),
-            (Some(false), Some(true), Some(false))
-        );
+        // (kind, readOnly, destructive, idempotent): a read, a scale (repeatable, replaces
+        // nothing), a deploy (replaces what runs).
+        for (kind, hints) in [
+            (ToolKind::Read, (true, false, true)),
+            (write(false, true), (false, false, true)),
+            (write(true, false), (false, true, false)),
+        ] {
+            tool.kind = kind;
+            let a = mcp_tool(tool).annotations.unwrap();
+            assert_eq!(
+                (a.read_only_hint, a.destructive_hint, a.idempotent_hint),
+                (Some(hints.0), Some(hints.1), Some(hints.2)),
+                "{kind:?}"
+            );
+        }
     }
 }

@@ -119,6 +119,20 @@ pub struct Call<'a> {
     pub client: &'a dyn Client,
 }
 
+impl<'a> Call<'a> {
+    pub fn new(
+        tool: &'a ToolDef,
+        arguments: &'a Map<String, Value>,
+        client: &'a dyn Client,
+    ) -> Call<'a> {
+        Call {
+            tool,
+            arguments,
+            client,
+        }
+    }
+}
+
 /// How a call ended, for the after-call hook.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
@@ -217,11 +231,7 @@ impl Pipeline {
         let cap = self
             .caps
             .resolve(arguments.remove(envelope::MAX_TOKENS).as_ref());
-        let call = Call {
-            tool,
-            arguments: &arguments,
-            client,
-        };
+        let call = Call::new(tool, &arguments, client);
         let mut refusal = None;
         for stage in &self.stages {
             if let Err(message) = stage.admit(&call).await {
@@ -328,7 +338,6 @@ mod tests {
     }
 
     /// A stage that records what it saw and can be told to refuse or to fail.
-    #[derive(Default)]
     struct Probe {
         refuse: bool,
         fail: bool,
@@ -370,34 +379,31 @@ mod tests {
         }
     }
 
-    fn args(value: Value) -> Map<String, Value> {
-        match value {
-            Value::Object(map) => map,
-            _ => unreachable!(),
-        }
+    /// The standard pipeline with one probe stage; what the probe saw.
+    fn probed(refuse: bool, fail: bool) -> (Pipeline, Arc<Mutex<Vec<String>>>) {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let probe = Probe {
+            refuse,
+            fail,
+            seen: seen.clone(),
+        };
+        (pipeline().with_stage(Box::new(probe)), seen)
+    }
+
+    async fn call(pipeline: &Pipeline, tool: &str, arguments: Value) -> ToolReply {
+        let Value::Object(arguments) = arguments else {
+            unreachable!()
+        };
+        pipeline.call(tool, arguments, &NoClient).await.unwrap()
     }
 
     #[tokio::test]
     async fn stages_see_the_call_without_max_tokens_and_finish_every_call() {
-        let seen = Arc::new(Mutex::new(Vec::new()));
-        let pipeline = pipeline().with_stage(Box::new(Probe {
-            seen: seen.clone(),
-            ..Probe::default()
-        }));
-        let reply = pipeline
-            .call(
-                "list_namespaces",
-                args(json!({"max_tokens": 5000})),
-                &NoClient,
-            )
-            .await
-            .unwrap();
+        let (pipeline, seen) = probed(false, false);
+        let reply = call(&pipeline, "list_namespaces", json!({"max_tokens": 5000})).await;
         assert!(!reply.is_error, "{}", reply.text);
         assert!(reply.text.ends_with("probe was here"));
-        let reply = pipeline
-            .call("list_pods", args(json!({"namespace": "nope"})), &NoClient)
-            .await
-            .unwrap();
+        let reply = call(&pipeline, "list_pods", json!({"namespace": "nope"})).await;
         assert!(reply.is_error);
         assert_eq!(
             *seen.lock().unwrap(),
@@ -412,16 +418,8 @@ mod tests {
 
     #[tokio::test]
     async fn a_refused_call_does_not_run_and_still_reaches_finish() {
-        let seen = Arc::new(Mutex::new(Vec::new()));
-        let pipeline = pipeline().with_stage(Box::new(Probe {
-            refuse: true,
-            seen: seen.clone(),
-            ..Probe::default()
-        }));
-        let reply = pipeline
-            .call("list_namespaces", Map::new(), &NoClient)
-            .await
-            .unwrap();
+        let (pipeline, seen) = probed(true, false);
+        let reply = call(&pipeline, "list_namespaces", json!({})).await;
         assert!(reply.is_error);
         assert_eq!(reply.text, "not now");
         assert!(reply.structured.is_none());
@@ -434,14 +432,8 @@ mod tests {
 
     #[tokio::test]
     async fn a_failing_stage_costs_the_user_nothing() {
-        let pipeline = pipeline().with_stage(Box::new(Probe {
-            fail: true,
-            ..Probe::default()
-        }));
-        let reply = pipeline
-            .call("list_namespaces", Map::new(), &NoClient)
-            .await
-            .unwrap();
+        let (pipeline, _) = probed(false, true);
+        let reply = call(&pipeline, "list_namespaces", json!({})).await;
         assert!(!reply.is_error);
         assert!(reply.text.contains("namespaces"));
         assert!(!reply.text.contains("probe was here"));
@@ -457,14 +449,7 @@ mod tests {
     #[tokio::test]
     async fn bad_max_tokens_and_unknown_tools_are_refused_before_the_tool() {
         let pipeline = pipeline();
-        let reply = pipeline
-            .call(
-                "list_namespaces",
-                args(json!({"max_tokens": 10})),
-                &NoClient,
-            )
-            .await
-            .unwrap();
+        let reply = call(&pipeline, "list_namespaces", json!({"max_tokens": 10})).await;
         assert!(reply.is_error);
         assert!(
             reply.text.contains("max_tokens must be a whole number"),

@@ -10,7 +10,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::Context;
-use super::{RenderText, ToolDef, ToolResult, lookup, read_only_tool};
+use super::{RenderText, ToolDef, ToolKind, ToolResult, define_tool, lookup};
 use crate::cluster::{ListQuery, view};
 use crate::util::timefmt::{age, rfc3339};
 
@@ -46,10 +46,11 @@ pub struct DeploymentSummary {
 }
 
 pub fn list_deployments_tool() -> ToolDef {
-    read_only_tool(
+    define_tool(
         "list_deployments",
         "List deployments",
         "Deployments of a namespace: ready/desired replicas, up-to-date and available counts, images, current revision, strategy, age and conditions.",
+        ToolKind::Read,
         list_deployments,
     )
 }
@@ -196,10 +197,11 @@ pub struct DeployRecord {
 }
 
 pub fn get_recent_deploys_tool() -> ToolDef {
-    read_only_tool(
+    define_tool(
         "get_recent_deploys",
         "Get recent deploys",
         "Rollout history of a service: each revision with image, change-cause, who deployed it and when, newest first; the current revision is marked. Use it to correlate an incident with a deploy.",
+        ToolKind::Read,
         get_recent_deploys,
     )
 }
@@ -255,10 +257,7 @@ async fn get_recent_deploys(
     let namespace = view::namespace(&deployment.metadata).to_string();
     let replica_sets = ctx
         .backend
-        .replica_sets(
-            &ListQuery::in_namespace(&namespace)
-                .with_labels(view::deployment_selector(&deployment)),
-        )
+        .replica_sets(&ListQuery::for_deployment(&deployment))
         .await?
         .items;
     let now = Timestamp::now();

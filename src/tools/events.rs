@@ -10,7 +10,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::Context;
-use super::{RenderText, ToolDef, ToolError, ToolResult, lookup, read_only_tool};
+use super::{RenderText, ToolDef, ToolError, ToolKind, ToolResult, define_tool, lookup};
 use crate::cluster::{FieldSelector, ListQuery, view};
 use crate::util::timefmt::{age, rfc3339};
 
@@ -53,10 +53,11 @@ pub struct EventSummary {
 }
 
 pub fn tool() -> ToolDef {
-    read_only_tool(
+    define_tool(
         "get_events",
         "Get events",
         "Kubernetes events (BackOff, OOMKilling, FailedScheduling, Unhealthy, Failed image pulls, ScalingReplicaSet…), warnings first then newest; filter by namespace, type (Warning/Normal) and involved object.",
+        ToolKind::Read,
         get_events,
     )
 }

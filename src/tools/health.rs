@@ -12,7 +12,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::Context;
-use super::{RenderText, ToolDef, ToolResult, is_empty, lookup, read_only_tool};
+use super::{RenderText, ToolDef, ToolKind, ToolResult, define_tool, is_empty, lookup};
 use crate::cluster::{HealthStatus, ListQuery, ServiceMetrics, view};
 use crate::util::timefmt::age;
 
@@ -110,10 +110,11 @@ pub struct LastDeploy {
 }
 
 pub fn tool() -> ToolDef {
-    read_only_tool(
+    define_tool(
         "check_service_health",
         "Check service health",
         "Health of one service or of all: status (healthy/degraded/down), error rate, p50/p99 latency, RPS, pods ready/desired, restarts, firing alerts, recent warning events, the last deploy and a one-line verdict. Start here when something is wrong.",
+        ToolKind::Read,
         check_service_health,
     )
 }
@@ -141,20 +142,8 @@ pub async fn assess_services(
     service: Option<&str>,
 ) -> ToolResult<Vec<ServiceHealth>> {
     let backend = &ctx.backend;
-    let (deployments, scope) = match service {
-        Some(service) => {
-            let deployment = lookup::find_service(ctx, service).await?;
-            // One service: only its own pods and ReplicaSets (by its selector), its namespace's
-            // events and metrics.
-            let scope = ListQuery::in_namespace(view::namespace(&deployment.metadata))
-                .with_labels(view::deployment_selector(&deployment));
-            (vec![deployment], scope)
-        }
-        None => (
-            backend.deployments(&ListQuery::all()).await?.items,
-            ListQuery::all(),
-        ),
-    };
+    // One service: only its own pods and ReplicaSets, its namespace's events and metrics.
+    let (deployments, scope) = lookup::service_scope(ctx, service).await?;
     let namespace = scope.namespace.clone();
     let events_scope = ListQuery::namespace(namespace.as_deref());
     // Independent reads, concurrently.

@@ -12,7 +12,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::Context;
-use super::{RenderText, ToolDef, ToolError, ToolResult, is_empty, lookup, read_only_tool};
+use super::{RenderText, ToolDef, ToolError, ToolKind, ToolResult, define_tool, is_empty, lookup};
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::Deployment;
 
@@ -143,10 +143,11 @@ pub struct PodLogs {
 }
 
 pub fn get_pod_logs_tool() -> ToolDef {
-    read_only_tool(
+    define_tool(
         "get_pod_logs",
         "Get pod logs",
         "Logs of one pod's container, newest entries last, with filters: tail_lines, since, minimum level, grep (regex) and previous (the crashed instance, e.g. to see why it was OOMKilled). Stack traces stay attached to their entry.",
+        ToolKind::Read,
         get_pod_logs,
     )
 }
@@ -341,8 +342,7 @@ async fn streams(
     since: Option<Timestamp>,
 ) -> ToolResult<Vec<Stream>> {
     let query = match service {
-        Some(d) => ListQuery::in_namespace(view::namespace(&d.metadata))
-            .with_labels(view::deployment_selector(d)),
+        Some(d) => ListQuery::for_deployment(d),
         None => ListQuery::namespace(namespace),
     };
     let pods = ctx.backend.pods(&query).await?.items;
@@ -503,10 +503,11 @@ pub struct LogSearch {
 }
 
 pub fn search_logs_tool() -> ToolDef {
-    read_only_tool(
+    define_tool(
         "search_logs",
         "Search logs",
         "Search logs across pods and services (current and previous container instances) by service, namespace, minimum level, regex pattern, trace id and time; returns the newest matches with service and pod.",
+        ToolKind::Read,
         search_logs,
     )
 }
@@ -654,10 +655,11 @@ pub struct ErrorGroup {
 }
 
 pub fn count_errors_tool() -> ToolDef {
-    read_only_tool(
+    define_tool(
         "count_errors",
         "Count errors",
         "Count error and fatal log entries grouped by service, pod or normalised message (ids, numbers, IPs and pod names removed so one failure is one group), largest first. Finds which service is failing and how.",
+        ToolKind::Read,
         count_errors,
     )
 }
@@ -800,10 +802,11 @@ pub struct TraceSpan {
 }
 
 pub fn trace_transaction_tool() -> ToolDef {
-    read_only_tool(
+    define_tool(
         "trace_transaction",
         "Trace transaction",
         "Follow one transaction (trace id) across services: a timeline of every log entry carrying the id, a span per service with its duration and errors, and where it first failed.",
+        ToolKind::Read,
         trace_transaction,
     )
 }

@@ -5,7 +5,9 @@ use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Pod;
 
 use super::{Context, ToolError, ToolResult};
-use crate::cluster::{ClusterError, FieldSelector, ListQuery, view};
+use std::future::Future;
+
+use crate::cluster::{ClusterError, ClusterResult, FieldSelector, ListQuery, view};
 use crate::util::suggest::suggest;
 
 /// Checks a Kubernetes name: DNS-1123 label (namespaces, services) or subdomain (pods).
@@ -50,23 +52,30 @@ pub fn clamp(
     }
 }
 
+/// The names a not-found error reported, or, when the backend did not say, those a list
+/// gives (listed only on this error path).
+async fn existing_names(
+    existing: Option<Vec<String>>,
+    list: impl Future<Output = ClusterResult<Vec<String>>>,
+) -> ToolResult<Vec<String>> {
+    match existing {
+        Some(names) => Ok(names),
+        None => Ok(list.await?),
+    }
+}
+
 /// Checks that a namespace exists (one get, not a list).
 pub async fn require_namespace(ctx: &Context, namespace: &str) -> ToolResult<()> {
     validate_name("namespace", namespace, false)?;
     match ctx.backend.namespace(namespace).await {
         Ok(_) => Ok(()),
         Err(ClusterError::NotFound { existing, .. }) => {
-            let existing = match existing {
-                Some(names) => names,
-                None => ctx
-                    .backend
-                    .namespaces(&ListQuery::all())
-                    .await?
-                    .items
-                    .iter()
-                    .map(|n| view::name(&n.metadata).to_string())
-                    .collect(),
-            };
+            let existing = existing_names(existing, async {
+                Ok(view::names(
+                    &ctx.backend.namespaces(&ListQuery::all()).await?.items,
+                ))
+            })
+            .await?;
             Err(ToolError::NotFound(format!(
                 "namespace {namespace:?} not found; valid namespaces: {}",
                 suggest(namespace, existing.iter().map(String::as_str))
@@ -106,11 +115,7 @@ pub async fn find_service(ctx: &Context, service: &str) -> ToolResult<Deployment
     match matches.len() {
         1 => Ok(matches.remove(0)),
         0 => {
-            let all = ctx.backend.deployments(&ListQuery::all()).await?.items;
-            let names: Vec<String> = all
-                .iter()
-                .map(|d| view::name(&d.metadata).to_string())
-                .collect();
+            let names = view::names(&ctx.backend.deployments(&ListQuery::all()).await?.items);
             Err(ToolError::NotFound(format!(
                 "service {service:?} not found; valid services: {}",
                 suggest(name, names.iter().map(String::as_str))
@@ -127,6 +132,25 @@ pub async fn find_service(ctx: &Context, service: &str) -> ToolResult<Deployment
     }
 }
 
+/// The deployments a call is about — one service (by name or `namespace/name`) or every one —
+/// and the list scope that holds their pods and ReplicaSets.
+pub async fn service_scope(
+    ctx: &Context,
+    service: Option<&str>,
+) -> ToolResult<(Vec<Deployment>, ListQuery)> {
+    Ok(match service {
+        Some(service) => {
+            let deployment = find_service(ctx, service).await?;
+            let scope = ListQuery::for_deployment(&deployment);
+            (vec![deployment], scope)
+        }
+        None => (
+            ctx.backend.deployments(&ListQuery::all()).await?.items,
+            ListQuery::all(),
+        ),
+    })
+}
+
 /// Finds a pod in a namespace (one get; the namespace is checked only when the pod is missing,
 /// so the error names what is wrong).
 pub async fn find_pod(ctx: &Context, namespace: &str, pod: &str) -> ToolResult<Pod> {
@@ -136,17 +160,15 @@ pub async fn find_pod(ctx: &Context, namespace: &str, pod: &str) -> ToolResult<P
         Ok(found) => Ok(found),
         Err(ClusterError::NotFound { existing, .. }) => {
             require_namespace(ctx, namespace).await?;
-            let existing = match existing {
-                Some(names) => names,
-                None => ctx
-                    .backend
-                    .pods(&ListQuery::in_namespace(namespace))
-                    .await?
-                    .items
-                    .iter()
-                    .map(|p| view::name(&p.metadata).to_string())
-                    .collect(),
-            };
+            let existing = existing_names(existing, async {
+                Ok(view::names(
+                    &ctx.backend
+                        .pods(&ListQuery::in_namespace(namespace))
+                        .await?
+                        .items,
+                ))
+            })
+            .await?;
             Err(ToolError::NotFound(format!(
                 "pod {pod:?} not found in namespace {namespace:?}; pods there: {}",
                 suggest(pod, existing.iter().map(String::as_str))

@@ -4,7 +4,7 @@
 //! Tool names are stable API.
 //!
 //! To add a tool: a module here with its params, output (+ `RenderText`) and an async function
-//! of `(Arc<Context>, Params)`, built with [`read_only_tool`] or [`tool`] and listed in
+//! of `(Arc<Context>, Params)`, built with [`define_tool`] and listed in
 //! [`ToolRegistry::standard`].
 
 pub mod deploys;
@@ -200,8 +200,8 @@ fn render_as<O: DeserializeOwned + RenderText>(value: &Value) -> String {
     }
 }
 
-/// Builds a tool from a typed async function.
-pub fn tool<P, O, F, Fut>(
+/// Defines a tool from a typed async function.
+pub fn define_tool<P, O, F, Fut>(
     name: &'static str,
     title: &'static str,
     description: &'static str,
@@ -238,22 +238,6 @@ where
         handler,
         render: render_as::<O>,
     }
-}
-
-/// Builds a read-only tool from a typed async function.
-pub fn read_only_tool<P, O, F, Fut>(
-    name: &'static str,
-    title: &'static str,
-    description: &'static str,
-    function: F,
-) -> ToolDef
-where
-    P: DeserializeOwned + JsonSchema + 'static,
-    O: Serialize + DeserializeOwned + JsonSchema + RenderText + 'static,
-    F: Fn(Arc<Context>, P) -> Fut + Send + Sync + 'static,
-    Fut: Future<Output = ToolResult<O>> + Send + 'static,
-{
-    tool(name, title, description, ToolKind::Read, function)
 }
 
 /// All tools, in a stable order.

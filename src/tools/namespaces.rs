@@ -8,7 +8,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::Context;
-use super::{RenderText, ToolDef, ToolResult, read_only_tool};
+use super::{RenderText, ToolDef, ToolKind, ToolResult, define_tool};
 use crate::cluster::{FieldSelector, ListQuery, view};
 
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -36,10 +36,11 @@ pub struct NamespaceSummary {
 }
 
 pub fn tool() -> ToolDef {
-    read_only_tool(
+    define_tool(
         "list_namespaces",
         "List namespaces",
         "Every namespace with status, owning team, number of deployments and pods, pods not ready and warning events.",
+        ToolKind::Read,
         list_namespaces,
     )
 }

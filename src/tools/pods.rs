@@ -11,7 +11,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::Context;
-use super::{RenderText, ToolDef, ToolError, ToolResult, is_empty, lookup, read_only_tool};
+use super::{RenderText, ToolDef, ToolError, ToolKind, ToolResult, define_tool, is_empty, lookup};
 use crate::cluster::{FieldSelector, LabelSelector, ListQuery, view};
 use crate::util::timefmt::{age, rfc3339};
 
@@ -58,10 +58,11 @@ pub struct PodSummary {
 }
 
 pub fn list_pods_tool() -> ToolDef {
-    read_only_tool(
+    define_tool(
         "list_pods",
         "List pods",
         "Pods of a namespace with status, readiness, restarts, age, node and owning service; filter by status (e.g. CrashLoopBackOff, Pending, unhealthy) or label selector. Unhealthy pods come first.",
+        ToolKind::Read,
         list_pods,
     )
 }
@@ -290,10 +291,11 @@ pub struct PodCondition {
 }
 
 pub fn describe_pod_tool() -> ToolDef {
-    read_only_tool(
+    define_tool(
         "describe_pod",
         "Describe pod",
         "Everything about one pod: containers with image, resources (requests/limits), probes, current and last state with reasons and exit codes (e.g. OOMKilled, exit 137), conditions, and the pod's events.",
+        ToolKind::Read,
         describe_pod,
     )
 }

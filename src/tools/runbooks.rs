@@ -7,7 +7,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::Context;
-use super::{RenderText, ToolDef, ToolError, ToolResult, lookup, read_only_tool};
+use super::{RenderText, ToolDef, ToolError, ToolKind, ToolResult, define_tool, lookup};
 use crate::runbooks::index::{DocHit, Filter, RunbookIndex};
 
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -58,10 +58,11 @@ pub struct RunbookResult {
 }
 
 pub fn tool() -> ToolDef {
-    let mut tool = read_only_tool(
+    let mut tool = define_tool(
         "search_runbooks",
         "Search runbooks",
         "Search the runbooks (shipped ones and any --runbooks folders) for a symptom, error message, event reason or alert name. Returns distinct runbooks with the matching section, a focused excerpt, score and which retrievers (lexical, embeddings) matched. Read a whole runbook at its runbook:// URI.",
+        ToolKind::Read,
         search_runbooks,
     );
     // Its result is runbooks already.

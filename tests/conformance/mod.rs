@@ -11,7 +11,7 @@ use std::collections::BTreeSet;
 use jiff::{SignedDuration, Timestamp};
 use k8s_openapi::api::core::v1::Pod;
 use sre_mcp::cluster::{
-    ClusterBackend, ClusterError, FieldSelector, LabelSelector, ListQuery, LogQuery, view,
+    ClusterBackend, ClusterError, FieldSelector, LabelSelector, ListQuery, LogLines, LogQuery, view,
 };
 
 fn names<
@@ -45,6 +45,17 @@ async fn pods_of(backend: &dyn ClusterBackend, namespace: &str, app: &str) -> Ve
         .await
         .unwrap()
         .items
+}
+
+/// The current log of a pod's first container.
+async fn first_container_logs(backend: &dyn ClusterBackend, pod: &Pod) -> LogLines {
+    let container = &pod.spec.as_ref().unwrap().containers[0].name;
+    let query = LogQuery::container(
+        view::namespace(&pod.metadata),
+        view::name(&pod.metadata),
+        container,
+    );
+    backend.pod_logs(&query).await.unwrap()
 }
 
 /// Gets by name, and not-found errors that say what exists.
@@ -350,17 +361,7 @@ pub async fn log_queries_push_down(backend: &dyn ClusterBackend) {
         .await
         .unwrap()
         .items;
-    let pending = &pending[0];
-    let pending_container = pending.spec.as_ref().unwrap().containers[0].name.clone();
-    let none = backend
-        .pod_logs(&LogQuery::container(
-            "catalog",
-            view::name(&pending.metadata),
-            &pending_container,
-        ))
-        .await
-        .unwrap();
-    assert!(none.is_empty());
+    assert!(first_container_logs(backend, &pending[0]).await.is_empty());
 
     assert!(matches!(
         backend
@@ -432,16 +433,8 @@ pub async fn incidents_are_visible(backend: &dyn ClusterBackend) {
     );
     let mut pool_errors = 0;
     for pod in &inventory {
-        let container = pod.spec.as_ref().unwrap().containers[0].name.clone();
-        let lines = backend
-            .pod_logs(&LogQuery::container(
-                "commerce",
-                view::name(&pod.metadata),
-                &container,
-            ))
+        pool_errors += first_container_logs(backend, pod)
             .await
-            .unwrap();
-        pool_errors += lines
             .entries()
             .iter()
             .filter(|e| e.message.contains("Connection is not available"))
