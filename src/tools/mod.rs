@@ -287,3 +287,56 @@ impl ToolRegistry {
 pub(crate) fn is_empty<T>(v: &[T]) -> bool {
     v.is_empty()
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    #[test]
+    fn cluster_errors_read_differently_to_the_user() {
+        let forbidden = ToolError::from(ClusterError::Forbidden {
+            verb: "list",
+            resource: "pods",
+            namespace: Some("payments".into()),
+            message: None,
+        });
+        assert!(matches!(forbidden, ToolError::Cluster(_)));
+        assert_eq!(
+            forbidden.to_string(),
+            "cluster backend error: forbidden: the credentials in use may not list pods in namespace \"payments\""
+        );
+        let timeout = ToolError::from(ClusterError::Timeout {
+            operation: "list pods".into(),
+            after: Duration::from_secs(10),
+        });
+        assert_eq!(
+            timeout.to_string(),
+            "cluster backend error: timed out after 10s: list pods"
+        );
+        let missing = ToolError::from(ClusterError::NotFound {
+            kind: "pod",
+            name: "web-1".into(),
+            namespace: Some("edge".into()),
+            existing: Some(vec!["api-7".into(), "web-2".into()]),
+        });
+        assert!(matches!(missing, ToolError::NotFound(_)));
+        assert!(
+            missing.to_string().ends_with("pods there: web-2, api-7"),
+            "{missing}"
+        );
+        let invalid = ToolError::from(ClusterError::Invalid("field selector path".into()));
+        assert!(matches!(invalid, ToolError::InvalidArgument(_)));
+        // The cause is kept for the log.
+        let io = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused");
+        let unavailable = ClusterError::Unavailable {
+            message: "https://10.0.0.1:6443 unreachable".into(),
+            cause: Some(Box::new(io)),
+        };
+        assert_eq!(
+            std::error::Error::source(&unavailable).unwrap().to_string(),
+            "refused"
+        );
+    }
+}
