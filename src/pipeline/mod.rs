@@ -26,6 +26,7 @@ use self::client::Client;
 use self::envelope::{ReplyMeta, render_reply};
 use self::stats::CallStats;
 use crate::tools::{Context, ToolDef, ToolError, ToolRegistry};
+use crate::util::schema::standard_formats;
 
 /// A tool result travelling through the stages. Stages may edit `structured` (the envelope
 /// fields they add are rendered as text blocks after the data), add notes shown last, and set
@@ -181,11 +182,15 @@ pub struct Pipeline {
 
 impl Pipeline {
     /// Serves `tools` with `context`; every tool's schemas gain what the pipeline adds (the
-    /// `max_tokens` argument, the envelope fields).
+    /// `max_tokens` argument, the envelope fields) and keep only standard formats.
     pub fn new(context: Arc<Context>, mut tools: ToolRegistry, caps: ShapingConfig) -> Pipeline {
         for tool in tools.iter_mut() {
-            tool.input_schema = envelope::input_schema(tool, MIN_RESULT_TOKENS);
-            tool.output_schema = envelope::output_schema(tool);
+            let mut input = (*envelope::input_schema(tool, MIN_RESULT_TOKENS)).clone();
+            let mut output = (*envelope::output_schema(tool)).clone();
+            standard_formats(&mut input);
+            standard_formats(&mut output);
+            tool.input_schema = Arc::new(input);
+            tool.output_schema = Arc::new(output);
         }
         Pipeline {
             context,
