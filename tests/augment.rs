@@ -266,15 +266,14 @@ async fn search_runbooks_and_runbook_resources() {
 
 #[tokio::test]
 async fn augmentation_can_be_turned_off_and_extra_runbook_folders_load() {
-    let corpus = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../shared/corpora/prometheus-operator-runbooks"
-    );
+    let Some(corpus) = common::shared_corpus("loading an extra runbook folder") else {
+        return;
+    };
     let client = start(&[
         "--augment",
         "off",
         "--runbooks",
-        corpus,
+        corpus.to_str().unwrap(),
         "--no-default-runbooks",
     ])
     .await;

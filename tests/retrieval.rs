@@ -1,7 +1,10 @@
 //! Retrieval quality, measured: recall@1, recall@3 and MRR of lexical, dense and fused search
 //! over the shipped runbooks and over the public prometheus-operator runbook corpus. Fused must
 //! stay above the thresholds set from measurement, beat lexical-only on at least one corpus and
-//! lose on none. Needs the embedding model (`sre-mcp setup-embeddings`; tests/run-all.sh runs it).
+//! lose on none. Needs the embedding model (`sre-mcp setup-embeddings`; tests/run-all.sh runs it);
+//! the public corpus is used when it is beside the project (see `common::shared_corpus`).
+
+mod common;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -67,52 +70,43 @@ fn scores(results: &[(Mode, Scores)], mode: Mode) -> Scores {
 }
 
 #[test]
-fn fused_retrieval_meets_thresholds_and_beats_lexical() {
+fn fused_retrieval_meets_thresholds_on_the_shipped_runbooks() {
     let shipped = evaluate(true, Vec::new(), "tests/eval/shipped.yaml");
-    let corpus = manifest("../shared/corpora/prometheus-operator-runbooks");
-    assert!(
-        corpus.is_dir(),
-        "the public runbook corpus is expected at {} (../shared beside the project)",
-        corpus.display()
-    );
-    let public = evaluate(false, vec![corpus], "tests/eval/prometheus-operator.yaml");
-
-    let (shipped_fused, shipped_lexical) = (
+    let (fused, lexical) = (
         scores(&shipped, Mode::Fused),
         scores(&shipped, Mode::Lexical),
     );
-    let (public_fused, public_lexical) =
-        (scores(&public, Mode::Fused), scores(&public, Mode::Lexical));
     // Thresholds: a little under the figures measured when they were set (see README).
     assert!(
-        shipped_fused.recall_at_3 >= SHIPPED_RECALL_AT_3,
+        fused.recall_at_3 >= SHIPPED_RECALL_AT_3,
         "shipped fused recall@3 {}",
-        shipped_fused.recall_at_3
+        fused.recall_at_3
     );
+    assert!(fused.mrr >= SHIPPED_MRR, "shipped fused MRR {}", fused.mrr);
     assert!(
-        shipped_fused.mrr >= SHIPPED_MRR,
-        "shipped fused MRR {}",
-        shipped_fused.mrr
-    );
-    assert!(
-        public_fused.recall_at_3 >= PUBLIC_RECALL_AT_3,
-        "public fused recall@3 {}",
-        public_fused.recall_at_3
-    );
-    assert!(
-        public_fused.mrr >= PUBLIC_MRR,
-        "public fused MRR {}",
-        public_fused.mrr
-    );
-    let beats = shipped_fused.mrr > shipped_lexical.mrr || public_fused.mrr > public_lexical.mrr;
-    assert!(beats, "fused must beat lexical-only on at least one corpus");
-    assert!(
-        shipped_fused.mrr >= shipped_lexical.mrr - 0.005,
+        fused.mrr >= lexical.mrr - 0.005,
         "fused loses to lexical on the shipped runbooks"
     );
+}
+
+#[test]
+fn fused_retrieval_meets_thresholds_and_beats_lexical_on_the_public_corpus() {
+    let Some(corpus) = common::shared_corpus("retrieval quality on the public corpus") else {
+        return;
+    };
+    let public = evaluate(false, vec![corpus], "tests/eval/prometheus-operator.yaml");
+    let (fused, lexical) = (scores(&public, Mode::Fused), scores(&public, Mode::Lexical));
     assert!(
-        public_fused.mrr >= public_lexical.mrr - 0.005,
-        "fused loses to lexical on the public corpus"
+        fused.recall_at_3 >= PUBLIC_RECALL_AT_3,
+        "public fused recall@3 {}",
+        fused.recall_at_3
+    );
+    assert!(fused.mrr >= PUBLIC_MRR, "public fused MRR {}", fused.mrr);
+    // Where lexical search is weakest (alert names and prose that do not share words), the
+    // embeddings must add something.
+    assert!(
+        fused.mrr > lexical.mrr,
+        "fused must beat lexical-only on the public corpus"
     );
 }
 

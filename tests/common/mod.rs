@@ -11,6 +11,30 @@ use serde_json::Value;
 
 pub type Client = RunningService<RoleClient, ()>;
 
+/// Set (to 1) by CI: tests that need the public runbook corpus fail instead of skipping.
+pub const REQUIRE_SHARED: &str = "SRE_MCP_REQUIRE_SHARED";
+
+/// The public prometheus-operator runbook corpus (Apache-2.0), which is not part of the
+/// project: it sits in `../shared/corpora/` beside the checkout on the development machines
+/// and in CI. `None`, with one line saying what was skipped and why, when it is not there —
+/// unless `SRE_MCP_REQUIRE_SHARED=1`, when its absence fails the test.
+pub fn shared_corpus(what: &str) -> Option<std::path::PathBuf> {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../shared/corpora/prometheus-operator-runbooks");
+    if path.is_dir() {
+        return Some(path);
+    }
+    let line = format!(
+        "skipped: {what} needs the public runbook corpus at {} (../shared beside the project)",
+        path.display()
+    );
+    if std::env::var(REQUIRE_SHARED).is_ok_and(|v| v == "1") {
+        panic!("{line}; {REQUIRE_SHARED}=1 requires it");
+    }
+    eprintln!("{line}");
+    None
+}
+
 pub fn binary() -> &'static str {
     env!("CARGO_BIN_EXE_sre-mcp")
 }
