@@ -27,6 +27,7 @@ fn config(default_runbooks: bool, dirs: Vec<PathBuf>, cache: PathBuf) -> Knowled
             onnxruntime: default_onnxruntime(),
         }),
         threads: 1,
+        batch: KnowledgeConfig::DEFAULT_BATCH,
         arena: false,
         cache_path: Some(cache),
         wait: Duration::from_secs(120),

@@ -83,6 +83,11 @@ pub struct Cli {
     #[arg(long, env = "SRE_MCP_EMBEDDING_THREADS", default_value_t = KnowledgeConfig::DEFAULT_THREADS as u32, value_parser = clap::value_parser!(u32).range(1..=64), global = true)]
     pub embedding_threads: u32,
 
+    /// Runbook chunks per embedding call while indexing: larger batches can be faster and take
+    /// more memory (activations grow with batch × tokens²).
+    #[arg(long, env = "SRE_MCP_EMBEDDING_BATCH", default_value_t = KnowledgeConfig::DEFAULT_BATCH as u32, value_parser = clap::value_parser!(u32).range(1..=64), global = true)]
+    pub embedding_batch: u32,
+
     /// Turn on ONNX Runtime's CPU arena allocator: it keeps the largest batch's buffers
     /// resident (more memory) in exchange for fewer allocations.
     #[arg(long, env = "SRE_MCP_ONNX_ARENA", global = true)]
@@ -303,6 +308,7 @@ pub fn knowledge_config(cli: &Cli) -> KnowledgeConfig {
         extra_dirs: cli.runbook_dirs.clone(),
         model: (!cli.no_embeddings).then(|| model_location(cli)),
         threads: cli.embedding_threads as usize,
+        batch: cli.embedding_batch as usize,
         arena: cli.onnx_arena,
         cache_path: Some(EmbeddingCache::default_path()),
         wait: Duration::from_millis(cli.index_wait_ms),
@@ -323,7 +329,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 location.model_dir.display(),
                 location.onnxruntime.display()
             ));
-            return Ok(());
+            return fill_embedding_cache(&cli);
         }
         Some(Command::EvalRunbooks { queries, json }) => {
             return eval_runbooks(&cli, queries, *json);
@@ -417,6 +423,45 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// Embeds the runbooks the flags name (shipped and `--runbooks` folders) into the embedding
+/// cache, so the next server starts with fused search at once: a progress bar on a terminal,
+/// one summary line otherwise.
+fn fill_embedding_cache(cli: &Cli) -> anyhow::Result<()> {
+    let config = KnowledgeConfig {
+        model: Some(model_location(cli)),
+        ..knowledge_config(cli)
+    };
+    let terminal = std::io::stderr().is_terminal();
+    let mut progress = |done: usize, total: usize| {
+        if terminal && total > 0 {
+            let width = 30;
+            let filled = done * width / total;
+            eprint!(
+                "\rembedding runbook chunks [{}{}] {done}/{total}",
+                "#".repeat(filled),
+                " ".repeat(width - filled)
+            );
+            if done == total {
+                eprintln!();
+            }
+        }
+    };
+    let fill = crate::runbooks::knowledge::fill_embedding_cache(&config, &mut progress)?;
+    for w in &fill.warnings {
+        eprintln!("warning: {w}");
+    }
+    print_stdout(&format!(
+        "runbook embeddings cached: {} runbooks, {} chunks ({} embedded now, {} already cached) in {:.1} s, peak RSS {} MB\n",
+        fill.runbooks,
+        fill.chunks,
+        fill.embedded,
+        fill.chunks - fill.embedded,
+        fill.seconds,
+        crate::runbooks::knowledge::peak_resident_mb()
+    ));
+    Ok(())
 }
 
 fn eval_runbooks(cli: &Cli, queries: &std::path::Path, json: bool) -> anyhow::Result<()> {
@@ -566,6 +611,7 @@ mod tests {
         );
         let knowledge = knowledge_config(&cli);
         assert_eq!(knowledge.threads, KnowledgeConfig::DEFAULT_THREADS);
+        assert_eq!(knowledge.batch, KnowledgeConfig::DEFAULT_BATCH);
         assert_eq!(
             knowledge.wait,
             Duration::from_millis(KnowledgeConfig::DEFAULT_WAIT_MS)

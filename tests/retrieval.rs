@@ -29,6 +29,7 @@ fn evaluate(default_runbooks: bool, dirs: Vec<PathBuf>, queries_path: &str) -> V
             onnxruntime: default_onnxruntime(),
         }),
         threads: 2,
+        batch: KnowledgeConfig::DEFAULT_BATCH,
         arena: false,
         cache_path: Some(EmbeddingCache::default_path()),
         wait: Duration::from_secs(60),

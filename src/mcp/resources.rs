@@ -336,6 +336,7 @@ fn runbook_status(services: &Services) -> serde_json::Value {
         "chunks": snapshot.index.as_ref().map(|i| i.chunks.len()),
         "lexical_build_ms": snapshot.lexical_ms,
         "embeddings": snapshot.dense,
+        "embedding_progress": snapshot.embedding_progress.map(|(done, total)| json!({"embedded": done, "to_embed": total})),
         "retrieval": if snapshot.embedder.is_some() { "fused (BM25 + embeddings)" } else { "lexical (BM25)" },
         "warnings": snapshot.warnings,
     })

@@ -25,10 +25,6 @@ pub const MODEL_FILES: [&str; 5] = [
 ];
 pub const ONNXRUNTIME_FILE: &str = "libonnxruntime.so.1.24.4";
 
-/// Texts per inference call. Activations grow with batch × sequence² (attention), so small
-/// batches keep the peak resident memory low (measured: batch 32 peaked near 1 GB).
-const EMBED_BATCH: usize = 1;
-
 /// The per-user cache folder (e.g. `~/.cache/sre-mcp`).
 pub fn cache_root() -> PathBuf {
     dirs::cache_dir()
@@ -70,12 +66,21 @@ impl ModelLocation {
 /// A loaded embedding model. Thread-safe; one embedding call runs at a time.
 pub struct Embedder {
     model: Mutex<TextEmbedding>,
+    /// Texts per inference call.
+    batch: usize,
 }
 
 impl Embedder {
     /// Loads ONNX Runtime and the model. `threads` caps ONNX Runtime's intra-op threads;
-    /// `arena` turns ONNX Runtime's CPU arena allocator on (it keeps peak buffers resident).
-    pub fn load(location: &ModelLocation, threads: usize, arena: bool) -> anyhow::Result<Embedder> {
+    /// `batch` is the texts per inference call (activations grow with batch × sequence², so
+    /// it sets the peak memory); `arena` turns ONNX Runtime's CPU arena allocator on (it keeps
+    /// peak buffers resident).
+    pub fn load(
+        location: &ModelLocation,
+        threads: usize,
+        batch: usize,
+        arena: bool,
+    ) -> anyhow::Result<Embedder> {
         if let Some(missing) = location.missing() {
             bail!("{missing}");
         }
@@ -115,6 +120,7 @@ impl Embedder {
             .context("creating the embedding session")?;
         Ok(Embedder {
             model: Mutex::new(model),
+            batch: batch.max(1),
         })
     }
 
@@ -124,7 +130,7 @@ impl Embedder {
             return Ok(Vec::new());
         }
         let mut model = self.model.lock().unwrap_or_else(|e| e.into_inner());
-        model.embed(texts, Some(EMBED_BATCH)).context("embedding")
+        model.embed(texts, Some(self.batch)).context("embedding")
     }
 }
 
@@ -207,10 +213,16 @@ impl EmbeddingCache {
             bail!("cache holds {dims}-dimensional vectors");
         }
         let record = 32 + dims * 4;
-        for chunk in bytes[12..].chunks(record) {
-            if chunk.len() != record {
-                break; // a torn final write: keep what is whole
-            }
+        let whole = (bytes.len() - 12) / record * record;
+        if whole != bytes.len() - 12 {
+            // A torn final write: keep what is whole, and cut the file there so the next
+            // append starts on a record boundary.
+            std::fs::OpenOptions::new()
+                .write(true)
+                .open(&self.path)?
+                .set_len((12 + whole) as u64)?;
+        }
+        for chunk in bytes[12..12 + whole].chunks(record) {
             let key: [u8; 32] = chunk[..32].try_into()?;
             let vector = chunk[32..]
                 .chunks_exact(4)
@@ -290,9 +302,16 @@ mod tests {
             .unwrap()
             .write_all(&[1, 2, 3])
             .unwrap();
-        let reopened = EmbeddingCache::open(&path);
+        let mut reopened = EmbeddingCache::open(&path);
         assert_eq!(reopened.len(), 2);
         assert_eq!(reopened.get(&key).unwrap()[0], 0.5);
+        // Appends after a torn tail stay readable.
+        reopened
+            .insert_all(vec![(content_key("c"), vec![0.75; DIMENSIONS])])
+            .unwrap();
+        let again = EmbeddingCache::open(&path);
+        assert_eq!(again.len(), 3);
+        assert_eq!(again.get(&content_key("c")).unwrap()[0], 0.75);
         std::fs::write(&path, b"garbage").unwrap();
         assert!(EmbeddingCache::open(&path).is_empty());
         let _ = std::fs::remove_dir_all(&dir);

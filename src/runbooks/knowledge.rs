@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
@@ -23,6 +24,8 @@ pub struct KnowledgeConfig {
     /// `None` disables embeddings (lexical search only).
     pub model: Option<ModelLocation>,
     pub threads: usize,
+    /// Texts per embedding call.
+    pub batch: usize,
     /// ONNX Runtime's CPU arena allocator.
     pub arena: bool,
     pub cache_path: Option<PathBuf>,
@@ -33,6 +36,8 @@ pub struct KnowledgeConfig {
 impl KnowledgeConfig {
     /// ONNX Runtime threads for embedding.
     pub const DEFAULT_THREADS: usize = 1;
+    /// Texts per embedding call.
+    pub const DEFAULT_BATCH: usize = 1;
     /// How long a search waits for the index before answering lexically, in milliseconds.
     pub const DEFAULT_WAIT_MS: u64 = 3000;
 
@@ -42,7 +47,8 @@ impl KnowledgeConfig {
             default_runbooks: true,
             extra_dirs: Vec::new(),
             model: None,
-            threads: 1,
+            threads: KnowledgeConfig::DEFAULT_THREADS,
+            batch: KnowledgeConfig::DEFAULT_BATCH,
             arena: false,
             cache_path: None,
             wait: Duration::from_secs(1),
@@ -78,11 +84,17 @@ pub struct Snapshot {
     pub dense: DenseState,
     pub warnings: Vec<String>,
     pub lexical_ms: Option<u64>,
+    /// While embeddings load: chunks embedded so far, and how many need embedding.
+    pub embedding_progress: Option<(usize, usize)>,
 }
 
 pub struct KnowledgeBase {
     state: watch::Receiver<Snapshot>,
     wait: Duration,
+    /// Set once a search has waited the whole `wait` for embeddings that were still loading:
+    /// from then on searches answer lexically at once until the embeddings are ready, instead
+    /// of each waiting again.
+    stopped_waiting: AtomicBool,
     /// Recent query vectors: the augmenter sees the same problems again and again.
     query_vectors: Mutex<HashMap<String, Vec<f32>>>,
 }
@@ -120,33 +132,40 @@ fn load_runbooks(config: &KnowledgeConfig) -> (Vec<Runbook>, Vec<String>) {
     (runbooks, warnings)
 }
 
-/// Embeds every chunk, reusing cached vectors. Returns vectors and how many were new.
+/// Chunks embedded per step: progress is reported, and the cache appended, after each step,
+/// so an interrupted run keeps what it embedded.
+const EMBED_STEP: usize = 16;
+
+/// Embeds every chunk, reusing cached vectors and appending new ones to the cache as it goes.
+/// `progress(done, to_embed)` is called after each step. Returns the vectors (in `texts`
+/// order) and how many were new.
 pub fn embed_chunks(
     embedder: &Embedder,
     texts: &[String],
     cache: &mut Option<EmbeddingCache>,
+    progress: &mut dyn FnMut(usize, usize),
 ) -> anyhow::Result<(Vec<Vec<f32>>, usize)> {
     let keys: Vec<[u8; 32]> = texts.iter().map(|t| content_key(t)).collect();
     let missing: Vec<usize> = (0..texts.len())
         .filter(|&i| cache.as_ref().is_none_or(|c| c.get(&keys[i]).is_none()))
         .collect();
-    let fresh = embedder.embed(
-        &missing
-            .iter()
-            .map(|&i| texts[i].clone())
-            .collect::<Vec<_>>(),
-    )?;
-    let mut fresh_by_index: std::collections::HashMap<usize, Vec<f32>> =
-        missing.iter().copied().zip(fresh).collect();
-    if let Some(cache) = cache.as_mut()
-        && let Err(e) = cache.insert_all(
-            fresh_by_index
-                .iter()
-                .map(|(i, v)| (keys[*i], v.clone()))
-                .collect(),
-        )
-    {
-        tracing::warn!(error = %e, "could not write the embedding cache");
+    let mut fresh_by_index: HashMap<usize, Vec<f32>> = HashMap::new();
+    progress(0, missing.len());
+    for step in missing.chunks(EMBED_STEP) {
+        let batch: Vec<String> = step.iter().map(|&i| texts[i].clone()).collect();
+        let vectors = embedder.embed(&batch)?;
+        if let Some(cache) = cache.as_mut()
+            && let Err(e) = cache.insert_all(
+                step.iter()
+                    .zip(&vectors)
+                    .map(|(i, v)| (keys[*i], v.clone()))
+                    .collect(),
+            )
+        {
+            tracing::warn!(error = %e, "could not write the embedding cache");
+        }
+        fresh_by_index.extend(step.iter().copied().zip(vectors));
+        progress(fresh_by_index.len(), missing.len());
     }
     let new = fresh_by_index.len();
     let vectors = (0..texts.len())
@@ -158,6 +177,45 @@ pub fn embed_chunks(
         })
         .collect();
     Ok((vectors, new))
+}
+
+/// Loads the runbooks a configuration names and embeds every chunk not yet in the cache (for
+/// `sre-mcp setup-embeddings`, so a server's first start has fused search at once).
+pub fn fill_embedding_cache(
+    config: &KnowledgeConfig,
+    progress: &mut dyn FnMut(usize, usize),
+) -> anyhow::Result<CacheFill> {
+    let (runbooks, warnings) = load_runbooks(config);
+    for w in &warnings {
+        tracing::warn!("{w}");
+    }
+    let index = RunbookIndex::build(runbooks);
+    let location = config
+        .model
+        .as_ref()
+        .ok_or_else(|| anyhow::anyhow!("embeddings are disabled"))?;
+    let started = Instant::now();
+    let embedder = Embedder::load(location, config.threads, config.batch, config.arena)?;
+    let mut cache = config.cache_path.as_deref().map(EmbeddingCache::open);
+    let (vectors, embedded) = embed_chunks(&embedder, &index.chunk_texts, &mut cache, progress)?;
+    Ok(CacheFill {
+        runbooks: index.runbooks.len(),
+        chunks: vectors.len(),
+        embedded,
+        seconds: started.elapsed().as_secs_f64(),
+        warnings,
+    })
+}
+
+/// What [`fill_embedding_cache`] did.
+#[derive(Debug, Clone)]
+pub struct CacheFill {
+    pub runbooks: usize,
+    pub chunks: usize,
+    /// Chunks embedded now (the rest were cached).
+    pub embedded: usize,
+    pub seconds: f64,
+    pub warnings: Vec<String>,
 }
 
 fn mark_unavailable(sender: &watch::Sender<Snapshot>, reason: String) {
@@ -192,6 +250,18 @@ pub fn resident_mb() -> u64 {
         .map_or(0, |pages| pages * 4096 / (1024 * 1024))
 }
 
+/// Peak resident memory of this process so far in MB (Linux `VmHWM`; 0 elsewhere).
+pub fn peak_resident_mb() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
+        })
+        .map_or(0, |kb| kb / 1024)
+}
+
 impl KnowledgeBase {
     /// What is known before loading: nothing indexed; embeddings loading or disabled.
     fn initial(config: &KnowledgeConfig) -> (watch::Sender<Snapshot>, Arc<KnowledgeBase>) {
@@ -207,10 +277,12 @@ impl KnowledgeBase {
             dense,
             warnings: Vec::new(),
             lexical_ms: None,
+            embedding_progress: None,
         });
         let knowledge = Arc::new(KnowledgeBase {
             state: receiver,
             wait: config.wait,
+            stopped_waiting: AtomicBool::new(false),
             query_vectors: Mutex::default(),
         });
         (sender, knowledge)
@@ -267,16 +339,21 @@ impl KnowledgeBase {
         }
         let dense_started = Instant::now();
         let rss_before = resident_mb();
-        let result = Embedder::load(&location, config.threads, config.arena).and_then(|embedder| {
-            tracing::info!(
-                rss_before_mb = rss_before,
-                rss_after_model_mb = resident_mb(),
-                "embedding model loaded"
-            );
-            let mut cache = config.cache_path.as_deref().map(EmbeddingCache::open);
-            let (vectors, new) = embed_chunks(&embedder, &lexical.chunk_texts, &mut cache)?;
-            Ok((embedder, vectors, new))
-        });
+        let result = Embedder::load(&location, config.threads, config.batch, config.arena)
+            .and_then(|embedder| {
+                tracing::info!(
+                    rss_before_mb = rss_before,
+                    rss_after_model_mb = resident_mb(),
+                    "embedding model loaded"
+                );
+                let mut cache = config.cache_path.as_deref().map(EmbeddingCache::open);
+                let mut report = |done: usize, total: usize| {
+                    sender.send_modify(|s| s.embedding_progress = Some((done, total)));
+                };
+                let (vectors, new) =
+                    embed_chunks(&embedder, &lexical.chunk_texts, &mut cache, &mut report)?;
+                Ok((embedder, vectors, new))
+            });
         match result {
             Ok((embedder, vectors, new)) => {
                 let total = vectors.len();
@@ -332,10 +409,21 @@ impl KnowledgeBase {
     }
 
     /// Waits (bounded) until the lexical index exists and, if embeddings are loading, until
-    /// they are ready.
+    /// they are ready. Only the first such wait may run out: after that, while embeddings are
+    /// still loading, it returns at once with what there is.
     pub async fn ready_snapshot(&self) -> Snapshot {
-        self.wait_until(|s| s.index.is_some() && !matches!(s.dense, DenseState::Loading))
-            .await
+        let settled = |s: &Snapshot| s.index.is_some() && !matches!(s.dense, DenseState::Loading);
+        if self.stopped_waiting.load(Ordering::Relaxed) {
+            let now = self.snapshot();
+            if now.index.is_some() {
+                return now;
+            }
+        }
+        let snapshot = self.wait_until(settled).await;
+        if !settled(&snapshot) && snapshot.index.is_some() {
+            self.stopped_waiting.store(true, Ordering::Relaxed);
+        }
+        snapshot
     }
 
     /// The index as soon as it exists (lexical at least), waiting a bounded time; embeddings
@@ -442,7 +530,12 @@ impl KnowledgeBase {
             (None, DenseState::Loading) => (
                 Mode::Lexical,
                 None,
-                Some("lexical only: embeddings are still loading".into()),
+                Some(match snapshot.embedding_progress {
+                    Some((done, total)) if total > 0 => format!(
+                        "lexical only: embeddings are still loading ({done} of {total} runbook chunks embedded; `sre-mcp setup-embeddings` embeds them ahead of time)"
+                    ),
+                    _ => "lexical only: embeddings are still loading".into(),
+                }),
             ),
             (None, DenseState::Unavailable { reason, .. }) => (
                 Mode::Lexical,
