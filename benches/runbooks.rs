@@ -26,6 +26,7 @@ fn config(default_runbooks: bool, dirs: Vec<PathBuf>, cache: PathBuf) -> Knowled
             model_dir: default_model_dir(),
             onnxruntime: default_onnxruntime(),
         }),
+        no_model_reason: None,
         threads: 1,
         batch: KnowledgeConfig::DEFAULT_BATCH,
         arena: false,

@@ -212,7 +212,14 @@ pub enum Command {
 }
 
 fn init_tracing(cli: &Cli) {
-    let filter = tracing_subscriber::EnvFilter::try_new(&cli.log).unwrap_or_else(|e| {
+    // rmcp logs the whole initialize request at info; its warnings are what matter here
+    // (the server logs one line per client itself). An explicit `rmcp=` directive wins.
+    let directives = if cli.log.contains("rmcp") {
+        cli.log.clone()
+    } else {
+        format!("{},rmcp=warn", cli.log)
+    };
+    let filter = tracing_subscriber::EnvFilter::try_new(&directives).unwrap_or_else(|e| {
         eprintln!(
             "sre-mcp: invalid --log filter {:?} ({e}); using \"info\"",
             cli.log
@@ -271,9 +278,13 @@ pub fn settings(cli: &Cli) -> anyhow::Result<Settings> {
     })
 }
 
-/// Builds the services the server and the subcommands share.
-pub fn build_services(cli: &Cli) -> anyhow::Result<Arc<Services>> {
-    let settings = settings(cli)?;
+/// Builds the services the server and the subcommands share, with the runbook knowledge
+/// configured as `knowledge` (the terminal subcommands load only what they need).
+pub fn build_services(
+    cli: &Cli,
+    settings: &Settings,
+    knowledge: KnowledgeConfig,
+) -> anyhow::Result<Arc<Services>> {
     // The demo cluster (2 MB of fixtures) loads on its own thread so `initialize` is answered at once.
     let fixtures = cli.demo_fixtures.clone();
     let backend: Arc<dyn ClusterBackend> = Arc::new(DeferredBackend::start("demo", move || {
@@ -285,8 +296,8 @@ pub fn build_services(cli: &Cli) -> anyhow::Result<Arc<Services>> {
         };
         Ok(Arc::new(cluster) as Arc<dyn ClusterBackend>)
     }));
-    let knowledge = KnowledgeBase::start(knowledge_config(cli));
-    Ok(crate::app::assemble(backend, knowledge, &settings))
+    let knowledge = KnowledgeBase::start(knowledge);
+    Ok(crate::app::assemble(backend, knowledge, settings))
 }
 
 pub fn model_location(cli: &Cli) -> ModelLocation {
@@ -307,6 +318,7 @@ pub fn knowledge_config(cli: &Cli) -> KnowledgeConfig {
         default_runbooks: !cli.no_default_runbooks,
         extra_dirs: cli.runbook_dirs.clone(),
         model: (!cli.no_embeddings).then(|| model_location(cli)),
+        no_model_reason: None,
         threads: cli.embedding_threads as usize,
         batch: cli.embedding_batch as usize,
         arena: cli.onnx_arena,
@@ -339,11 +351,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let width = registry.names().map(str::len).max().unwrap_or(0);
             let mut out = String::new();
             for t in registry.iter() {
-                let first = t.description.split(". ").next().unwrap_or(t.description);
                 out.push_str(&format!(
                     "{:<width$}  {}\n",
                     t.name,
-                    first.trim_end_matches('.')
+                    first_sentence(t.description)
                 ));
             }
             print_stdout(&out);
@@ -375,7 +386,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         _ => {}
     }
-    let services = build_services(&cli)?;
+    let mut settings = settings(&cli)?;
     match &cli.command {
         Some(
             Command::SetupEmbeddings { .. }
@@ -385,9 +396,18 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         ) => {
             unreachable!("handled above")
         }
-        None | Some(Command::Serve) => serve(services).await,
+        None | Some(Command::Serve) => {
+            // Token counting is needed from the first reply: build its tables now, in the
+            // background, rather than on the first call.
+            settings.budget.encoding.warm_up();
+            serve(build_services(&cli, &settings, knowledge_config(&cli))?).await
+        }
 
         Some(Command::Call { tool, args, json }) => {
+            // Each terminal call is its own session: a full result kept for `result://` could
+            // never be read, so shaped results say how to see all of it instead.
+            settings.budget.shaping.store_bytes = 0;
+            let services = build_services(&cli, &settings, knowledge_config(&cli))?;
             // Like a server that has been up a moment: runbook embeddings ready (bounded wait).
             services.knowledge().ready_snapshot().await;
             let tools = services.pipeline.tools();
@@ -417,7 +437,20 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
 
         Some(Command::Read { uri }) => {
-            services.knowledge().ready_snapshot().await;
+            // Resources need the cluster and, for runbook:// URIs, the lexical index: the
+            // embedding model is not loaded for a read.
+            let knowledge = KnowledgeConfig {
+                model: None,
+                no_model_reason: Some(format!(
+                    "not loaded by `sre-mcp read` (the server loads them at start; {})",
+                    match model_location(&cli).missing() {
+                        None => "the model is installed".to_string(),
+                        Some(missing) => format!("model not installed: {missing}"),
+                    }
+                )),
+                ..knowledge_config(&cli)
+            };
+            let services = build_services(&cli, &settings, knowledge)?;
             let body = crate::mcp::resources::read(&services, uri).await?;
             print_stdout(&format!("{}\n", body.text));
             Ok(())
@@ -512,6 +545,21 @@ fn eval_runbooks(cli: &Cli, queries: &std::path::Path, json: bool) -> anyhow::Re
         print_stdout(&out);
     }
     Ok(())
+}
+
+/// The first sentence of a description, without its full stop: it ends at a ". " that does
+/// not close an abbreviation such as "e.g.".
+fn first_sentence(text: &str) -> &str {
+    const ABBREVIATIONS: &[&str] = &["e.g", "i.e", "etc", "vs", "approx"];
+    let mut from = 0;
+    while let Some(at) = text[from..].find(". ").map(|i| from + i) {
+        let word = text[..at].rsplit([' ', '(']).next().unwrap_or("");
+        if !ABBREVIATIONS.contains(&word) {
+            return &text[..at];
+        }
+        from = at + 2;
+    }
+    text.trim_end_matches('.')
 }
 
 /// Subcommand output goes to stdout: these commands never run while serving MCP.
@@ -634,6 +682,27 @@ mod tests {
         let error = settings(&cli).unwrap_err().to_string();
         assert!(error.contains("claude-sonnet-4-5"), "{error}");
         assert!(Cli::try_parse_from(["sre-mcp", "--max-result-tokens", "100"]).is_err());
+    }
+
+    #[test]
+    fn one_liners_do_not_stop_at_abbreviations() {
+        assert_eq!(
+            first_sentence(
+                "Pods with status; filter by status (e.g. CrashLoopBackOff, Pending) or selector. Unhealthy first."
+            ),
+            "Pods with status; filter by status (e.g. CrashLoopBackOff, Pending) or selector"
+        );
+        assert_eq!(first_sentence("One sentence."), "One sentence");
+        for tool in ToolRegistry::standard().iter() {
+            let line = first_sentence(tool.description);
+            assert!(!line.ends_with("(e.g"), "{}: {line}", tool.name);
+            assert_eq!(
+                line.matches('(').count(),
+                line.matches(')').count(),
+                "{}: {line}",
+                tool.name
+            );
+        }
     }
 
     #[test]

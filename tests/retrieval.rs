@@ -28,6 +28,7 @@ fn evaluate(default_runbooks: bool, dirs: Vec<PathBuf>, queries_path: &str) -> V
             model_dir: default_model_dir(),
             onnxruntime: default_onnxruntime(),
         }),
+        no_model_reason: None,
         threads: 2,
         batch: KnowledgeConfig::DEFAULT_BATCH,
         arena: false,

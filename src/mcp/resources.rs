@@ -254,7 +254,6 @@ async fn history(
 
 async fn system_health(services: &Services) -> Result<serde_json::Value, ResourceError> {
     let backend = services.backend();
-    let info = backend.info();
     let all = ListQuery::all();
     let (namespaces, nodes, pods, events, metrics, assessed) = tokio::try_join!(
         async { Ok::<_, ResourceError>(backend.namespaces(&all).await?.items) },
@@ -264,6 +263,10 @@ async fn system_health(services: &Services) -> Result<serde_json::Value, Resourc
         async { Ok(backend.service_metrics(None).await?) },
         async { Ok(health::assess_services(services.pipeline.context(), None).await?) },
     )?;
+    // After the reads: a backend that loads in the background describes itself once loaded.
+    let info = backend.info();
+    // The lexical index is built within milliseconds of start; report it, not "loading".
+    services.knowledge().index().await;
     let not_ready: Vec<String> = pods
         .iter()
         .filter(|p| !view::pod_is_ready(p))

@@ -13,13 +13,14 @@ use rmcp::model::{
     ReadResourceResult, Reference, Resource, ResourceContents, ResourceTemplate, Role,
     ServerCapabilities, ServerConfig, Tool, ToolAnnotations,
 };
-use rmcp::service::RequestContext;
+use rmcp::service::{NotificationContext, RequestContext};
 use rmcp::{ErrorData as McpError, RoleServer, ServerHandler};
 use serde_json::Value;
 
 use super::client::PeerClient;
 use super::{Services, prompts, resources};
 use crate::pipeline::ToolReply;
+use crate::pipeline::client::Client;
 use crate::tools::ToolDef;
 
 /// The MCP server: a thin adapter from protocol requests to the pipeline.
@@ -86,6 +87,19 @@ impl ServerHandler for SreServer {
                 env!("CARGO_PKG_VERSION"),
             ))
             .with_instructions(INSTRUCTIONS)
+    }
+
+    async fn on_initialized(&self, context: NotificationContext<RoleServer>) {
+        // One line on who connected (rmcp's own line dumps the whole initialize request).
+        let facts = PeerClient::new(context.peer, None).facts();
+        tracing::info!(
+            client = facts.name.as_deref().unwrap_or("unknown"),
+            version = facts.version.as_deref().unwrap_or("-"),
+            protocol = facts.protocol_version.as_deref().unwrap_or("-"),
+            elicitation = facts.elicitation,
+            sampling = facts.sampling,
+            "client connected"
+        );
     }
 
     async fn list_tools(

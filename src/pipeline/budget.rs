@@ -176,7 +176,6 @@ pub struct BudgetTracker {
 
 impl BudgetTracker {
     pub fn new(config: BudgetConfig) -> BudgetTracker {
-        config.encoding.warm_up();
         BudgetTracker {
             store: ResultStore::new(config.shaping.store_bytes),
             config,

@@ -47,6 +47,10 @@ pub struct Truncation {
     /// Pages of the full result.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pages: Option<usize>,
+    /// How to see what was dropped when the full result was not kept (a terminal call, or a
+    /// result larger than the store).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub see_all: Option<String>,
     /// True when even the smallest shape is over the cap (it is returned anyway).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub over_cap: bool,
@@ -102,6 +106,9 @@ impl Truncation {
                 "\n  full result: {uri} ({pages} page{}; {uri}?page=N)",
                 if pages == 1 { "" } else { "s" }
             ));
+        }
+        if let Some(hint) = &self.see_all {
+            out.push_str(&format!("\n  to see all of it: {hint}"));
         }
         if self.over_cap {
             out.push_str(
@@ -212,6 +219,22 @@ pub fn shape(
         narrow_with: Vec::new(),
         full_result: request.full_result.as_ref().map(|(uri, _)| uri.clone()),
         pages: request.full_result.as_ref().map(|(_, pages)| *pages),
+        see_all: request.full_result.is_none().then(|| {
+            if full_tokens <= request.ceiling {
+                // Round up a little: the count of a reply moves with its shaping report.
+                let enough = (full_tokens + full_tokens / 10).div_ceil(100) * 100;
+                format!(
+                    "call again with max_tokens={} for the whole result, or narrow the call",
+                    enough.min(request.ceiling)
+                )
+            } else {
+                format!(
+                    "the whole result ({} tokens) is above the {} ceiling; narrow the call",
+                    thousands(full_tokens),
+                    thousands(request.ceiling)
+                )
+            }
+        }),
         over_cap: false,
     };
     // Gentle first (whole items). If that keeps only a few items, a harder pass (shorter

@@ -23,6 +23,8 @@ pub struct KnowledgeConfig {
     pub extra_dirs: Vec<PathBuf>,
     /// `None` disables embeddings (lexical search only).
     pub model: Option<ModelLocation>,
+    /// Why there is no model, as `system://health` says it (default: --no-embeddings).
+    pub no_model_reason: Option<String>,
     pub threads: usize,
     /// Texts per embedding call.
     pub batch: usize,
@@ -47,6 +49,7 @@ impl KnowledgeConfig {
             default_runbooks: true,
             extra_dirs: Vec::new(),
             model: None,
+            no_model_reason: None,
             threads: KnowledgeConfig::DEFAULT_THREADS,
             batch: KnowledgeConfig::DEFAULT_BATCH,
             arena: false,
@@ -268,7 +271,10 @@ impl KnowledgeBase {
         let dense = match config.model {
             Some(_) => DenseState::Loading,
             None => DenseState::Disabled {
-                reason: "embeddings disabled by --no-embeddings".into(),
+                reason: config
+                    .no_model_reason
+                    .clone()
+                    .unwrap_or_else(|| "embeddings disabled by --no-embeddings".into()),
             },
         };
         let (sender, receiver) = watch::channel(Snapshot {
