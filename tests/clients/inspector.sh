@@ -10,12 +10,17 @@ export MCP_CATALOG_PATH="$root/target/test-tools/inspector-catalog.json"
 inspector="$node_dir/node_modules/.bin/mcp-inspector"
 passed=0
 failed=0
+schema_warnings=0
 
 run() { # run NAME EXPECTED_SUBSTRING inspector-args...
   local name="$1" expect="$2"; shift 2
   local out
   out="$(SRE_MCP_LOG=warn timeout 60 "$inspector" --cli "$bin" "$@" 2>&1)"
-  if [ $? -eq 0 ] && grep -q -- "$expect" <<<"$out"; then
+  local status=$?
+  # The Inspector validates results against each tool's outputSchema and warns about formats
+  # it does not know; the schemas must give it nothing to warn about.
+  schema_warnings=$((schema_warnings + $(grep -ci 'unknown format' <<<"$out")))
+  if [ $status -eq 0 ] && grep -q -- "$expect" <<<"$out"; then
     passed=$((passed + 1)); echo "ok   $name"
   else
     failed=$((failed + 1)); echo "FAIL $name"; echo "$out" | head -20
@@ -65,6 +70,9 @@ for prompt in "investigate-service service=payment-gateway" "pre-deploy-check se
     run "prompts/get $name" 'check_service_health' --method prompts/get --prompt-name "$name"
   fi
 done
+
+if [ "$schema_warnings" -eq 0 ]; then passed=$((passed + 1)); echo "ok   no schema warnings in any call"
+else failed=$((failed + 1)); echo "FAIL $schema_warnings schema format warnings"; fi
 
 echo "mcp-inspector-cli: $passed passed, $failed failed"
 [ "$failed" -eq 0 ]
