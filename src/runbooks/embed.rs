@@ -5,7 +5,8 @@
 use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, RwLock, RwLockReadGuard};
 
 use anyhow::{Context, bail};
 use fastembed::{
@@ -63,11 +64,71 @@ impl ModelLocation {
     }
 }
 
+/// Set once the process starts to exit; from then on nothing enters ONNX Runtime.
+static ONNX_RUNTIME_CLOSING: AtomicBool = AtomicBool::new(false);
+/// Held (shared) by every ONNX Runtime call: loading the library, creating or releasing a
+/// session, one inference batch. Returning from `main` runs `exit()`, which destroys ONNX
+/// Runtime's C++ statics (its type and operator-schema registries); a call still running on the
+/// loader thread then uses destroyed objects and fails ("Exception during initialization:
+/// GetElementType is not implemented", "MLDataType for: tensor(int64) is not currently
+/// registered") or crashes the process.
+static IN_ONNX_RUNTIME: RwLock<()> = RwLock::new(());
+
+/// Enters ONNX Runtime; an error once the process is exiting.
+fn enter_onnx_runtime() -> anyhow::Result<RwLockReadGuard<'static, ()>> {
+    let guard = IN_ONNX_RUNTIME.read().unwrap_or_else(|e| e.into_inner());
+    // Checked while holding the guard: `close_onnx_runtime` sets the flag before it waits for
+    // the guards, so every call that got past this check is waited for.
+    if ONNX_RUNTIME_CLOSING.load(Ordering::SeqCst) {
+        bail!("ONNX Runtime is closed: the process is exiting");
+    }
+    Ok(guard)
+}
+
+/// Refuses new ONNX Runtime calls and waits for the one in progress on any thread (at most one
+/// session creation or one batch). Call before the process exits; idempotent.
+pub fn close_onnx_runtime() {
+    ONNX_RUNTIME_CLOSING.store(true, Ordering::SeqCst);
+    drop(IN_ONNX_RUNTIME.write().unwrap_or_else(|e| e.into_inner()));
+}
+
+/// Whether [`close_onnx_runtime`] has run (a failure after it is the exit, not a problem).
+pub fn onnx_runtime_closed() -> bool {
+    ONNX_RUNTIME_CLOSING.load(Ordering::SeqCst)
+}
+
+/// Closes ONNX Runtime when dropped: hold one in `main` so that every way out of it (return or
+/// panic) waits for the call in flight before `exit()` tears the library down.
+pub struct CloseOnnxRuntimeOnDrop;
+
+impl Drop for CloseOnnxRuntimeOnDrop {
+    fn drop(&mut self) {
+        close_onnx_runtime();
+    }
+}
+
 /// A loaded embedding model. Thread-safe; one embedding call runs at a time.
 pub struct Embedder {
-    model: Mutex<TextEmbedding>,
+    /// `None` only while being dropped.
+    model: Mutex<Option<TextEmbedding>>,
     /// Texts per inference call.
     batch: usize,
+}
+
+impl Drop for Embedder {
+    fn drop(&mut self) {
+        let model = self
+            .model
+            .get_mut()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        match enter_onnx_runtime() {
+            Ok(_open) => drop(model),
+            // Releasing the session now would run into ONNX Runtime's teardown: leave it to
+            // the operating system, which reclaims the memory at exit anyway.
+            Err(_) => std::mem::forget(model),
+        }
+    }
 }
 
 impl Embedder {
@@ -84,6 +145,7 @@ impl Embedder {
         if let Some(missing) = location.missing() {
             bail!("{missing}");
         }
+        let _open = enter_onnx_runtime()?;
         let environment = ort_environment(&location.onnxruntime)?;
         let read = |name: &str| -> anyhow::Result<Vec<u8>> {
             let path = location.model_dir.join(name);
@@ -119,18 +181,22 @@ impl Embedder {
         let model = TextEmbedding::try_new_from_user_defined(model, options)
             .context("creating the embedding session")?;
         Ok(Embedder {
-            model: Mutex::new(model),
+            model: Mutex::new(Some(model)),
             batch: batch.max(1),
         })
     }
 
-    /// Embeds texts (L2-normalised vectors).
+    /// Embeds texts (L2-normalised vectors), one batch per ONNX Runtime call so that exiting
+    /// waits for one batch, not for the whole corpus.
     pub fn embed(&self, texts: &[String]) -> anyhow::Result<Vec<Vec<f32>>> {
-        if texts.is_empty() {
-            return Ok(Vec::new());
-        }
         let mut model = self.model.lock().unwrap_or_else(|e| e.into_inner());
-        model.embed(texts, Some(self.batch)).context("embedding")
+        let model = model.as_mut().context("the embedding model is released")?;
+        let mut vectors = Vec::with_capacity(texts.len());
+        for batch in texts.chunks(self.batch) {
+            let _open = enter_onnx_runtime().context("embedding")?;
+            vectors.extend(model.embed(batch, Some(self.batch)).context("embedding")?);
+        }
+        Ok(vectors)
     }
 }
 

@@ -384,6 +384,9 @@ impl KnowledgeBase {
                     };
                 });
             }
+            Err(e) if super::embed::onnx_runtime_closed() => {
+                tracing::debug!("embedding load stopped: the process is exiting ({e:#})");
+            }
             Err(e) => {
                 tracing::warn!(
                     "runbook search is lexical-only: embeddings failed to load: {e:#}; to enable embeddings, {HOW_TO_ENABLE}"
