@@ -79,14 +79,15 @@ pub struct Cli {
     #[arg(long, env = "SRE_MCP_NO_EMBEDDINGS", global = true)]
     pub no_embeddings: bool,
 
-    /// ONNX Runtime threads for embeddings.
-    #[arg(long, env = "SRE_MCP_EMBEDDING_THREADS", default_value_t = KnowledgeConfig::DEFAULT_THREADS as u32, value_parser = clap::value_parser!(u32).range(1..=64), global = true)]
-    pub embedding_threads: u32,
+    /// ONNX Runtime threads for embeddings. Default: 1 in the server (it embeds in the
+    /// background while it answers), 2 in `setup-embeddings` (nothing else to do).
+    #[arg(long, env = "SRE_MCP_EMBEDDING_THREADS", value_parser = clap::value_parser!(u32).range(1..=64), global = true)]
+    pub embedding_threads: Option<u32>,
 
-    /// Runbook chunks per embedding call while indexing: larger batches can be faster and take
-    /// more memory (activations grow with batch × tokens²).
-    #[arg(long, env = "SRE_MCP_EMBEDDING_BATCH", default_value_t = KnowledgeConfig::DEFAULT_BATCH as u32, value_parser = clap::value_parser!(u32).range(1..=64), global = true)]
-    pub embedding_batch: u32,
+    /// Runbook chunks per embedding call while indexing: larger batches are faster and can take
+    /// more memory. Default: 1 in the server, 4 in `setup-embeddings`.
+    #[arg(long, env = "SRE_MCP_EMBEDDING_BATCH", value_parser = clap::value_parser!(u32).range(1..=64), global = true)]
+    pub embedding_batch: Option<u32>,
 
     /// Turn on ONNX Runtime's CPU arena allocator: it keeps the largest batch's buffers
     /// resident (more memory) in exchange for fewer allocations.
@@ -319,8 +320,12 @@ pub fn knowledge_config(cli: &Cli) -> KnowledgeConfig {
         extra_dirs: cli.runbook_dirs.clone(),
         model: (!cli.no_embeddings).then(|| model_location(cli)),
         no_model_reason: None,
-        threads: cli.embedding_threads as usize,
-        batch: cli.embedding_batch as usize,
+        threads: cli
+            .embedding_threads
+            .map_or(KnowledgeConfig::DEFAULT_THREADS, |t| t as usize),
+        batch: cli
+            .embedding_batch
+            .map_or(KnowledgeConfig::DEFAULT_BATCH, |b| b as usize),
         arena: cli.onnx_arena,
         cache_path: Some(EmbeddingCache::default_path()),
         wait: Duration::from_millis(cli.index_wait_ms),
@@ -464,6 +469,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
 fn fill_embedding_cache(cli: &Cli) -> anyhow::Result<()> {
     let config = KnowledgeConfig {
         model: Some(model_location(cli)),
+        threads: cli
+            .embedding_threads
+            .map_or(KnowledgeConfig::SETUP_THREADS, |t| t as usize),
+        batch: cli
+            .embedding_batch
+            .map_or(KnowledgeConfig::SETUP_BATCH, |b| b as usize),
         ..knowledge_config(cli)
     };
     let terminal = std::io::stderr().is_terminal();
