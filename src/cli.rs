@@ -85,7 +85,7 @@ pub struct Cli {
     pub embedding_threads: Option<u32>,
 
     /// Runbook chunks per embedding call while indexing: larger batches are faster and can take
-    /// more memory. Default: 1 in the server, 4 in `setup-embeddings`.
+    /// more memory. Default: 1 in the server, 2 in `setup-embeddings`.
     #[arg(long, env = "SRE_MCP_EMBEDDING_BATCH", value_parser = clap::value_parser!(u32).range(1..=64), global = true)]
     pub embedding_batch: Option<u32>,
 

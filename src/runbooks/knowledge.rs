@@ -41,11 +41,11 @@ impl KnowledgeConfig {
     pub const DEFAULT_THREADS: usize = 1;
     /// Texts per embedding call in the server.
     pub const DEFAULT_BATCH: usize = 1;
-    /// Threads and batch for `setup-embeddings`, which has the machine to itself: measured on
-    /// 2 cores (`cargo bench --bench embedding`), 4 × 2 embeds the shipped runbooks in ~15 s
-    /// against ~28 s for 1 × 1, at the same peak memory (~220–230 MB).
+    /// Threads and batch for `setup-embeddings`, which has the machine to itself. Measured on
+    /// 2 cores (release, shipped runbooks, cold): batch 2 × 2 threads 14–15 s at a peak of
+    /// 223–232 MB; 1 × 1 25–28 s at 207–240 MB; 4 × 2 14–15 s but 290–330 MB.
     pub const SETUP_THREADS: usize = 2;
-    pub const SETUP_BATCH: usize = 4;
+    pub const SETUP_BATCH: usize = 2;
     /// How long a search waits for the index before answering lexically, in milliseconds.
     pub const DEFAULT_WAIT_MS: u64 = 3000;
 
