@@ -320,12 +320,8 @@ pub fn knowledge_config(cli: &Cli) -> KnowledgeConfig {
         extra_dirs: cli.runbook_dirs.clone(),
         model: (!cli.no_embeddings).then(|| model_location(cli)),
         no_model_reason: None,
-        threads: cli
-            .embedding_threads
-            .map_or(KnowledgeConfig::DEFAULT_THREADS, |t| t as usize),
-        batch: cli
-            .embedding_batch
-            .map_or(KnowledgeConfig::DEFAULT_BATCH, |b| b as usize),
+        threads: or_default(cli.embedding_threads, KnowledgeConfig::DEFAULT_THREADS),
+        batch: or_default(cli.embedding_batch, KnowledgeConfig::DEFAULT_BATCH),
         arena: cli.onnx_arena,
         cache_path: Some(EmbeddingCache::default_path()),
         wait: Duration::from_millis(cli.index_wait_ms),
@@ -463,18 +459,19 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
+/// A count flag's value, or the default of the command that reads it.
+fn or_default(flag: Option<u32>, default: usize) -> usize {
+    flag.map_or(default, |n| n as usize)
+}
+
 /// Embeds the runbooks the flags name (shipped and `--runbooks` folders) into the embedding
 /// cache, so the next server starts with fused search at once: a progress bar on a terminal,
 /// one summary line otherwise.
 fn fill_embedding_cache(cli: &Cli) -> anyhow::Result<()> {
     let config = KnowledgeConfig {
         model: Some(model_location(cli)),
-        threads: cli
-            .embedding_threads
-            .map_or(KnowledgeConfig::SETUP_THREADS, |t| t as usize),
-        batch: cli
-            .embedding_batch
-            .map_or(KnowledgeConfig::SETUP_BATCH, |b| b as usize),
+        threads: or_default(cli.embedding_threads, KnowledgeConfig::SETUP_THREADS),
+        batch: or_default(cli.embedding_batch, KnowledgeConfig::SETUP_BATCH),
         ..knowledge_config(cli)
     };
     let terminal = std::io::stderr().is_terminal();
