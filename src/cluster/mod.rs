@@ -74,25 +74,6 @@ pub enum ClusterError {
     },
 }
 
-impl ClusterError {
-    pub fn not_found(kind: &'static str, name: &str, namespace: Option<&str>) -> ClusterError {
-        ClusterError::NotFound {
-            kind,
-            name: name.to_string(),
-            namespace: namespace.map(str::to_string),
-            existing: None,
-        }
-    }
-
-    /// A failure with its cause kept.
-    pub fn other(message: impl Into<String>, cause: impl Into<Cause>) -> ClusterError {
-        ClusterError::Other {
-            message: message.into(),
-            cause: Some(cause.into()),
-        }
-    }
-}
-
 fn in_namespace(namespace: &Option<String>) -> String {
     namespace
         .as_ref()
@@ -167,15 +148,6 @@ pub struct ObjectList<T> {
 }
 
 impl<T> ObjectList<T> {
-    /// A complete list (no further pages).
-    pub fn complete(items: Vec<T>) -> ObjectList<T> {
-        ObjectList {
-            items,
-            continue_token: None,
-            remaining: Some(0),
-        }
-    }
-
     /// Items in this page plus those that follow, when known.
     pub fn total(&self) -> Option<usize> {
         self.remaining.map(|r| r + self.items.len())
@@ -234,18 +206,6 @@ pub struct LogLines {
 }
 
 impl LogLines {
-    /// All of `entries`.
-    pub fn from_entries(entries: Vec<LogEntry>) -> LogLines {
-        let n = entries.len();
-        LogLines {
-            stream: Arc::new(entries),
-            window: 0..n,
-            stream_entries: Some(n),
-            since_entries: Some(n),
-            cut_by_bytes: false,
-        }
-    }
-
     /// Applies a query's since, tail and byte limit to a whole stream held in memory.
     pub fn window_of(stream: Arc<Vec<LogEntry>>, query: &LogQuery) -> LogLines {
         let total = stream.len();

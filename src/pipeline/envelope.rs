@@ -4,7 +4,6 @@
 //! rendered from them. One definition each; stages, shaping and the server use these.
 
 use std::fmt::Write;
-use std::sync::Arc;
 
 use rmcp::model::JsonObject;
 use schemars::JsonSchema;
@@ -96,7 +95,7 @@ impl ReplyMeta {
 }
 
 /// A tool's input schema with the `max_tokens` argument every tool accepts.
-pub fn input_schema(tool: &ToolDef, min_tokens: usize) -> Arc<JsonObject> {
+pub fn input_schema(tool: &ToolDef, min_tokens: usize) -> JsonObject {
     let mut schema = (*tool.input_schema).clone();
     let properties = schema
         .entry("properties")
@@ -111,11 +110,11 @@ pub fn input_schema(tool: &ToolDef, min_tokens: usize) -> Arc<JsonObject> {
             }),
         );
     }
-    Arc::new(schema)
+    schema
 }
 
 /// A tool's output schema with the envelope fields (their definitions merged into `$defs`).
-pub fn output_schema(tool: &ToolDef) -> Arc<JsonObject> {
+pub fn output_schema(tool: &ToolDef) -> JsonObject {
     let envelope = rmcp::handler::server::tool::schema_for_output::<Envelope>();
     let mut schema = (*tool.output_schema).clone();
     for section in ["properties", "$defs"] {
@@ -136,7 +135,7 @@ pub fn output_schema(tool: &ToolDef) -> Arc<JsonObject> {
             }
         }
     }
-    Arc::new(schema)
+    schema
 }
 
 /// The reply text: the tool's rendering of its data, then a block for each envelope field the

@@ -185,8 +185,8 @@ impl Pipeline {
     /// `max_tokens` argument, the envelope fields) and keep only standard formats.
     pub fn new(context: Arc<Context>, mut tools: ToolRegistry, caps: ShapingConfig) -> Pipeline {
         for tool in tools.iter_mut() {
-            let mut input = (*envelope::input_schema(tool, MIN_RESULT_TOKENS)).clone();
-            let mut output = (*envelope::output_schema(tool)).clone();
+            let mut input = envelope::input_schema(tool, MIN_RESULT_TOKENS);
+            let mut output = envelope::output_schema(tool);
             standard_formats(&mut input);
             standard_formats(&mut output);
             tool.input_schema = Arc::new(input);

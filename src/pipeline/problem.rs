@@ -176,15 +176,6 @@ fn non_empty_list(map: &Map<String, Value>, field: &str) -> bool {
         .is_some_and(|a| !a.is_empty())
 }
 
-/// Whether a result shows any problem at all (some item anywhere has a severity).
-pub fn shows_problem(value: &Value) -> bool {
-    match value {
-        Value::Array(items) => items.iter().any(shows_problem),
-        Value::Object(map) => severity(value) > 0 || map.values().any(shows_problem),
-        _ => false,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -219,15 +210,5 @@ mod tests {
             severity(&json!({"last_termination_reason": "Completed"})),
             0
         );
-    }
-
-    #[test]
-    fn problems_are_found_anywhere_in_a_result() {
-        assert!(shows_problem(
-            &json!({"pods": [{"status": "Running"}, {"status": "OOMKilled"}]})
-        ));
-        assert!(!shows_problem(
-            &json!({"pods": [{"status": "Running", "ready": "1/1"}]})
-        ));
     }
 }

@@ -174,9 +174,6 @@ pub fn embed_chunks(
             tracing::warn!(error = %e, "could not write the embedding cache");
         }
         fresh_by_index.extend(step.iter().copied().zip(vectors));
-        // Each inference frees its activations; give those pages back as we go, or glibc
-        // keeps them and the peak grows with the corpus.
-        release_freed_memory();
         progress(fresh_by_index.len(), missing.len());
     }
     let new = fresh_by_index.len();

@@ -317,13 +317,18 @@ impl RenderText for PodLogs {
 // ---------------------------------------------------------------------------------------------
 // Streams across pods
 
-/// One container log stream and where it comes from.
-struct Stream {
+/// One container log stream to read: where it comes from.
+struct StreamSource {
     namespace: String,
     pod: String,
     service: String,
     container: String,
     previous: bool,
+}
+
+/// A container log stream, read.
+struct Stream {
+    source: StreamSource,
     lines: LogLines,
 }
 
@@ -373,26 +378,25 @@ async fn streams(
                 kinds.insert(0, true);
             }
             for previous in kinds {
-                wanted.push(Stream {
+                wanted.push(StreamSource {
                     namespace: ns.clone(),
                     pod: name.clone(),
                     service: pod_service.clone(),
                     container: container.name.clone(),
                     previous,
-                    lines: LogLines::from_entries(Vec::new()),
                 });
             }
         }
     }
     let backend = &ctx.backend;
-    let read = futures::stream::iter(wanted.into_iter().map(|mut stream| async move {
+    let read = futures::stream::iter(wanted.into_iter().map(|source| async move {
         let query = LogQuery {
             since,
-            ..LogQuery::container(&stream.namespace, &stream.pod, &stream.container)
-                .previous(stream.previous)
+            ..LogQuery::container(&source.namespace, &source.pod, &source.container)
+                .previous(source.previous)
         };
-        stream.lines = backend.pod_logs(&query).await?;
-        Ok::<_, ToolError>(stream)
+        let lines = backend.pod_logs(&query).await?;
+        Ok::<_, ToolError>(Stream { source, lines })
     }))
     .buffered(ctx.limits.log_concurrency.max(1))
     .collect::<Vec<_>>()
@@ -435,11 +439,11 @@ pub struct ServiceLogLine {
 fn service_line(stream: &Stream, entry: &LogEntry) -> ServiceLogLine {
     ServiceLogLine {
         timestamp: entry.timestamp.to_string(),
-        service: stream.service.clone(),
-        namespace: stream.namespace.clone(),
-        pod: stream.pod.clone(),
-        container: stream.container.clone(),
-        previous: stream.previous,
+        service: stream.source.service.clone(),
+        namespace: stream.source.namespace.clone(),
+        pod: stream.source.pod.clone(),
+        container: stream.source.container.clone(),
+        previous: stream.source.previous,
         level: entry.level,
         logger: entry.logger.clone(),
         trace_id: entry.trace_id.clone(),
@@ -692,8 +696,8 @@ async fn count_errors(ctx: Arc<Context>, params: CountErrorsParams) -> ToolResul
         {
             total += 1;
             let key = match group_by {
-                GroupBy::Service => stream.service.clone(),
-                GroupBy::Pod => format!("{}/{}", stream.namespace, stream.pod),
+                GroupBy::Service => stream.source.service.clone(),
+                GroupBy::Pod => format!("{}/{}", stream.source.namespace, stream.source.pod),
                 GroupBy::Message => normalise_message(&entry.message),
             };
             let acc = groups.entry(key).or_insert_with(|| Acc {
@@ -704,7 +708,7 @@ async fn count_errors(ctx: Arc<Context>, params: CountErrorsParams) -> ToolResul
                 last: entry.timestamp,
             });
             acc.count += 1;
-            acc.services.insert(stream.service.clone());
+            acc.services.insert(stream.source.service.clone());
             acc.first = acc.first.min(entry.timestamp);
             if entry.timestamp > acc.last {
                 acc.last = entry.timestamp;
@@ -843,13 +847,13 @@ async fn trace_transaction(
     let mut spans: Vec<TraceSpan> = Vec::new();
     let mut bounds: Vec<(Timestamp, Timestamp)> = Vec::new();
     for (stream, entry) in &hits {
-        let index = match services.iter().position(|s| s == &stream.service) {
+        let index = match services.iter().position(|s| s == &stream.source.service) {
             Some(i) => i,
             None => {
-                services.push(stream.service.clone());
+                services.push(stream.source.service.clone());
                 spans.push(TraceSpan {
-                    service: stream.service.clone(),
-                    namespace: stream.namespace.clone(),
+                    service: stream.source.service.clone(),
+                    namespace: stream.source.namespace.clone(),
                     pods: Vec::new(),
                     start: String::new(),
                     end: String::new(),
@@ -864,8 +868,8 @@ async fn trace_transaction(
         let span = &mut spans[index];
         span.entries += 1;
         span.errors += usize::from(entry.level >= Level::Error);
-        if !span.pods.contains(&stream.pod) {
-            span.pods.push(stream.pod.clone());
+        if !span.pods.contains(&stream.source.pod) {
+            span.pods.push(stream.source.pod.clone());
         }
         bounds[index].1 = entry.timestamp;
     }
