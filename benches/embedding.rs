@@ -5,13 +5,48 @@
 //! empty cache folder, so peak memory is that configuration's alone.
 //! Run with `cargo bench --bench embedding`; prints figures, asserts nothing. Needs the model
 //! (`sre-mcp setup-embeddings`). `SRE_MCP_BENCH_CONFIGS="1x1 4x2"` picks configurations
-//! (batch x threads).
+//! (batch x threads). Then it times single embeddings in this process (a short query, a
+//! runbook-sized chunk) with the model's graph as shipped and as rewritten to int8 matmuls.
 
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use sre_mcp::runbooks::embed::{ModelLocation, default_model_dir, default_onnxruntime};
+use sre_mcp::runbooks::embed::{
+    Embedder, ModelGraph, ModelLocation, default_model_dir, default_onnxruntime,
+};
+
+/// p50 of embedding each text on its own, one thread (as the server embeds a query).
+fn single_embeddings(location: &ModelLocation, graph: ModelGraph) {
+    let embedder = Embedder::load_graph(location, 1, 1, false, graph).expect("load the model");
+    let long = "A pod is OOMKilled when its container's working set exceeds the memory limit: \
+        the kernel kills the process, the kubelet records Last State Terminated with reason \
+        OOMKilled and exit code 137, and restarts it with a growing back-off. "
+        .repeat(4);
+    for (label, text) in [
+        (
+            "six-word query",
+            "pods OOMKilled after the deploy".to_string(),
+        ),
+        ("~200-token chunk", long),
+    ] {
+        let mut samples: Vec<Duration> = (0..15)
+            .map(|i| {
+                let text = format!("{text} {i}");
+                let started = Instant::now();
+                embedder.embed(&[text]).expect("embed");
+                started.elapsed()
+            })
+            .collect();
+        samples.sort();
+        println!(
+            "embedding one {label}, graph {graph:?}: p50 {:.1} ms (min {:.1}, max {:.1})",
+            samples[samples.len() / 2].as_secs_f64() * 1e3,
+            samples[0].as_secs_f64() * 1e3,
+            samples[samples.len() - 1].as_secs_f64() * 1e3,
+        );
+    }
+}
 
 /// Waits for a child and returns its exit status and peak resident memory in MB.
 fn wait_with_peak(child: std::process::Child) -> (i32, u64) {
@@ -71,4 +106,8 @@ fn main() {
             if status == 0 { "" } else { " (failed)" }
         );
     }
+    // After the child processes: a child forked from a process holding a model would count the
+    // parent's memory in its peak.
+    single_embeddings(&location, ModelGraph::AsShipped);
+    single_embeddings(&location, ModelGraph::Int8Matmul);
 }

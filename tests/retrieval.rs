@@ -117,3 +117,51 @@ const SHIPPED_RECALL_AT_3: f64 = 0.95;
 const SHIPPED_MRR: f64 = 0.95;
 const PUBLIC_RECALL_AT_3: f64 = 0.82;
 const PUBLIC_MRR: f64 = 0.78;
+
+/// The int8-matmul rewrite of the model must embed as the graph as shipped does: it changes how
+/// the products are computed, not what they are.
+#[test]
+fn the_int8_matmul_graph_embeds_as_the_shipped_graph_does() {
+    use sre_mcp::runbooks::embed::{Embedder, ModelGraph};
+    use sre_mcp::runbooks::int8_matmul;
+    let location = ModelLocation {
+        model_dir: default_model_dir(),
+        onnxruntime: default_onnxruntime(),
+    };
+    assert!(
+        location.missing().is_none(),
+        "{:?}; run `sre-mcp setup-embeddings` first",
+        location.missing()
+    );
+    // The rewrite must find every weight of MiniLM-L6: 6 layers × 6 matmuls, 2 embedding tables.
+    let onnx = std::fs::read(location.model_dir.join("model.onnx")).unwrap();
+    let (_, counts) = int8_matmul::rewrite(&onnx).unwrap().expect("a rewrite");
+    assert_eq!((counts.matmuls, counts.gathers), (36, 2));
+
+    let texts: Vec<String> = [
+        "pods OOMKilled after deploy",
+        "database connection pool exhausted, requests time out",
+        "TLS certificate expired on the ingress",
+        "disk full: no space left on device",
+        "",
+        "x",
+        "The kubelet restarts the container with an exponential back-off; Last State shows \
+         Terminated, Reason OOMKilled, Exit Code 137. Compare the working set with the limit \
+         and roll back the release if the growth started with it.",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let shipped = Embedder::load_graph(&location, 1, 2, false, ModelGraph::AsShipped).unwrap();
+    let rewritten = Embedder::load_graph(&location, 1, 2, false, ModelGraph::Int8Matmul).unwrap();
+    let a = shipped.embed(&texts).unwrap();
+    let b = rewritten.embed(&texts).unwrap();
+    for (i, (a, b)) in a.iter().zip(&b).enumerate() {
+        let cosine: f32 = a.iter().zip(b).map(|(x, y)| x * y).sum();
+        assert!(
+            cosine > 0.9999,
+            "text {i} ({:?}): cosine {cosine}",
+            texts[i]
+        );
+    }
+}

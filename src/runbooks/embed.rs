@@ -14,6 +14,8 @@ use fastembed::{
 };
 use sha2::{Digest, Sha256};
 
+use super::int8_matmul;
+
 /// The model this build knows how to use, and its files.
 pub const MODEL_ID: &str = "all-MiniLM-L6-v2-int8";
 pub const DIMENSIONS: usize = 384;
@@ -107,6 +109,16 @@ impl Drop for CloseOnnxRuntimeOnDrop {
     }
 }
 
+/// Which form of the model's graph a session runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ModelGraph {
+    /// Rewritten to multiply by the int8 weights directly ([`int8_matmul`]), falling back to
+    /// the graph as shipped when ONNX Runtime refuses it. The default.
+    Int8Matmul,
+    /// As shipped: float weights re-created on every inference.
+    AsShipped,
+}
+
 /// A loaded embedding model. Thread-safe; one embedding call runs at a time.
 pub struct Embedder {
     /// `None` only while being dropped.
@@ -142,6 +154,17 @@ impl Embedder {
         batch: usize,
         arena: bool,
     ) -> anyhow::Result<Embedder> {
+        Embedder::load_graph(location, threads, batch, arena, ModelGraph::Int8Matmul)
+    }
+
+    /// [`Embedder::load`] with a choice of graph (tests compare the two).
+    pub fn load_graph(
+        location: &ModelLocation,
+        threads: usize,
+        batch: usize,
+        arena: bool,
+        graph: ModelGraph,
+    ) -> anyhow::Result<Embedder> {
         if let Some(missing) = location.missing() {
             bail!("{missing}");
         }
@@ -151,35 +174,68 @@ impl Embedder {
             let path = location.model_dir.join(name);
             std::fs::read(&path).with_context(|| format!("reading {}", path.display()))
         };
-        let model = UserDefinedEmbeddingModel::new(
-            read("model.onnx")?,
-            TokenizerFiles {
-                tokenizer_file: read("tokenizer.json")?,
-                config_file: read("config.json")?,
-                special_tokens_map_file: read("special_tokens_map.json")?,
-                tokenizer_config_file: read("tokenizer_config.json")?,
+        let onnx = read("model.onnx")?;
+        let tokenizer = TokenizerFiles {
+            tokenizer_file: read("tokenizer.json")?,
+            config_file: read("config.json")?,
+            special_tokens_map_file: read("special_tokens_map.json")?,
+            tokenizer_config_file: read("tokenizer_config.json")?,
+        };
+        let session = |onnx: Vec<u8>| {
+            let model =
+                UserDefinedEmbeddingModel::new(onnx, tokenizer.clone()).with_pooling(Pooling::Mean);
+            let options = InitOptionsUserDefined::new()
+                .with_environment(environment.clone())
+                .with_max_length(256)
+                .with_intra_threads(threads.max(1))
+                .with_execution_providers(vec![
+                    ort::ep::CPU::default().with_arena_allocator(arena).build(),
+                ])
+                // Constant folding would turn int8 weights the graph still casts (a model the
+                // rewrite below does not recognise) into resident float copies: +125 MB.
+                .with_session_config(
+                    "optimization.disable_specified_optimizers",
+                    "ConstantFolding",
+                )
+                // Pre-packed copies of the weights cost memory, and were slower here.
+                .with_session_config("session.disable_prepacking", "1")
+                // Idle worker threads must not spin on a small machine that also serves requests.
+                .with_session_config("session.intra_op.allow_spinning", "0");
+            TextEmbedding::try_new_from_user_defined(model, options)
+        };
+        let rewrite_started = std::time::Instant::now();
+        let rewritten = match graph {
+            ModelGraph::Int8Matmul => int8_matmul::rewrite(&onnx),
+            ModelGraph::AsShipped => Ok(None),
+        };
+        let rewrite_ms = rewrite_started.elapsed().as_millis() as u64;
+        let model = match rewritten {
+            Ok(Some((rewritten, counts))) => match session(rewritten) {
+                Ok(model) => {
+                    tracing::debug!(
+                        matmuls = counts.matmuls,
+                        gathers = counts.gathers,
+                        rewrite_ms,
+                        session_ms = rewrite_started.elapsed().as_millis() as u64 - rewrite_ms,
+                        "embedding model runs on its int8 weights"
+                    );
+                    model
+                }
+                Err(e) => {
+                    tracing::warn!(
+                        "ONNX Runtime refused the int8-matmul form of the model ({e:#}); using the model as shipped, which embeds ~4x slower"
+                    );
+                    session(onnx).context("creating the embedding session")?
+                }
             },
-        )
-        .with_pooling(Pooling::Mean);
-        let options = InitOptionsUserDefined::new()
-            .with_environment(environment)
-            .with_max_length(256)
-            .with_intra_threads(threads.max(1))
-            .with_execution_providers(vec![
-                ort::ep::CPU::default().with_arena_allocator(arena).build(),
-            ])
-            // Constant folding turns the int8 weights (QDQ) into float copies: measured +125 MB
-            // resident for no speed gain on this model (76 vs 78 ms per 200-token text).
-            .with_session_config(
-                "optimization.disable_specified_optimizers",
-                "ConstantFolding",
-            )
-            // Pre-packed copies of the weights cost memory as well.
-            .with_session_config("session.disable_prepacking", "1")
-            // Idle worker threads must not spin on a small machine that also serves requests.
-            .with_session_config("session.intra_op.allow_spinning", "0");
-        let model = TextEmbedding::try_new_from_user_defined(model, options)
-            .context("creating the embedding session")?;
+            Ok(None) => session(onnx).context("creating the embedding session")?,
+            Err(e) => {
+                tracing::warn!(
+                    "could not read the model's graph to run it on int8 weights ({e:#}); using it as shipped"
+                );
+                session(onnx).context("creating the embedding session")?
+            }
+        };
         Ok(Embedder {
             model: Mutex::new(Some(model)),
             batch: batch.max(1),

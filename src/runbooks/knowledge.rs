@@ -42,10 +42,12 @@ impl KnowledgeConfig {
     /// Texts per embedding call in the server.
     pub const DEFAULT_BATCH: usize = 1;
     /// Threads and batch for `setup-embeddings`, which has the machine to itself. Measured on
-    /// 2 cores (release, shipped runbooks, cold): batch 2 × 2 threads 14–15 s at a peak of
-    /// 223–232 MB; 1 × 1 25–28 s at 207–240 MB; 4 × 2 14–15 s but 290–330 MB.
+    /// 2 cores (release, shipped runbooks, cold, int8 matmuls): batch 1 × 2 threads 7.1–8.0 s at
+    /// a peak of 125–128 MB; 2 × 2 7.3–7.9 s at 167–206 MB; 1 × 1 9.6 s at 124 MB; 4 × 2 9.0 s
+    /// at 212 MB; 8 × 2 11 s at 554 MB (padding to the longest text in a batch costs more than
+    /// batching saves).
     pub const SETUP_THREADS: usize = 2;
-    pub const SETUP_BATCH: usize = 2;
+    pub const SETUP_BATCH: usize = 1;
     /// How long a search waits for the index before answering lexically, in milliseconds.
     pub const DEFAULT_WAIT_MS: u64 = 3000;
 

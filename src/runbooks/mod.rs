@@ -6,5 +6,6 @@ pub mod corpus;
 pub mod embed;
 pub mod eval;
 pub mod index;
+pub mod int8_matmul;
 pub mod knowledge;
 pub mod setup;

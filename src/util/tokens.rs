@@ -1,9 +1,9 @@
 //! Token counting with OpenAI's BPE encodings (`o200k_base`, `cl100k_base`), counted the way
 //! tiktoken encodes: the text is split with the encoding's pre-tokenizer pattern, and each piece
 //! is merged pair by pair by rank. Only the count is needed, so the vocabulary is kept compact —
-//! one byte buffer and one hash table, about 7 MB for o200k — where a full encoder keeps three
-//! copies of it (about 45 MB). The vocabulary itself comes from `tiktoken-rs` once, at load;
-//! tests check every count against `tiktoken-rs` itself.
+//! one hash table over the token bytes embedded in the binary (written from `tiktoken-rs` by
+//! `build.rs`), about 5 MB for o200k, where a full encoder keeps three copies of it (about
+//! 45 MB) and takes ~350 ms of CPU to build; tests check every count against `tiktoken-rs`.
 
 use std::sync::LazyLock;
 
@@ -34,12 +34,13 @@ impl Encoding {
     /// Builds the counter (about 250 ms of CPU) on a background thread so the first count does
     /// not pay for it. It starts after a pause, once a client's handshake is usually answered:
     /// on two cores it would otherwise slow `initialize` by a few milliseconds. A count that
-    /// comes first simply builds it itself.
+    /// comes first waits for it. Its priority stays normal: every reply needs it, and at a
+    /// lowered priority it lost the CPU to the embedding model's loading (a first reply waited
+    /// 390 ms for it).
     pub fn warm_up(self) {
         let _ = std::thread::Builder::new()
             .name("tokenizer".into())
             .spawn(move || {
-                crate::util::thread::lower_thread_priority();
                 std::thread::sleep(std::time::Duration::from_millis(150));
                 let _ = self.counter();
             });
@@ -103,9 +104,8 @@ struct Counter {
 
 impl Counter {
     fn o200k_base() -> Counter {
-        let vocabulary = tiktoken_rs::o200k_base().expect("o200k_base vocabulary");
         Counter::new(
-            vocabulary,
+            include_bytes!(concat!(env!("OUT_DIR"), "/o200k_base.tokens")),
             &[
                 r"[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]*[\p{Ll}\p{Lm}\p{Lo}\p{M}]+(?i:'s|'t|'re|'ve|'m|'ll|'d)?",
                 r"[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]+[\p{Ll}\p{Lm}\p{Lo}\p{M}]*(?i:'s|'t|'re|'ve|'m|'ll|'d)?",
@@ -119,36 +119,24 @@ impl Counter {
     }
 
     fn cl100k_base() -> Counter {
-        let vocabulary = tiktoken_rs::cl100k_base().expect("cl100k_base vocabulary");
         Counter::new(
-            vocabulary,
+            include_bytes!(concat!(env!("OUT_DIR"), "/cl100k_base.tokens")),
             r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+$",
         )
     }
 
-    /// Copies the ordinary tokens (ranks 0, 1, 2… up to the first gap, where the special
-    /// tokens start) into one buffer; the full encoder is dropped afterwards.
-    fn new(vocabulary: tiktoken_rs::CoreBPE, pattern: &str) -> Counter {
-        let mut tokens: Vec<Vec<u8>> = Vec::with_capacity(200_000);
-        while let Ok(bytes) = vocabulary.decode_bytes(&[tokens.len() as u32]) {
-            tokens.push(bytes);
-        }
-        let mut buffer = Vec::with_capacity(tokens.iter().map(Vec::len).sum());
-        for token in &tokens {
-            buffer.extend_from_slice(token);
-        }
-        // Lives as long as the process, like the counter that points into it.
-        let buffer: &'static [u8] = Box::leak(buffer.into_boxed_slice());
+    /// `tokens` is each ordinary token's bytes in rank order, behind a little-endian `u16`
+    /// length (see `build.rs`).
+    fn new(tokens: &'static [u8], pattern: &str) -> Counter {
         let mut ranks = FxHashMap::default();
-        ranks.reserve(tokens.len());
-        let mut offset = 0;
-        for (rank, token) in tokens.iter().enumerate() {
-            ranks.insert(&buffer[offset..offset + token.len()], rank as u32);
-            offset += token.len();
+        ranks.reserve(tokens.len() / 8);
+        let mut rest = tokens;
+        while let [lo, hi, tail @ ..] = rest {
+            let len = usize::from(u16::from_le_bytes([*lo, *hi]));
+            let (token, tail) = tail.split_at(len);
+            ranks.insert(token, ranks.len() as u32);
+            rest = tail;
         }
-        drop(tokens);
-        drop(vocabulary);
-        release_freed_memory();
         Counter {
             ranks,
             pretokenizer: Pretokenizer::new(pattern),
@@ -205,15 +193,6 @@ impl Counter {
             }
         }
         parts.len() - 1
-    }
-}
-
-/// Hands freed heap pages back to the OS (the full encoder's ~45 MB of small allocations).
-fn release_freed_memory() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: malloc_trim only releases free memory held by the allocator.
-    unsafe {
-        libc::malloc_trim(0);
     }
 }
 
