@@ -17,6 +17,10 @@ use crate::app::{AugmentSettings, Settings};
 use crate::cluster::ClusterBackend;
 use crate::cluster::deferred::DeferredBackend;
 use crate::cluster::demo::DemoCluster;
+use crate::cluster::kubernetes::KubeBackend;
+use crate::cluster::kubernetes::config::{
+    self as kube_config, BackendChoice, KubeSettings, Selected,
+};
 use crate::mcp::Services;
 use crate::mcp::server::SreServer;
 use crate::pipeline::augment::Augmenter;
@@ -27,7 +31,7 @@ use crate::runbooks::knowledge::{KnowledgeBase, KnowledgeConfig};
 use crate::tools::{Limits, ToolRegistry};
 
 /// sre-mcp: an MCP server (stdio) with the tools an on-call SRE uses — service health, pods,
-/// logs, events, rollouts — on an embedded demo cluster.
+/// logs, events, rollouts — on a Kubernetes cluster or the embedded demo cluster.
 #[derive(Debug, Parser)]
 #[command(name = "sre-mcp", version, about, long_about = None)]
 pub struct Cli {
@@ -49,6 +53,31 @@ pub struct Cli {
     /// as fixtures/demo: <namespace>.yaml, nodes.yaml, logs/<ns>/<pod>/<container>.log).
     #[arg(long, env = "SRE_MCP_DEMO_FIXTURES", value_name = "DIR", global = true)]
     pub demo_fixtures: Option<PathBuf>,
+
+    /// Which cluster to read. `auto` uses a Kubernetes API server when a kubeconfig
+    /// (--kubeconfig, KUBECONFIG, ~/.kube/config) or an in-cluster service account is found,
+    /// and the embedded demo cluster otherwise; stderr and system://health say which and why.
+    #[arg(long, env = "SRE_MCP_BACKEND", value_enum, default_value_t = BackendChoice::Auto, global = true)]
+    pub backend: BackendChoice,
+
+    /// kubeconfig file for the Kubernetes backend (default: the first file KUBECONFIG names,
+    /// then ~/.kube/config).
+    #[arg(long, env = "SRE_MCP_KUBECONFIG", value_name = "PATH", global = true)]
+    pub kubeconfig: Option<PathBuf>,
+
+    /// kubeconfig context to use (default: the kubeconfig's current-context).
+    #[arg(long, env = "SRE_MCP_CONTEXT", value_name = "NAME", global = true)]
+    pub context: Option<String>,
+
+    /// Longest one Kubernetes API request may take; a call then fails with a timeout error
+    /// instead of waiting (e.g. 10s, 1m).
+    #[arg(long, env = "SRE_MCP_API_TIMEOUT", value_name = "DURATION", default_value_t = ApiTimeout::default(), value_parser = ApiTimeout::parse, global = true)]
+    pub api_timeout: ApiTimeout,
+
+    /// Read only these namespaces (comma-separated, e.g. payments,checkout). A call naming
+    /// another namespace is refused before any API request; lists show nothing outside them.
+    #[arg(long, env = "SRE_MCP_NAMESPACES", value_name = "LIST", value_parser = NamespaceList::parse, global = true)]
+    pub namespaces: Option<NamespaceList>,
 
     /// Add a folder of Markdown runbooks (front matter optional); repeatable. In the
     /// environment, separate folders with ':'.
@@ -279,6 +308,93 @@ pub fn settings(cli: &Cli) -> anyhow::Result<Settings> {
     })
 }
 
+/// `--api-timeout`: a whole number of seconds, minutes or hours (`10s`, `1m`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ApiTimeout(pub std::time::Duration);
+
+impl Default for ApiTimeout {
+    fn default() -> Self {
+        ApiTimeout(std::time::Duration::from_secs(
+            KubeSettings::DEFAULT_API_TIMEOUT_SECS,
+        ))
+    }
+}
+
+impl std::fmt::Display for ApiTimeout {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}s", self.0.as_secs())
+    }
+}
+
+impl ApiTimeout {
+    fn parse(text: &str) -> Result<ApiTimeout, String> {
+        let seconds = crate::util::timefmt::parse_duration(text)
+            .map_err(|e| format!("{e}; give a duration such as 10s or 1m"))?
+            .as_secs();
+        if !(1..=3600).contains(&seconds) {
+            return Err(format!("{text:?} is out of range: give between 1s and 1h"));
+        }
+        Ok(ApiTimeout(std::time::Duration::from_secs(seconds as u64)))
+    }
+}
+
+/// `--namespaces`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NamespaceList(pub Vec<String>);
+
+impl NamespaceList {
+    fn parse(text: &str) -> Result<NamespaceList, String> {
+        kube_config::parse_namespaces(text).map(NamespaceList)
+    }
+}
+
+/// The cluster backend the flags choose, loading in the background so that `initialize` is
+/// answered at once.
+fn cluster_backend(cli: &Cli) -> anyhow::Result<Arc<dyn ClusterBackend>> {
+    let kubeconfig_env = std::env::var("KUBECONFIG").ok();
+    let home = dirs::home_dir();
+    let selected = kube_config::select(
+        cli.backend,
+        cli.kubeconfig.as_deref(),
+        kubeconfig_env.as_deref(),
+        home.as_deref(),
+        kube_config::in_cluster_environment(),
+    )
+    .map_err(|e| anyhow::anyhow!(e))?;
+    match selected {
+        Selected::Demo { why } => {
+            tracing::info!(because = %why, "backend: the embedded demo cluster");
+            // The demo cluster (2 MB of fixtures) loads on its own thread.
+            let fixtures = cli.demo_fixtures.clone();
+            let backend = DeferredBackend::start("demo", move || {
+                let now = jiff::Timestamp::now();
+                let cluster = match &fixtures {
+                    Some(dir) => DemoCluster::load_dir(dir, now).with_context(|| {
+                        format!("loading the demo cluster from {}", dir.display())
+                    })?,
+                    None => DemoCluster::load(now).context("loading the embedded demo cluster")?,
+                };
+                Ok(Arc::new(cluster) as Arc<dyn ClusterBackend>)
+            });
+            Ok(Arc::new(backend.because(why)))
+        }
+        Selected::Kube { source, why } => {
+            tracing::info!(because = %why, "backend: a Kubernetes API server");
+            let settings = KubeSettings {
+                source,
+                context: cli.context.clone(),
+                api_timeout: cli.api_timeout.0,
+                namespaces: cli.namespaces.clone().map(|n| n.0),
+            };
+            let backend = DeferredBackend::start_task("kubernetes", async move {
+                let backend = KubeBackend::connect(settings).await?;
+                Ok(Arc::new(backend) as Arc<dyn ClusterBackend>)
+            });
+            Ok(Arc::new(backend.because(why)))
+        }
+    }
+}
+
 /// Builds the services the server and the subcommands share, with the runbook knowledge
 /// configured as `knowledge` (the terminal subcommands load only what they need).
 pub fn build_services(
@@ -286,17 +402,7 @@ pub fn build_services(
     settings: &Settings,
     knowledge: KnowledgeConfig,
 ) -> anyhow::Result<Arc<Services>> {
-    // The demo cluster (2 MB of fixtures) loads on its own thread so `initialize` is answered at once.
-    let fixtures = cli.demo_fixtures.clone();
-    let backend: Arc<dyn ClusterBackend> = Arc::new(DeferredBackend::start("demo", move || {
-        let now = jiff::Timestamp::now();
-        let cluster = match &fixtures {
-            Some(dir) => DemoCluster::load_dir(dir, now)
-                .with_context(|| format!("loading the demo cluster from {}", dir.display()))?,
-            None => DemoCluster::load(now).context("loading the embedded demo cluster")?,
-        };
-        Ok(Arc::new(cluster) as Arc<dyn ClusterBackend>)
-    }));
+    let backend = cluster_backend(cli)?;
     let knowledge = KnowledgeBase::start(knowledge);
     Ok(crate::app::assemble(backend, knowledge, settings))
 }

@@ -7,8 +7,16 @@
 # Tests that need the public runbook corpus (../shared/corpora beside the project, present on the
 # development machines and in CI, not in a plain clone) skip with one line saying so; with
 # SRE_MCP_REQUIRE_SHARED=1 (as .ci/run sets it) they fail instead.
+#
+# The Kubernetes backend's tests (tests/kube.rs) need a real API server, which
+# tests/k8s/testenv.sh builds from Debian's packages (about 10 minutes on 2 cores, once, into
+# ~/.cache/sre-mcp-testenv) and starts for this run. When it is not built yet they skip, unless
+# SRE_MCP_REQUIRE_K8S=1 (as .ci/run sets it) or SRE_MCP_K8S_TESTS=1, which build it first.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# The demo cluster for every test that does not name a backend, whatever kubeconfig this
+# machine has.
+export SRE_MCP_BACKEND=demo
 
 corpus=../shared/corpora/prometheus-operator-runbooks
 
@@ -27,6 +35,17 @@ elif [ "${SRE_MCP_REQUIRE_SHARED:-}" = 1 ]; then
   exit 1
 else
   echo "skipped: eval-runbooks on the public corpus (no corpus at $corpus, ../shared beside the project)"
+fi
+testenv=tests/k8s/testenv.sh
+if [ "${SRE_MCP_REQUIRE_K8S:-}" = 1 ] || [ "${SRE_MCP_K8S_TESTS:-}" = 1 ]; then
+  bash "$testenv" build
+fi
+if bash "$testenv" built; then
+  kubeconfig_line="$(bash "$testenv" start | grep '^KUBECONFIG=')"
+  export SRE_MCP_TEST_KUBECONFIG="${kubeconfig_line#KUBECONFIG=}"
+  trap 'bash "$testenv" stop' EXIT
+else
+  echo "skipped: the Kubernetes backend tests (tests/kube.rs): no test API server built; run with SRE_MCP_K8S_TESTS=1, or bash $testenv build, to include them"
 fi
 cargo test --locked
 binary="$PWD/target/debug/sre-mcp"

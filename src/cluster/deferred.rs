@@ -1,6 +1,7 @@
 //! A backend that is built on a background thread: the server answers `initialize` and
 //! `tools/list` at once, and the first call that needs the cluster waits for it.
 
+use std::future::Future;
 use std::sync::{Arc, OnceLock};
 
 use async_trait::async_trait;
@@ -19,6 +20,8 @@ pub struct DeferredBackend {
     kind: &'static str,
     ready: watch::Receiver<bool>,
     backend: Arc<OnceLock<Loaded>>,
+    /// Why this backend was chosen, for `system://health`.
+    reason: Option<String>,
 }
 
 impl DeferredBackend {
@@ -48,7 +51,43 @@ impl DeferredBackend {
             kind,
             ready,
             backend,
+            reason: None,
         }
+    }
+
+    /// Starts `load` as a task on the current Tokio runtime (a client that must live on the
+    /// runtime, like kube's, is built there).
+    pub fn start_task<F>(kind: &'static str, load: F) -> DeferredBackend
+    where
+        F: Future<Output = anyhow::Result<Arc<dyn ClusterBackend>>> + Send + 'static,
+    {
+        let (sender, ready) = watch::channel(false);
+        let backend: Arc<OnceLock<Loaded>> = Arc::new(OnceLock::new());
+        let slot = backend.clone();
+        tokio::spawn(async move {
+            let started = std::time::Instant::now();
+            let loaded = load.await.map_err(|e| format!("{e:#}"));
+            match &loaded {
+                Ok(b) => {
+                    tracing::info!(backend = %b.info().description, ms = started.elapsed().as_millis() as u64, "cluster backend ready")
+                }
+                Err(e) => tracing::error!("cluster backend failed to load: {e}"),
+            }
+            let _ = slot.set(loaded);
+            let _ = sender.send(true);
+        });
+        DeferredBackend {
+            kind,
+            ready,
+            backend,
+            reason: None,
+        }
+    }
+
+    /// Records why this backend was chosen; its `info()` says it.
+    pub fn because(mut self, reason: String) -> DeferredBackend {
+        self.reason = Some(reason);
+        self
     }
 
     async fn get(&self) -> ClusterResult<Arc<dyn ClusterBackend>> {
@@ -71,18 +110,24 @@ impl DeferredBackend {
 #[async_trait]
 impl ClusterBackend for DeferredBackend {
     fn info(&self) -> BackendInfo {
-        match self.backend.get() {
+        let info = match self.backend.get() {
             Some(Ok(b)) => b.info(),
             Some(Err(e)) => BackendInfo {
                 kind: self.kind,
                 description: format!("failed to load: {e}"),
                 read_only: true,
+                selected_because: None,
             },
             None => BackendInfo {
                 kind: self.kind,
                 description: "loading".into(),
                 read_only: true,
+                selected_because: None,
             },
+        };
+        BackendInfo {
+            selected_because: self.reason.clone().or(info.selected_because),
+            ..info
         }
     }
 

@@ -577,6 +577,7 @@ impl ClusterBackend for DemoCluster {
                 self.log_entry_count()
             ),
             read_only: true,
+            selected_because: None,
         }
     }
 

@@ -11,6 +11,7 @@
 
 pub mod deferred;
 pub mod demo;
+pub mod kubernetes;
 pub mod selector;
 pub mod view;
 
@@ -61,6 +62,13 @@ pub enum ClusterError {
         message: String,
         #[source]
         cause: Option<Cause>,
+    },
+    /// The namespace is outside the server's `--namespaces` allowlist (refused before any
+    /// request is made).
+    #[error("namespace {namespace:?} is outside this server's --namespaces allowlist (allowed: {})", allowed.join(", "))]
+    NotAllowed {
+        namespace: String,
+        allowed: Vec<String>,
     },
     /// The request itself is wrong (a selector the API does not support, a bad query).
     #[error("invalid request: {0}")]
@@ -239,6 +247,19 @@ impl LogLines {
         }
     }
 
+    /// Entries a backend read for exactly this query (it applied since, tail and byte limit
+    /// itself); the size of the whole stream is unknown.
+    pub fn read(entries: Vec<LogEntry>, cut_by_bytes: bool) -> LogLines {
+        let window = 0..entries.len();
+        LogLines {
+            stream: Arc::new(entries),
+            window,
+            stream_entries: None,
+            since_entries: None,
+            cut_by_bytes,
+        }
+    }
+
     pub fn entries(&self) -> &[LogEntry] {
         &self.stream[self.window.clone()]
     }
@@ -304,6 +325,9 @@ pub struct BackendInfo {
     /// Human-readable description: fixture set, or API server URL and context.
     pub description: String,
     pub read_only: bool,
+    /// Why this backend serves (`--backend auto` found a kubeconfig, say).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub selected_because: Option<String>,
 }
 
 /// One cluster, read-only view. Lists take a [`ListQuery`]; a backend that talks to an API

@@ -339,12 +339,15 @@ impl Stream {
 }
 
 /// Every log stream (current and previous instances) of the pods that pass the filters, read
-/// with bounded concurrency; `since` is pushed down to the backend.
+/// with bounded concurrency; `since` and a per-stream tail of `--max-log-lines` are pushed down
+/// to the backend. A stream that cannot be read (a node's kubelet down, say) becomes a note,
+/// not a failure of the whole search, unless no stream could be read at all.
 async fn streams(
     ctx: &Context,
     namespace: Option<&str>,
     service: Option<&Deployment>,
     since: Option<Timestamp>,
+    notes: &mut Vec<String>,
 ) -> ToolResult<Vec<Stream>> {
     let query = match service {
         Some(d) => ListQuery::for_deployment(d),
@@ -389,25 +392,57 @@ async fn streams(
         }
     }
     let backend = &ctx.backend;
+    let tail = ctx.limits.max_log_lines;
     let read = futures::stream::iter(wanted.into_iter().map(|source| async move {
         let query = LogQuery {
             since,
+            tail_lines: Some(tail),
             ..LogQuery::container(&source.namespace, &source.pod, &source.container)
                 .previous(source.previous)
         };
-        let lines = backend.pod_logs(&query).await?;
-        Ok::<_, ToolError>(Stream { source, lines })
+        match backend.pod_logs(&query).await {
+            Ok(lines) => Ok(Stream { source, lines }),
+            Err(e) => Err((source, ToolError::from(e))),
+        }
     }))
     .buffered(ctx.limits.log_concurrency.max(1))
     .collect::<Vec<_>>()
     .await;
     let mut out = Vec::new();
+    let mut failed = Vec::new();
+    let mut tail_reached = 0;
+    let mut read_ok = 0;
     for stream in read {
-        let stream = stream?;
-        // A stream counts as searched when the container wrote anything at all.
-        if stream.lines.stream_entries.unwrap_or(stream.lines.len()) > 0 {
-            out.push(stream);
+        match stream {
+            Ok(stream) => {
+                read_ok += 1;
+                if stream.lines.len() >= tail {
+                    tail_reached += 1;
+                }
+                // A stream counts as searched when the container wrote anything at all.
+                if stream.lines.stream_entries.unwrap_or(stream.lines.len()) > 0 {
+                    out.push(stream);
+                }
+            }
+            Err(failure) => failed.push(failure),
         }
+    }
+    if read_ok == 0 && !failed.is_empty() {
+        return Err(failed.swap_remove(0).1);
+    }
+    if tail_reached > 0 {
+        notes.push(format!(
+            "{tail_reached} log stream(s) were read only as far back as their newest {tail} entries (--max-log-lines); narrow with since= to look further back"
+        ));
+    }
+    for (source, error) in &failed {
+        notes.push(format!(
+            "could not read the log of {}/{} ({}{}): {error}",
+            source.namespace,
+            source.pod,
+            source.container,
+            if source.previous { ", previous" } else { "" }
+        ));
     }
     Ok(out)
 }
@@ -565,7 +600,14 @@ async fn search_logs(ctx: Arc<Context>, params: SearchLogsParams) -> ToolResult<
     };
     let (service, namespace) =
         resolve_scope(&ctx, params.service.as_deref(), params.namespace.as_deref()).await?;
-    let streams = streams(&ctx, namespace.as_deref(), service.as_ref(), since).await?;
+    let streams = streams(
+        &ctx,
+        namespace.as_deref(),
+        service.as_ref(),
+        since,
+        &mut notes,
+    )
+    .await?;
     let mut hits: Vec<(&Stream, &LogEntry)> = Vec::new();
     for stream in &streams {
         for entry in stream.entries() {
@@ -644,6 +686,9 @@ pub struct ErrorCounts {
     pub total: usize,
     /// Groups, largest first.
     pub groups: Vec<ErrorGroup>,
+    /// What limited the count (streams read only in part, or not at all).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
 }
 
 #[derive(Debug, Serialize, Deserialize, JsonSchema)]
@@ -678,7 +723,8 @@ async fn count_errors(ctx: Arc<Context>, params: CountErrorsParams) -> ToolResul
     let since = parse_since(&since_text, now).map_err(ToolError::InvalidArgument)?;
     let group_by = params.group_by.unwrap_or_default();
     let (_, namespace) = resolve_scope(&ctx, None, params.namespace.as_deref()).await?;
-    let streams = streams(&ctx, namespace.as_deref(), None, Some(since)).await?;
+    let mut notes = Vec::new();
+    let streams = streams(&ctx, namespace.as_deref(), None, Some(since), &mut notes).await?;
     struct Acc {
         count: usize,
         services: BTreeSet<String>,
@@ -738,6 +784,7 @@ async fn count_errors(ctx: Arc<Context>, params: CountErrorsParams) -> ToolResul
         since: rfc3339(since),
         total,
         groups,
+        notes,
     })
 }
 
@@ -750,6 +797,9 @@ impl RenderText for ErrorCounts {
             self.groups.len(),
             self.group_by
         );
+        for n in &self.notes {
+            let _ = writeln!(out, "note: {n}");
+        }
         for g in &self.groups {
             if self.group_by == "message" {
                 let _ = writeln!(
@@ -791,6 +841,9 @@ pub struct TraceTimeline {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub first_error: Option<ServiceLogLine>,
     pub verdict: String,
+    /// What limited the search (streams read only in part, or not at all).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
 }
 
 #[derive(Debug, Serialize, Deserialize, JsonSchema)]
@@ -826,7 +879,8 @@ async fn trace_transaction(
             params.trace_id
         )));
     }
-    let streams = streams(&ctx, None, None, None).await?;
+    let mut notes = Vec::new();
+    let streams = streams(&ctx, None, None, None, &mut notes).await?;
     let mut hits: Vec<(&Stream, &LogEntry)> = streams
         .iter()
         .flat_map(|s| {
@@ -909,12 +963,16 @@ async fn trace_transaction(
         duration_ms,
         first_error,
         verdict,
+        notes,
     })
 }
 
 impl RenderText for TraceTimeline {
     fn render_text(&self) -> String {
         let mut out = format!("trace {} — {}\n", self.trace_id, self.verdict);
+        for n in &self.notes {
+            let _ = writeln!(out, "note: {n}");
+        }
         for s in &self.spans {
             let _ = writeln!(
                 out,

@@ -170,6 +170,12 @@ static LEVEL_WORD: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r"(?i)(?:^|[\s\[\(|])(?:level=)?(TRACE|DEBUG|INFO|WARN|WARNING|ERROR|ERR|FATAL|CRITICAL|PANIC)(?:$|[\s\]\):|])")
         .expect("static regex")
 });
+/// A level given as a field (`"level":"error"`, `"severity": "WARNING"`, `level=warn`), which
+/// wins over a level word elsewhere in the line ("an error count of 0").
+static LEVEL_FIELD: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r#"(?i)(?:"(?:level|severity|lvl)"\s*:\s*"|\b(?:level|lvl|severity)=)"?([a-z]+)"#)
+        .expect("static regex")
+});
 static TRACE_FIELD: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r"(?i)(?:trace[_-]?id|traceid)[=:\s\x22]+([0-9a-f]{32}|[0-9a-f]{16})\b")
         .expect("static regex")
@@ -180,8 +186,23 @@ static TRACE_FIELD: LazyLock<Regex> = LazyLock::new(|| {
 /// `LEVEL`, `level=error`, JSON `"level":"error"`, `trace_id=`); lines starting with
 /// whitespace continue the previous entry.
 pub fn parse_timestamped_log(text: &str) -> Vec<LogEntry> {
-    let mut entries: Vec<LogEntry> = Vec::new();
+    let mut parser = TimestampedLogParser::default();
     for line in text.lines() {
+        parser.push_line(line);
+    }
+    parser.finish()
+}
+
+/// [`parse_timestamped_log`] one line at a time, for a log read as a stream: only the parsed
+/// entries are kept, never the whole text.
+#[derive(Debug, Default)]
+pub struct TimestampedLogParser {
+    entries: Vec<LogEntry>,
+}
+
+impl TimestampedLogParser {
+    pub fn push_line(&mut self, line: &str) {
+        let line = line.strip_suffix('\r').unwrap_or(line);
         let (timestamp, rest) = match line.split_once(' ') {
             Some((ts, rest)) => match ts.parse::<Timestamp>() {
                 Ok(t) => (Some(t), rest),
@@ -190,18 +211,19 @@ pub fn parse_timestamped_log(text: &str) -> Vec<LogEntry> {
             None => (line.parse::<Timestamp>().ok(), ""),
         };
         let is_continuation = rest.starts_with([' ', '\t']) || rest.starts_with("Caused by:");
-        if is_continuation && let Some(last) = entries.last_mut() {
+        if is_continuation && let Some(last) = self.entries.last_mut() {
             last.detail.push(rest.trim_start().to_string());
-            continue;
+            return;
         }
-        let level = LEVEL_WORD
+        let level = LEVEL_FIELD
             .captures(rest)
             .and_then(|c| Level::parse(&c[1]))
+            .or_else(|| LEVEL_WORD.captures(rest).and_then(|c| Level::parse(&c[1])))
             .unwrap_or(Level::Info);
         let trace_id = TRACE_FIELD
             .captures(rest)
             .map(|c| c[1].to_ascii_lowercase());
-        entries.push(LogEntry {
+        self.entries.push(LogEntry {
             timestamp: timestamp.unwrap_or(Timestamp::UNIX_EPOCH),
             level,
             logger: String::new(),
@@ -210,7 +232,18 @@ pub fn parse_timestamped_log(text: &str) -> Vec<LogEntry> {
             detail: Vec::new(),
         });
     }
-    entries
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    pub fn finish(self) -> Vec<LogEntry> {
+        self.entries
+    }
 }
 
 static NORMALISE: LazyLock<[(Regex, &'static str); 7]> = LazyLock::new(|| {
@@ -309,6 +342,28 @@ mod tests {
             Some("0af7651916cd43dd8448eb211c80319c")
         );
         assert_eq!(entries[1].level, Level::Info);
+    }
+
+    #[test]
+    fn json_and_bracketed_levels() {
+        let text = concat!(
+            "2026-01-01T11:00:00Z {\"level\":\"error\",\"msg\":\"pool exhausted\",\"trace_id\":\"0af7651916cd43dd\"}\n",
+            "2026-01-01T11:00:01Z {\"severity\": \"WARNING\", \"message\": \"slow\"}\n",
+            "2026-01-01T11:00:02Z [warn] disk 91% full\n",
+            "2026-01-01T11:00:03Z {\"msg\":\"an error count of 0\",\"level\":\"info\"}\r\n",
+        );
+        let levels: Vec<Level> = parse_timestamped_log(text)
+            .iter()
+            .map(|e| e.level)
+            .collect();
+        assert_eq!(
+            levels,
+            [Level::Error, Level::Warn, Level::Warn, Level::Info]
+        );
+        assert_eq!(
+            parse_timestamped_log(text)[0].trace_id.as_deref(),
+            Some("0af7651916cd43dd")
+        );
     }
 
     #[test]

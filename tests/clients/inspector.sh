@@ -15,7 +15,7 @@ schema_warnings=0
 run() { # run NAME EXPECTED_SUBSTRING inspector-args...
   local name="$1" expect="$2"; shift 2
   local out
-  out="$(SRE_MCP_LOG=warn timeout 60 "$inspector" --cli "$bin" "$@" 2>&1)"
+  out="$(SRE_MCP_LOG=warn timeout 60 "$inspector" --cli -e SRE_MCP_BACKEND=demo "$bin" "$@" 2>&1)"
   local status=$?
   # The Inspector validates results against each tool's outputSchema and warns about formats
   # it does not know; the schemas must give it nothing to warn about.
@@ -27,16 +27,16 @@ run() { # run NAME EXPECTED_SUBSTRING inspector-args...
   fi
 }
 
-tools_json="$(SRE_MCP_LOG=warn timeout 60 "$inspector" --cli "$bin" --method tools/list 2>/dev/null)"
+tools_json="$(SRE_MCP_LOG=warn timeout 60 "$inspector" --cli -e SRE_MCP_BACKEND=demo "$bin" --method tools/list 2>/dev/null)"
 for tool in check_service_health list_namespaces list_pods describe_pod get_pod_logs get_events \
             list_deployments get_recent_deploys search_logs count_errors trace_transaction search_runbooks; do
   if grep -q "\"$tool\"" <<<"$tools_json"; then passed=$((passed + 1)); echo "ok   tools/list has $tool"
   else failed=$((failed + 1)); echo "FAIL tools/list lacks $tool"; fi
 done
 
-pod="$(SRE_MCP_LOG=warn timeout 60 "$inspector" --cli "$bin" --method tools/call --tool-name list_pods \
+pod="$(SRE_MCP_LOG=warn timeout 60 "$inspector" --cli -e SRE_MCP_BACKEND=demo "$bin" --method tools/call --tool-name list_pods \
         --tool-arg namespace=payments 2>/dev/null | grep -o 'payment-gateway-[a-z0-9]*-[a-z0-9]*' | head -1)"
-trace="$(SRE_MCP_LOG=warn timeout 60 "$inspector" --cli "$bin" --method tools/call --tool-name search_logs \
+trace="$(SRE_MCP_LOG=warn timeout 60 "$inspector" --cli -e SRE_MCP_BACKEND=demo "$bin" --method tools/call --tool-name search_logs \
         --tool-arg service=order-service level=error limit=5 2>/dev/null | grep -o '"trace_id": *"[0-9a-f]\{32\}"' | head -1 | grep -o '[0-9a-f]\{32\}')"
 
 run "call check_service_health" '"services"' --method tools/call --tool-name check_service_health

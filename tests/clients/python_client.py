@@ -31,7 +31,9 @@ def check(name, condition, detail=""):
 
 
 async def main(binary):
-    params = StdioServerParameters(command=binary, args=[], env={"SRE_MCP_LOG": "warn"})
+    params = StdioServerParameters(
+        command=binary, args=[], env={"SRE_MCP_LOG": "warn", "SRE_MCP_BACKEND": "demo"}
+    )
     async with stdio_client(params) as (read, write):
         async with ClientSession(read, write) as session:
             init = await session.initialize()

@@ -45,7 +45,12 @@ pub fn binary() -> &'static str {
 /// Starts `sre-mcp` with extra arguments and completes the MCP handshake.
 pub async fn start(args: &[&str]) -> Client {
     let mut command = tokio::process::Command::new(binary());
-    command.args(args).env("SRE_MCP_LOG", "warn");
+    // The demo cluster unless the test names a backend: a developer's own kubeconfig must not
+    // decide what the tests read.
+    command
+        .args(args)
+        .env("SRE_MCP_LOG", "warn")
+        .env("SRE_MCP_BACKEND", "demo");
     let (transport, _stderr) = TokioChildProcess::builder(command)
         .stderr(Stdio::inherit())
         .spawn()
