@@ -105,6 +105,19 @@ async fn seed_incident(admin: &kube::Client, kubelet: &k8s::Kubelet, name: &str)
         42,
     )
     .await;
+    k8s::warn_event(
+        admin,
+        &namespace,
+        k8s::Involved {
+            kind: "Pod",
+            name: &crashing_pod,
+            uid: new[0].metadata.uid.as_deref().unwrap(),
+        },
+        "FailedMount",
+        "secret volume setup failed: password=hunter2-secret rejected",
+        1,
+    )
+    .await;
 
     let now = Timestamp::now();
     let at = |seconds_ago: i64| now - SignedDuration::from_secs(seconds_ago);
@@ -115,6 +128,15 @@ async fn seed_incident(admin: &kube::Client, kubelet: &k8s::Kubelet, name: &str)
             format!("INFO GET /cart 200 in {}ms", 10 + i % 7),
         ));
     }
+    // Credentials a service logged: they must never reach the client.
+    healthy_log.push((
+        at(170),
+        "INFO connecting to postgres://checkout:s3cr3t-pw@db:5432/orders".to_string(),
+    ));
+    healthy_log.push((
+        at(160),
+        "WARN upstream refused Authorization: Bearer abcdefghijklmnopqrstuvwx".to_string(),
+    ));
     healthy_log.push((
         at(150),
         "ERROR payment call failed: upstream timeout trace_id=4bf92f3577b34da6a3ce929d0e0e4736"
@@ -321,6 +343,25 @@ async fn read_tools_report_the_incident(client: &common::Client, incident: &Inci
 
     let events = call(client, "get_events", json!({"namespace": ns})).await;
     assert!(text(&events).contains("BackOff"), "{}", text(&events));
+
+    // Secrets in logs and events are masked in both views.
+    let logs = call(
+        client,
+        "get_pod_logs",
+        json!({"namespace": ns, "pod": incident.healthy_pod, "grep": "postgres|Bearer"}),
+    )
+    .await;
+    let views = format!(
+        "{}\n{}\n{}\n{}",
+        text(&logs),
+        serde_json::to_string(&logs.structured_content).unwrap(),
+        text(&events),
+        serde_json::to_string(&events.structured_content).unwrap()
+    );
+    for secret in ["s3cr3t-pw", "abcdefghijklmnopqrstuvwx", "hunter2-secret"] {
+        assert!(!views.contains(secret), "{secret} leaked: {views}");
+    }
+    assert!(views.matches("[REDACTED]").count() >= 6, "{views}");
 }
 
 /// The read-only role the README gives, applied as written and bound to the `reader` user.

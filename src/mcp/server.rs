@@ -174,7 +174,8 @@ impl ServerHandler for SreServer {
     ) -> Result<ReadResourceResponse, McpError> {
         match resources::read(&self.services, &request.uri).await {
             Ok(body) => Ok(ReadResourceResult::new(vec![
-                ResourceContents::text(body.text, body.uri).with_mime_type(body.mime_type),
+                ResourceContents::text(crate::util::redact::mask(&body.text), body.uri)
+                    .with_mime_type(body.mime_type),
             ])
             .into()),
             Err(resources::ResourceError::NotFound(message)) => Err(McpError::resource_not_found(

@@ -26,6 +26,7 @@ use self::client::Client;
 use self::envelope::{ReplyMeta, render_reply};
 use self::stats::CallStats;
 use crate::tools::{Context, ToolDef, ToolError, ToolRegistry};
+use crate::util::redact;
 use crate::util::schema::standard_formats;
 
 /// A tool result travelling through the stages. Stages may edit `structured` (the envelope
@@ -255,7 +256,10 @@ impl Pipeline {
             ),
             (None, Ok((max_tokens, cap_note))) => {
                 match (tool.handler)(self.context.clone(), Value::Object(arguments.clone())).await {
-                    Ok(structured) => {
+                    Ok(mut structured) => {
+                        // Credentials a log line or an event carried stop here, before any
+                        // stage counts or shows the result.
+                        redact::mask_json(&mut structured);
                         let mut staged = StagedResult::new(structured, max_tokens);
                         if let Some(note) = cap_note {
                             staged.meta.max_tokens_note = Some(note.clone());
@@ -268,7 +272,8 @@ impl Pipeline {
                         if let ToolError::Cluster(cause) = &error {
                             tracing::warn!(tool = name, error = %error_chain(cause), "cluster error");
                         }
-                        (ToolReply::error(name, error.to_string()), Outcome::Failed)
+                        let message = redact::mask(&error.to_string()).into_owned();
+                        (ToolReply::error(name, message), Outcome::Failed)
                     }
                 }
             }

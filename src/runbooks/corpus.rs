@@ -86,6 +86,8 @@ impl StringOrList {
 /// Parses one Markdown runbook. Front matter (`---` YAML `---`) is optional; a malformed one is
 /// reported as an error naming the file.
 pub fn parse_runbook(id: &str, source: &str, markdown: String) -> anyhow::Result<Runbook> {
+    // A runbook that pastes a real credential must not hand it to the client in an excerpt.
+    let markdown = crate::util::redact::mask(&markdown).into_owned();
     let (front, body_offset) = split_front_matter(&markdown);
     let front: FrontMatter = match front {
         Some(yaml) if !yaml.trim().is_empty() => serde_yaml_ng::from_str(yaml)

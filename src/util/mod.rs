@@ -2,6 +2,7 @@
 //! formats, log parsing, name suggestions and background-thread priority.
 
 pub mod logs;
+pub mod redact;
 pub mod schema;
 pub mod suggest;
 pub mod thread;
