@@ -186,6 +186,10 @@ async fn seed_incident(admin: &kube::Client, kubelet: &k8s::Kubelet, name: &str)
     }
 }
 
+fn ns_of(incident: &Incident) -> &str {
+    &incident.namespace
+}
+
 /// Every read tool, against the seeded incident; `client` may use any context with read
 /// rights.
 async fn read_tools_report_the_incident(client: &common::Client, incident: &Incident) {
@@ -428,6 +432,39 @@ async fn an_incident_reads_through_every_tool_with_the_readme_role() {
     let health = format!("{health:?}");
     assert!(health.contains("kubernetes"), "{health}");
     assert!(health.contains("--kubeconfig"), "{health}");
+    // Every reply says which backend and context answered; `context` reads another context of
+    // the same kubeconfig for one call (here the RBAC-less `viewer`: a clear 403).
+    let reply = call(&client, "list_pods", json!({"namespace": ns_of(&incident)})).await;
+    let meta = serde_json::to_value(&reply.meta).unwrap();
+    assert_eq!(meta["backend"], "kubernetes", "{meta}");
+    assert_eq!(meta["context"], "test", "{meta}");
+    let denied = call(
+        &client,
+        "list_pods",
+        json!({"namespace": ns_of(&incident), "context": "viewer"}),
+    )
+    .await;
+    assert_eq!(denied.is_error, Some(true));
+    assert!(text(&denied).contains("\"viewer\""), "{}", text(&denied));
+    let unknown = call(
+        &client,
+        "list_pods",
+        json!({"namespace": ns_of(&incident), "context": "nope"}),
+    )
+    .await;
+    assert_eq!(unknown.is_error, Some(true));
+    assert!(
+        text(&unknown).contains("test, viewer, reader"),
+        "{}",
+        text(&unknown)
+    );
+    // And the server's own context again, unchanged.
+    ok(
+        &client,
+        "list_pods",
+        json!({"namespace": ns_of(&incident), "context": "test"}),
+    )
+    .await;
     client.cancel().await.unwrap();
 
     // The README's read-only role is enough for every read tool.

@@ -115,12 +115,14 @@ impl ClusterBackend for DeferredBackend {
             Some(Err(e)) => BackendInfo {
                 kind: self.kind,
                 description: format!("failed to load: {e}"),
+                context: None,
                 read_only: true,
                 selected_because: None,
             },
             None => BackendInfo {
                 kind: self.kind,
                 description: "loading".into(),
+                context: None,
                 read_only: true,
                 selected_because: None,
             },
@@ -173,5 +175,9 @@ impl ClusterBackend for DeferredBackend {
 
     async fn service_metrics(&self, namespace: Option<&str>) -> ClusterResult<Vec<ServiceMetrics>> {
         self.get().await?.service_metrics(namespace).await
+    }
+
+    async fn for_context(&self, context: &str) -> ClusterResult<Arc<dyn ClusterBackend>> {
+        self.get().await?.for_context(context).await
     }
 }

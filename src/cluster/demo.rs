@@ -576,6 +576,7 @@ impl ClusterBackend for DemoCluster {
                 self.pods.len(),
                 self.log_entry_count()
             ),
+            context: None,
             read_only: true,
             selected_because: None,
         }

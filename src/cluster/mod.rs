@@ -324,6 +324,9 @@ pub struct BackendInfo {
     pub kind: &'static str,
     /// Human-readable description: fixture set, or API server URL and context.
     pub description: String,
+    /// The kubeconfig context it reads through (a Kubernetes backend).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub context: Option<String>,
     pub read_only: bool,
     /// Why this backend serves (`--backend auto` found a kubeconfig, say).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -351,6 +354,14 @@ pub trait ClusterBackend: Send + Sync {
     async fn pod_logs(&self, query: &LogQuery) -> ClusterResult<LogLines>;
     /// Service metrics, where the backend has a metrics source; empty otherwise.
     async fn service_metrics(&self, namespace: Option<&str>) -> ClusterResult<Vec<ServiceMetrics>>;
+    /// The same cluster source through another kubeconfig context (a tool's `context`
+    /// argument). Backends without contexts refuse.
+    async fn for_context(&self, context: &str) -> ClusterResult<Arc<dyn ClusterBackend>> {
+        Err(ClusterError::Invalid(format!(
+            "context {context:?}: the {} backend has no kubeconfig contexts; `context` needs --backend kube with a kubeconfig",
+            self.info().kind
+        )))
+    }
 }
 
 /// Annotation that records who made a rollout (ours; Kubernetes has no such field).

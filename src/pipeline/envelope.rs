@@ -19,6 +19,8 @@ pub const RELEVANT_RUNBOOKS: &str = "relevant_runbooks";
 pub const TRUNCATED: &str = "truncated";
 /// The argument every tool accepts: the most tokens its result may cost.
 pub const MAX_TOKENS: &str = "max_tokens";
+/// The argument that picks another kubeconfig context for one call.
+pub const CONTEXT: &str = "context";
 
 /// A runbook section attached to a tool result.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
@@ -53,6 +55,12 @@ pub struct Envelope {
 /// The `_meta` of a tool reply, as the client receives it.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct ReplyMeta {
+    /// The backend that answered ("demo", "kubernetes").
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub backend: Option<String>,
+    /// The kubeconfig context it answered through.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub context: Option<String>,
     /// Tokens this reply cost (what the client received).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tokens: Option<u64>,
@@ -109,6 +117,15 @@ pub fn input_schema(tool: &ToolDef, min_tokens: usize) -> JsonObject {
                 "description": "Most tokens this result may cost (text plus structured content). A larger result is shaped to fit — most relevant items kept, the rest counted — and the full result is kept at the result:// link in the reply. Default: the server's --max-result-tokens; values above its ceiling are clamped."
             }),
         );
+        if tool.reads_cluster {
+            properties.insert(
+                CONTEXT.into(),
+                serde_json::json!({
+                    "type": ["string", "null"],
+                    "description": "Another context of the server's kubeconfig to read for this call (Kubernetes backend). Default: the server's --context."
+                }),
+            );
+        }
     }
     schema
 }

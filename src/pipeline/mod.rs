@@ -237,6 +237,27 @@ impl Pipeline {
         let cap = self
             .caps
             .resolve(arguments.remove(envelope::MAX_TOKENS).as_ref());
+        let cluster_context = match arguments.remove(envelope::CONTEXT) {
+            Some(Value::String(context)) if tool.reads_cluster && context.len() <= 253 => {
+                Some(context)
+            }
+            Some(Value::Null) | None => None,
+            Some(_) if tool.reads_cluster => {
+                return Ok(ToolReply::error(
+                    name,
+                    ToolError::InvalidArgument(
+                        "context must be the name of a context in the server's kubeconfig (a string of at most 253 characters)".into(),
+                    )
+                    .to_string(),
+                ));
+            }
+            // A tool that does not read the cluster has no `context`: put it back for the
+            // tool's own argument check to name.
+            Some(other) => {
+                arguments.insert(envelope::CONTEXT.into(), other);
+                None
+            }
+        };
         let call = Call::new(tool, &arguments, client);
         let mut refusal = None;
         for stage in &self.stages {
@@ -245,6 +266,10 @@ impl Pipeline {
                 break;
             }
         }
+        let context = match (&refusal, &cap) {
+            (None, Ok(_)) => self.context_for(cluster_context.as_deref()).await,
+            _ => Ok(self.context.clone()),
+        };
         let (mut reply, outcome) = match (refusal, cap) {
             (Some((by, message)), _) => (
                 ToolReply::error(name, ToolError::Refused(message).to_string()),
@@ -254,13 +279,22 @@ impl Pipeline {
                 ToolReply::error(name, ToolError::InvalidArgument(message).to_string()),
                 Outcome::Failed,
             ),
+            (None, Ok(_)) if context.is_err() => {
+                let error = context.err().expect("checked above");
+                let message = redact::mask(&error.to_string()).into_owned();
+                (ToolReply::error(name, message), Outcome::Failed)
+            }
             (None, Ok((max_tokens, cap_note))) => {
-                match (tool.handler)(self.context.clone(), Value::Object(arguments.clone())).await {
+                let context = context.expect("checked above");
+                let info = context.backend.info();
+                match (tool.handler)(context, Value::Object(arguments.clone())).await {
                     Ok(mut structured) => {
                         // Credentials a log line or an event carried stop here, before any
                         // stage counts or shows the result.
                         redact::mask_json(&mut structured);
                         let mut staged = StagedResult::new(structured, max_tokens);
+                        staged.meta.backend = Some(info.kind.to_string());
+                        staged.meta.context = info.context;
                         if let Some(note) = cap_note {
                             staged.meta.max_tokens_note = Some(note.clone());
                             staged.notes.push(note);
@@ -296,6 +330,22 @@ impl Pipeline {
             "tool call"
         );
         Ok(reply)
+    }
+
+    /// The tools' context for one call: the server's, or one reading another kubeconfig context.
+    async fn context_for(&self, cluster_context: Option<&str>) -> Result<Arc<Context>, ToolError> {
+        let Some(name) = cluster_context else {
+            return Ok(self.context.clone());
+        };
+        if self.context.backend.info().context.as_deref() == Some(name) {
+            return Ok(self.context.clone());
+        }
+        let backend = self.context.backend.for_context(name).await?;
+        Ok(Arc::new(Context {
+            backend,
+            knowledge: self.context.knowledge.clone(),
+            limits: self.context.limits,
+        }))
     }
 
     async fn apply_stages(&self, call: &Call<'_>, staged: &mut StagedResult) {

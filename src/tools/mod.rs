@@ -186,6 +186,8 @@ pub struct ToolDef {
     /// Whether runbooks may be attached to its results (false for a tool whose result is
     /// runbooks already).
     pub attach_runbooks: bool,
+    /// Reads the cluster (so it takes the pipeline's `context` argument).
+    pub reads_cluster: bool,
     pub handler: Handler,
     /// Renders the (possibly reshaped) structured result as text.
     pub render: fn(&Value) -> String,
@@ -235,6 +237,7 @@ where
         output_schema: rmcp::handler::server::tool::schema_for_output::<O>(),
         kind,
         attach_runbooks: true,
+        reads_cluster: true,
         handler,
         render: render_as::<O>,
     }

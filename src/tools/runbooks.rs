@@ -67,6 +67,7 @@ pub fn tool() -> ToolDef {
     );
     // Its result is runbooks already.
     tool.attach_runbooks = false;
+    tool.reads_cluster = false;
     tool
 }
 

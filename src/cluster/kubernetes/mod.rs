@@ -7,8 +7,10 @@
 pub mod config;
 pub mod error;
 
+use std::collections::HashMap;
 use std::fmt::Debug;
 use std::future::Future;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use futures::{AsyncBufReadExt, StreamExt};
@@ -42,6 +44,9 @@ pub struct KubeBackend {
     context: String,
     server: String,
     settings: KubeSettings,
+    /// Backends for the other contexts of the same kubeconfig, built on first use and shared
+    /// by all of them.
+    others: Arc<tokio::sync::Mutex<HashMap<String, Arc<KubeBackend>>>>,
 }
 
 impl KubeBackend {
@@ -102,6 +107,7 @@ impl KubeBackend {
             context,
             server,
             settings,
+            others: Arc::default(),
         })
     }
 
@@ -314,6 +320,7 @@ impl ClusterBackend for KubeBackend {
                 self.server.trim_end_matches('/'),
                 self.context
             ),
+            context: Some(self.context.clone()),
             read_only: true,
             selected_because: None,
         }
@@ -484,5 +491,30 @@ impl ClusterBackend for KubeBackend {
     ) -> ClusterResult<Vec<ServiceMetrics>> {
         // No metrics source configured: callers report "unknown", never a made-up number.
         Ok(Vec::new())
+    }
+
+    async fn for_context(&self, context: &str) -> ClusterResult<Arc<dyn ClusterBackend>> {
+        if !matches!(self.settings.source, KubeSource::Kubeconfig(_)) {
+            return Err(ClusterError::Invalid(format!(
+                "context {context:?}: the server runs with the in-cluster service account, which has no other contexts"
+            )));
+        }
+        let mut others = self.others.lock().await;
+        if let Some(backend) = others.get(context) {
+            return Ok(backend.clone());
+        }
+        let settings = KubeSettings {
+            context: Some(context.to_string()),
+            ..self.settings.clone()
+        };
+        let backend = KubeBackend::connect(settings)
+            .await
+            .map_err(|e| ClusterError::Invalid(format!("{e:#}")))?;
+        let backend = Arc::new(KubeBackend {
+            others: self.others.clone(),
+            ..backend
+        });
+        others.insert(context.to_string(), backend.clone());
+        Ok(backend)
     }
 }
