@@ -37,7 +37,8 @@ apt_private() {
 }
 
 built() {
-  [ -x "$cache/bin/kube-apiserver" ] && [ -x "$cache/bin/kube-controller-manager" ] &&
+  [ -f "$cache/bin/reflect2-fixed" ] &&
+    [ -x "$cache/bin/kube-apiserver" ] && [ -x "$cache/bin/kube-controller-manager" ] &&
     [ -x "$cache/root/usr/bin/etcd" ] && [ -x "$cache/root/usr/bin/prometheus" ] &&
     [ -x "$cache/root/usr/bin/promtool" ]
 }
@@ -54,10 +55,12 @@ build() {
   (cd "$cache/debs" && apt_private download "${debs[@]}")
   local deb
   for deb in "$cache"/debs/*.deb; do dpkg -x "$deb" "$cache/root"; done
-  if [ ! -x "$cache/bin/kube-apiserver" ] || [ ! -x "$cache/bin/kube-controller-manager" ]; then
+  if [ ! -f "$cache/bin/reflect2-fixed" ] || [ ! -x "$cache/bin/kube-apiserver" ] ||
+    [ ! -x "$cache/bin/kube-controller-manager" ]; then
     (cd "$cache/src" && apt_private source --download-only "$k8s_source")
     rm -rf "$cache/src/k8s"
     (cd "$cache/src" && dpkg-source -x "$k8s_dsc" k8s >/dev/null)
+    fix_reflect2 "$cache/src/k8s/vendor/github.com/modern-go/reflect2"
     local go="$cache/root/usr/lib/go-1.19"
     (cd "$cache/src/k8s" &&
       env -u GOPATH -u GO111MODULE -u GOFLAGS GOROOT="$go" GOPROXY=off \
@@ -70,8 +73,62 @@ build() {
       "$cache/bin/"
     # The sources and Go's build cache are 2 GB; only the two binaries are kept.
     rm -rf "$cache/src/k8s" "$cache/src/gocache"
+    touch "$cache/bin/reflect2-fixed"
   fi
   built
+}
+
+# Kubernetes 1.20 vendors reflect2 1.0.1, which calls Go's reflect.mapiterinit with the
+# pre-1.18 signature (it returned the iterator; since Go 1.18 the caller passes one in). Built
+# with Go 1.19, the API server then writes through a garbage pointer and dies with "unexpected
+# fault address" in json-iterator under load (seen creating 1,000 pods). This gives reflect2 the
+# iterator struct of Go 1.19's runtime (runtime/map.go `hiter`) and the 1.18+ call.
+fix_reflect2() {
+  local dir=$1
+  grep -q 'func mapiterinit(rtype unsafe.Pointer, m unsafe.Pointer) \*hiter' "$dir/unsafe_link.go" || {
+    echo "fix_reflect2: unexpected reflect2 source in $dir" >&2
+    return 1
+  }
+  python3 - "$dir" <<'PY'
+import sys, pathlib
+d = pathlib.Path(sys.argv[1])
+link = d / "unsafe_link.go"
+text = link.read_text()
+text = text.replace(
+    "func mapiterinit(rtype unsafe.Pointer, m unsafe.Pointer) *hiter",
+    "func mapiterinit(rtype unsafe.Pointer, m unsafe.Pointer, it *hiter)",
+)
+start = text.index("type hiter struct {")
+end = text.index("}", start) + 1
+text = text[:start] + """type hiter struct {
+	key         unsafe.Pointer
+	value       unsafe.Pointer
+	t           unsafe.Pointer
+	h           unsafe.Pointer
+	buckets     unsafe.Pointer
+	bptr        unsafe.Pointer
+	overflow    unsafe.Pointer
+	oldoverflow unsafe.Pointer
+	startBucket uintptr
+	offset      uint8
+	wrapped     bool
+	B           uint8
+	i           uint8
+	bucket      uintptr
+	checkBucket uintptr
+}""" + text[end:]
+link.write_text(text)
+m = d / "unsafe_map.go"
+text = m.read_text()
+old = "\t\thiter:      mapiterinit(type2.rtype, *(*unsafe.Pointer)(obj)),\n"
+assert old in text, "unsafe_map.go: unexpected UnsafeIterate"
+text = text.replace(
+    "\treturn &UnsafeMapIterator{\n" + old,
+    "\tit := new(hiter)\n\tmapiterinit(type2.rtype, *(*unsafe.Pointer)(obj), it)\n\treturn &UnsafeMapIterator{\n\t\thiter:      it,\n",
+)
+assert "mapiterinit(type2.rtype, *(*unsafe.Pointer)(obj), it)" in text
+m.write_text(text)
+PY
 }
 
 # A CA, the API server's serving certificate, a service-account key pair and static tokens.

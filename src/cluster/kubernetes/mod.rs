@@ -102,13 +102,23 @@ impl KubeBackend {
         let server = config.cluster_url.to_string();
         let client = kube::Client::try_from(config)
             .map_err(|e| anyhow::anyhow!("creating the Kubernetes client: {e}"))?;
-        Ok(KubeBackend {
+        Ok(KubeBackend::with_client(client, context, server, settings))
+    }
+
+    /// A backend over a client built elsewhere (tests use kube's mock service).
+    pub fn with_client(
+        client: kube::Client,
+        context: String,
+        server: String,
+        settings: KubeSettings,
+    ) -> KubeBackend {
+        KubeBackend {
             client,
             context,
             server,
             settings,
             others: Arc::default(),
-        })
+        }
     }
 
     pub fn context(&self) -> &str {
