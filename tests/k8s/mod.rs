@@ -266,12 +266,22 @@ pub async fn ensure_node(client: &kube::Client, kubelet: &Kubelet) -> String {
 }
 
 /// Waits until `check` returns `Some`, up to 60 s.
-pub async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
+pub async fn eventually<T, F, Fut>(what: &str, check: F) -> T
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Option<T>>,
 {
-    for _ in 0..240 {
+    eventually_within(what, Duration::from_secs(60), check).await
+}
+
+/// Waits until `check` returns `Some`, up to `limit`.
+pub async fn eventually_within<T, F, Fut>(what: &str, limit: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let started = std::time::Instant::now();
+    while started.elapsed() < limit {
         if let Some(value) = check().await {
             return value;
         }
