@@ -167,8 +167,9 @@ fn main() {
             || {
                 let pods = pods.clone();
                 async move {
+                    // A full list: v1.20 gives metadata-only lists no remaining count.
                     let list = pods
-                        .list_metadata(&kube::api::ListParams::default().limit(1))
+                        .list(&kube::api::ListParams::default().limit(1))
                         .await
                         .ok()?;
                     let total =
