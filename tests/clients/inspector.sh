@@ -71,6 +71,20 @@ for prompt in "investigate-service service=payment-gateway" "pre-deploy-check se
   fi
 done
 
+# The Kubernetes backend, when the test command started the test API server.
+if [ -n "${SRE_MCP_TEST_KUBECONFIG:-}" ]; then
+  out="$(SRE_MCP_LOG=warn timeout 60 "$inspector" --cli -e SRE_MCP_BACKEND=kube \
+    -e "SRE_MCP_KUBECONFIG=$SRE_MCP_TEST_KUBECONFIG" "$bin" \
+    --method tools/call --tool-name list_namespaces 2>&1)"
+  if grep -q '"kubernetes"' <<<"$out" && grep -q 'kube-system' <<<"$out"; then
+    passed=$((passed + 1)); echo "ok   kube: tools/call list_namespaces"
+  else
+    failed=$((failed + 1)); echo "FAIL kube: tools/call list_namespaces: $out"
+  fi
+else
+  echo "skipped: the Inspector against --backend kube (no test API server running)"
+fi
+
 if [ "$schema_warnings" -eq 0 ]; then passed=$((passed + 1)); echo "ok   no schema warnings in any call"
 else failed=$((failed + 1)); echo "FAIL $schema_warnings schema format warnings"; fi
 

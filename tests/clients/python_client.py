@@ -120,8 +120,42 @@ async def main(binary):
             )
             check("completion/complete", completion.completion.values == ["inventory-service"], completion.completion.values)
 
+    await kube_backend(binary)
     print(f"python-mcp-client: {passed} passed, {failed} failed")
     return failed == 0
+
+
+async def kube_backend(binary):
+    """The same client against the Kubernetes backend, when the test command started the test
+    API server (SRE_MCP_TEST_KUBECONFIG); the SDK passes the server a filtered environment, so
+    the kubeconfig goes in args."""
+    import os
+
+    kubeconfig = os.environ.get("SRE_MCP_TEST_KUBECONFIG")
+    if not kubeconfig:
+        print("skipped: the Python SDK against --backend kube (no test API server running)")
+        return
+    params = StdioServerParameters(
+        command=binary,
+        args=["--backend", "kube", "--kubeconfig", kubeconfig, "--no-embeddings"],
+        env={"SRE_MCP_LOG": "warn"},
+    )
+    async with stdio_client(params) as (read, write):
+        async with ClientSession(read, write) as session:
+            await session.initialize()
+            tools = {t.name: t for t in (await session.list_tools()).tools}
+            check("kube: tools/list offers context", "context" in tools["list_pods"].input_schema["properties"])
+            result = await session.call_tool("list_namespaces", {})
+            names = [n["name"] for n in result.structured_content["namespaces"]]
+            check("kube: list_namespaces", not result.is_error and "kube-system" in names, names)
+            jsonschema.validate(result.structured_content, tools["list_namespaces"].output_schema)
+            meta = result.meta or {}
+            check("kube: _meta names the backend", meta.get("backend") == "kubernetes", meta)
+            denied = await session.call_tool("list_pods", {"namespace": "default", "context": "viewer"})
+            check("kube: another context's 403 is a clear tool error", denied.is_error and "forbidden" in denied.content[0].text, denied.content[0].text)
+            body = await session.read_resource("system://health")
+            health = json.loads(body.contents[0].text)
+            check("kube: system://health says which backend and why", health["backend"]["kind"] == "kubernetes" and "--kubeconfig" in health["backend"].get("selected_because", ""), health["backend"])
 
 
 if __name__ == "__main__":
