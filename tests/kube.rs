@@ -186,6 +186,13 @@ async fn seed_incident(admin: &kube::Client, kubelet: &k8s::Kubelet, name: &str)
     }
 }
 
+/// Every fact must appear in a tool's text view.
+fn assert_mentions(tool: &str, text: &str, facts: &[&str]) {
+    for fact in facts {
+        assert!(text.contains(fact), "{tool} lacks {fact}: {text}");
+    }
+}
+
 fn ns_of(incident: &Incident) -> &str {
     &incident.namespace
 }
@@ -226,20 +233,18 @@ async fn read_tools_report_the_incident(client: &common::Client, incident: &Inci
         json!({"namespace": ns, "pod": incident.crashing_pod}),
     )
     .await;
-    let described = text(&describe);
-    for fact in [
-        "CrashLoopBackOff",
-        "OOMKilled",
-        "137",
-        "registry.example/checkout:1.1.0",
-        "BackOff",
-        "512Mi",
-    ] {
-        assert!(
-            described.contains(fact),
-            "describe_pod lacks {fact}: {described}"
-        );
-    }
+    assert_mentions(
+        "describe_pod",
+        &text(&describe),
+        &[
+            "CrashLoopBackOff",
+            "OOMKilled",
+            "137",
+            "registry.example/checkout:1.1.0",
+            "BackOff",
+            "512Mi",
+        ],
+    );
 
     let previous = ok(
         client,
@@ -294,17 +299,15 @@ async fn read_tools_report_the_incident(client: &common::Client, incident: &Inci
         json!({"service": format!("{ns}/checkout")}),
     )
     .await;
-    let deploys_text = text(&deploys);
-    for fact in [
-        "registry.example/checkout:1.1.0",
-        "registry.example/checkout:1.0.0",
-        "raise the batch size to 5000",
-    ] {
-        assert!(
-            deploys_text.contains(fact),
-            "get_recent_deploys lacks {fact}: {deploys_text}"
-        );
-    }
+    assert_mentions(
+        "get_recent_deploys",
+        &text(&deploys),
+        &[
+            "registry.example/checkout:1.1.0",
+            "registry.example/checkout:1.0.0",
+            "raise the batch size to 5000",
+        ],
+    );
 
     let health = ok(
         client,

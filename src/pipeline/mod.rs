@@ -266,10 +266,6 @@ impl Pipeline {
                 break;
             }
         }
-        let context = match (&refusal, &cap) {
-            (None, Ok(_)) => self.context_for(cluster_context.as_deref()).await,
-            _ => Ok(self.context.clone()),
-        };
         let (mut reply, outcome) = match (refusal, cap) {
             (Some((by, message)), _) => (
                 ToolReply::error(name, ToolError::Refused(message).to_string()),
@@ -279,13 +275,14 @@ impl Pipeline {
                 ToolReply::error(name, ToolError::InvalidArgument(message).to_string()),
                 Outcome::Failed,
             ),
-            (None, Ok(_)) if context.is_err() => {
-                let error = context.err().expect("checked above");
-                let message = redact::mask(&error.to_string()).into_owned();
-                (ToolReply::error(name, message), Outcome::Failed)
-            }
-            (None, Ok((max_tokens, cap_note))) => {
-                let context = context.expect("checked above");
+            (None, Ok((max_tokens, cap_note))) => 'run: {
+                let context = match self.context_for(cluster_context.as_deref()).await {
+                    Ok(context) => context,
+                    Err(error) => {
+                        let message = redact::mask(&error.to_string()).into_owned();
+                        break 'run (ToolReply::error(name, message), Outcome::Failed);
+                    }
+                };
                 let info = context.backend.info();
                 match (tool.handler)(context, Value::Object(arguments.clone())).await {
                     Ok(mut structured) => {

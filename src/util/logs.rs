@@ -233,14 +233,6 @@ impl TimestampedLogParser {
         });
     }
 
-    pub fn len(&self) -> usize {
-        self.entries.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
-    }
-
     pub fn finish(self) -> Vec<LogEntry> {
         self.entries
     }

@@ -110,7 +110,7 @@ impl Kubelet {
         .unwrap();
         let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let mut kubelet = Kubelet {
+        let kubelet = Kubelet {
             port: listener.local_addr().unwrap().port(),
             ..Kubelet::default()
         };
@@ -129,7 +129,6 @@ impl Kubelet {
                 });
             }
         });
-        kubelet.port = kubelet.port.max(1);
         kubelet
     }
 
