@@ -21,6 +21,7 @@ use crate::cluster::kubernetes::KubeBackend;
 use crate::cluster::kubernetes::config::{
     self as kube_config, BackendChoice, KubeSettings, Selected,
 };
+use crate::cluster::prometheus::{MetricQueries, Prometheus};
 use crate::mcp::Services;
 use crate::mcp::server::SreServer;
 use crate::pipeline::augment::Augmenter;
@@ -78,6 +79,29 @@ pub struct Cli {
     /// another namespace is refused before any API request; lists show nothing outside them.
     #[arg(long, env = "SRE_MCP_NAMESPACES", value_name = "LIST", value_parser = NamespaceList::parse, global = true)]
     pub namespaces: Option<NamespaceList>,
+
+    /// Prometheus server for error rate, latency, request rate and firing alerts of the kube
+    /// backend's services (e.g. http://prometheus.monitoring:9090). Without it those read
+    /// "unknown". Requests are bounded by --api-timeout.
+    #[arg(
+        long,
+        env = "SRE_MCP_PROMETHEUS_URL",
+        value_name = "URL",
+        global = true
+    )]
+    pub prometheus: Option<String>,
+
+    /// TOML file overriding the PromQL templates and label names used with --prometheus
+    /// (keys: window, namespace_label, service_label, rps, error_rate, p50_ms, p99_ms,
+    /// alert_service_labels; see README).
+    #[arg(
+        long,
+        env = "SRE_MCP_PROMETHEUS_QUERIES",
+        value_name = "FILE",
+        requires = "prometheus",
+        global = true
+    )]
+    pub prometheus_queries: Option<PathBuf>,
 
     /// Add a folder of Markdown runbooks (front matter optional); repeatable. In the
     /// environment, separate folders with ':'.
@@ -364,6 +388,14 @@ fn cluster_backend(cli: &Cli) -> anyhow::Result<Arc<dyn ClusterBackend>> {
     match selected {
         Selected::Demo { why } => {
             tracing::info!(because = %why, "backend: the embedded demo cluster");
+            if let Some(url) = &cli.prometheus {
+                if cli.backend == BackendChoice::Demo {
+                    anyhow::bail!(
+                        "--prometheus {url} needs the kube backend: the demo cluster has its own simulated metrics (leave out --prometheus, or use --backend kube)"
+                    );
+                }
+                tracing::warn!(%url, "--prometheus is ignored: the demo cluster serves (no kubeconfig found) and has its own metrics");
+            }
             // The demo cluster (2 MB of fixtures) loads on its own thread.
             let fixtures = cli.demo_fixtures.clone();
             let backend = DeferredBackend::start("demo", move || {
@@ -380,11 +412,26 @@ fn cluster_backend(cli: &Cli) -> anyhow::Result<Arc<dyn ClusterBackend>> {
         }
         Selected::Kube { source, why } => {
             tracing::info!(because = %why, "backend: a Kubernetes API server");
+            let prometheus = match &cli.prometheus {
+                Some(url) => {
+                    let queries = match &cli.prometheus_queries {
+                        Some(path) => MetricQueries::from_file(path),
+                        None => Ok(MetricQueries::default()),
+                    }
+                    .map_err(|e| anyhow::anyhow!(e))?;
+                    Some(
+                        Prometheus::new(url, queries, cli.api_timeout.0)
+                            .map_err(|e| anyhow::anyhow!(e))?,
+                    )
+                }
+                None => None,
+            };
             let settings = KubeSettings {
                 source,
                 context: cli.context.clone(),
                 api_timeout: cli.api_timeout.0,
                 namespaces: cli.namespaces.clone().map(|n| n.0),
+                prometheus,
             };
             let backend = DeferredBackend::start_task("kubernetes", async move {
                 let backend = KubeBackend::connect(settings).await?;

@@ -22,6 +22,7 @@ fn backend(timeout: Duration) -> (KubeBackend, Handle) {
         context: Some("mock".into()),
         api_timeout: timeout,
         namespaces: None,
+        prometheus: None,
     };
     let backend =
         KubeBackend::with_client(client, "mock".into(), "https://mock:6443".into(), settings);

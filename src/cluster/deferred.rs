@@ -117,6 +117,7 @@ impl ClusterBackend for DeferredBackend {
                 description: format!("failed to load: {e}"),
                 context: None,
                 read_only: true,
+                metrics: "unknown until the backend has loaded".into(),
                 selected_because: None,
             },
             None => BackendInfo {
@@ -124,6 +125,7 @@ impl ClusterBackend for DeferredBackend {
                 description: "loading".into(),
                 context: None,
                 read_only: true,
+                metrics: "unknown until the backend has loaded".into(),
                 selected_because: None,
             },
         };

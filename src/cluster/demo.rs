@@ -205,18 +205,30 @@ impl DemoCluster {
             cluster.replica_sets.extend(ns.replicasets);
             cluster.pods.extend(ns.pods);
             cluster.events.extend(ns.events);
-            cluster
-                .metrics
-                .extend(ns.metrics.into_iter().map(|m| ServiceMetrics {
+            for m in ns.metrics {
+                let metrics = ServiceMetrics {
                     service: m.service,
                     namespace: ns_name.clone(),
-                    status: m.status,
-                    error_rate: m.error_rate,
-                    p50_ms: m.p50_ms,
-                    p99_ms: m.p99_ms,
-                    rps: m.rps,
+                    error_rate: Some(m.error_rate),
+                    p50_ms: Some(m.p50_ms),
+                    p99_ms: Some(m.p99_ms),
+                    rps: Some(m.rps),
                     alerts: m.alerts,
-                }));
+                };
+                // The fixture states the status it means to show; the one definition of a
+                // status from metrics must agree, or the data would say two things.
+                if metrics.status() != m.status {
+                    bail!(
+                        "fixture {path}: metrics of {} say status {}, but error rate {} and alerts {:?} make it {} (see ServiceMetrics::status)",
+                        metrics.service,
+                        m.status.as_str(),
+                        m.error_rate,
+                        metrics.alerts.iter().map(|a| &a.name).collect::<Vec<_>>(),
+                        metrics.status().as_str()
+                    );
+                }
+                cluster.metrics.push(metrics);
+            }
         }
         cluster.load_logs(&logs, now)?;
         let problems = cluster.consistency_problems();
@@ -578,6 +590,7 @@ impl ClusterBackend for DemoCluster {
             ),
             context: None,
             read_only: true,
+            metrics: "demo fixtures (simulated Prometheus)".into(),
             selected_because: None,
         }
     }

@@ -12,6 +12,7 @@
 pub mod deferred;
 pub mod demo;
 pub mod kubernetes;
+pub mod prometheus;
 pub mod selector;
 pub mod view;
 
@@ -303,18 +304,45 @@ pub struct Alert {
     pub summary: String,
 }
 
-/// Golden signals for one service, as a metrics system would report them.
+/// Golden signals for one service, as a metrics system reports them. A signal the source has
+/// no series for is `None` ("unknown"), never a made-up number.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ServiceMetrics {
     pub service: String,
     pub namespace: String,
-    pub status: HealthStatus,
     /// Fraction of requests failing, 0.0–1.0.
-    pub error_rate: f64,
-    pub p50_ms: f64,
-    pub p99_ms: f64,
-    pub rps: f64,
+    pub error_rate: Option<f64>,
+    pub p50_ms: Option<f64>,
+    pub p99_ms: Option<f64>,
+    pub rps: Option<f64>,
+    /// Firing alerts that name the service.
     pub alerts: Vec<Alert>,
+}
+
+/// Error rate from which a service counts as degraded.
+pub const ERROR_RATE_DEGRADED: f64 = 0.05;
+/// Error rate from which a service counts as down: most requests fail.
+pub const ERROR_RATE_DOWN: f64 = 0.5;
+
+impl ServiceMetrics {
+    /// What the metrics alone say about a service (its pods are judged apart, by
+    /// `check_service_health`): down when at least [`ERROR_RATE_DOWN`] of requests fail;
+    /// degraded from [`ERROR_RATE_DEGRADED`] or while an alert of severity warning or worse
+    /// fires; healthy otherwise, including when the signals are unknown.
+    pub fn status(&self) -> HealthStatus {
+        let error_rate = self.error_rate.unwrap_or(0.0);
+        let alerting = self
+            .alerts
+            .iter()
+            .any(|a| !matches!(a.severity.as_str(), "none" | "info"));
+        if error_rate >= ERROR_RATE_DOWN {
+            HealthStatus::Down
+        } else if error_rate >= ERROR_RATE_DEGRADED || alerting {
+            HealthStatus::Degraded
+        } else {
+            HealthStatus::Healthy
+        }
+    }
 }
 
 /// Facts about the backend itself, for `system://health`.
@@ -328,6 +356,8 @@ pub struct BackendInfo {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub context: Option<String>,
     pub read_only: bool,
+    /// Where service metrics (error rate, latency, alerts) come from, or why there are none.
+    pub metrics: String,
     /// Why this backend serves (`--backend auto` found a kubeconfig, say).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub selected_because: Option<String>,

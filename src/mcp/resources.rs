@@ -255,14 +255,14 @@ async fn history(
 async fn system_health(services: &Services) -> Result<serde_json::Value, ResourceError> {
     let backend = services.backend();
     let all = ListQuery::all();
-    let (namespaces, nodes, pods, events, metrics, assessed) = tokio::try_join!(
+    let (namespaces, nodes, pods, events, assessment) = tokio::try_join!(
         async { Ok::<_, ResourceError>(backend.namespaces(&all).await?.items) },
         async { Ok(backend.nodes(&all).await?.items) },
         async { Ok(backend.pods(&all).await?.items) },
         async { Ok(backend.events(&all).await?.items) },
-        async { Ok(backend.service_metrics(None).await?) },
         async { Ok(health::assess_services(services.pipeline.context(), None).await?) },
     )?;
+    let assessed = &assessment.services;
     // After the reads: a backend that loads in the background describes itself once loaded.
     let info = backend.info();
     // The lexical index is built within milliseconds of start; report it, not "loading".
@@ -308,7 +308,8 @@ async fn system_health(services: &Services) -> Result<serde_json::Value, Resourc
                 "degraded": count_status(HealthStatus::Degraded),
                 "down": count_status(HealthStatus::Down),
             },
-            "firing_alerts": metrics.iter().flat_map(|m| m.alerts.iter().map(move |a| format!("{} ({}/{}, {})", a.name, m.namespace, m.service, a.severity))).collect::<Vec<_>>(),
+            "metrics": assessment.metrics,
+            "firing_alerts": assessed.iter().flat_map(|h| h.firing_alerts.iter().map(move |a| format!("{} ({}/{}, {})", a.name, h.namespace, h.name, a.severity))).collect::<Vec<_>>(),
         },
         "runbooks": runbook_status(services),
         "budget": budget_summary(services),

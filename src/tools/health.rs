@@ -28,6 +28,9 @@ pub struct HealthReport {
     /// Services, worst first.
     pub services: Vec<ServiceHealth>,
     pub summary: HealthSummary,
+    /// Where error rates, latencies and alerts come from; "unavailable: …" when that source
+    /// failed (the rest of the report stands), "none …" when there is no source.
+    pub metrics: String,
 }
 
 #[derive(Debug, Default, Serialize, Deserialize, JsonSchema)]
@@ -123,7 +126,7 @@ async fn check_service_health(
     ctx: Arc<Context>,
     params: CheckServiceHealthParams,
 ) -> ToolResult<HealthReport> {
-    let services = assess_services(&ctx, params.service.as_deref()).await?;
+    let Assessment { services, metrics } = assess_services(&ctx, params.service.as_deref()).await?;
     let mut summary = HealthSummary::default();
     for s in &services {
         match s.status {
@@ -132,27 +135,42 @@ async fn check_service_health(
             HealthStatus::Down => summary.down += 1,
         }
     }
-    Ok(HealthReport { services, summary })
+    Ok(HealthReport {
+        services,
+        summary,
+        metrics,
+    })
+}
+
+/// Services assessed, and where their metrics came from.
+pub struct Assessment {
+    /// Worst first.
+    pub services: Vec<ServiceHealth>,
+    /// The metrics source, or why it failed (see [`HealthReport::metrics`]).
+    pub metrics: String,
 }
 
 /// Every service's health (or one service's), worst first. This is the one place a service's
-/// status is decided; `system://health` counts these too.
-pub async fn assess_services(
-    ctx: &Context,
-    service: Option<&str>,
-) -> ToolResult<Vec<ServiceHealth>> {
+/// status is decided; `system://health` counts these too. A failing metrics source does not
+/// fail the assessment: its signals read unknown and `metrics` says why.
+pub async fn assess_services(ctx: &Context, service: Option<&str>) -> ToolResult<Assessment> {
     let backend = &ctx.backend;
     // One service: only its own pods and ReplicaSets, its namespace's events and metrics.
     let (deployments, scope) = lookup::service_scope(ctx, service).await?;
     let namespace = scope.namespace.clone();
     let events_scope = ListQuery::namespace(namespace.as_deref());
     // Independent reads, concurrently.
-    let (pods, events, metrics, replica_sets) = tokio::try_join!(
+    let (pods, events, metrics, replica_sets) = tokio::join!(
         backend.pods(&scope),
         backend.events(&events_scope),
         backend.service_metrics(namespace.as_deref()),
         backend.replica_sets(&scope),
-    )?;
+    );
+    let (pods, events, replica_sets) = (pods?, events?, replica_sets?);
+    let (metrics, source) = match metrics {
+        Ok(metrics) => (metrics, backend.info().metrics),
+        Err(e) => (Vec::new(), format!("unavailable: {e}")),
+    };
     let now = Timestamp::now();
     let mut services: Vec<ServiceHealth> = deployments
         .iter()
@@ -173,7 +191,10 @@ pub async fn assess_services(
             .then_with(|| a.namespace.cmp(&b.namespace))
             .then_with(|| a.name.cmp(&b.name))
     });
-    Ok(services)
+    Ok(Assessment {
+        services,
+        metrics: source,
+    })
 }
 
 /// Whether an event concerns the deployment (itself, one of its ReplicaSets or pods).
@@ -303,7 +324,7 @@ fn assess(
         ready,
         !pod_problems.is_empty(),
         !recent_warning_events.is_empty(),
-        service_metrics.map(|m| m.status),
+        service_metrics.map(ServiceMetrics::status),
     );
     let recent_deploy = current_rs
         .and_then(|rs| rs.metadata.creation_timestamp.as_ref())
@@ -321,10 +342,10 @@ fn assess(
         pods_ready: ready,
         pods_desired: desired,
         restarts,
-        error_rate: service_metrics.map(|m| m.error_rate),
-        latency_p50_ms: service_metrics.map(|m| m.p50_ms),
-        latency_p99_ms: service_metrics.map(|m| m.p99_ms),
-        rps: service_metrics.map(|m| m.rps),
+        error_rate: service_metrics.and_then(|m| m.error_rate),
+        latency_p50_ms: service_metrics.and_then(|m| m.p50_ms),
+        latency_p99_ms: service_metrics.and_then(|m| m.p99_ms),
+        rps: service_metrics.and_then(|m| m.rps),
         firing_alerts,
         pod_problems,
         recent_warning_events,
@@ -432,6 +453,7 @@ impl RenderText for HealthReport {
             s.healthy,
             self.services.len()
         );
+        let _ = writeln!(out, "Metrics: {}", self.metrics);
         for h in &self.services {
             let marker = match h.status {
                 HealthStatus::Down => "[DOWN]    ",
@@ -442,14 +464,17 @@ impl RenderText for HealthReport {
                 "pods {}/{}, restarts {}",
                 h.pods_ready, h.pods_desired, h.restarts
             );
-            if let (Some(e), Some(p50), Some(p99), Some(rps)) =
-                (h.error_rate, h.latency_p50_ms, h.latency_p99_ms, h.rps)
-            {
-                let _ = write!(
-                    signals,
-                    ", errors {:.1}%, p50 {p50:.0} ms, p99 {p99:.0} ms, {rps:.0} rps",
-                    e * 100.0
-                );
+            if let Some(e) = h.error_rate {
+                let _ = write!(signals, ", errors {:.1}%", e * 100.0);
+            }
+            if let Some(p50) = h.latency_p50_ms {
+                let _ = write!(signals, ", p50 {p50:.0} ms");
+            }
+            if let Some(p99) = h.latency_p99_ms {
+                let _ = write!(signals, ", p99 {p99:.0} ms");
+            }
+            if let Some(rps) = h.rps {
+                let _ = write!(signals, ", {rps:.0} rps");
             }
             let _ = writeln!(out, "{marker} {}/{} — {signals}", h.namespace, h.name);
             if h.status != HealthStatus::Healthy {

@@ -5,6 +5,8 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use crate::cluster::prometheus::Prometheus;
+
 /// `--backend`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum BackendChoice {
@@ -37,6 +39,8 @@ pub struct KubeSettings {
     pub api_timeout: Duration,
     /// `--namespaces`: the only namespaces the server reads; `None` allows all.
     pub namespaces: Option<Vec<String>>,
+    /// `--prometheus`: where service metrics and alerts come from (this context only).
+    pub prometheus: Option<Prometheus>,
 }
 
 impl KubeSettings {

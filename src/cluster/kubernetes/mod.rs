@@ -22,6 +22,7 @@ use serde::de::DeserializeOwned;
 
 use self::config::{KubeSettings, KubeSource};
 use self::error::Request;
+use super::prometheus::Scope;
 use super::{
     BackendInfo, ClusterBackend, ClusterError, ClusterResult, ListQuery, LogLines, LogQuery,
     ObjectList, ServiceMetrics,
@@ -332,6 +333,10 @@ impl ClusterBackend for KubeBackend {
             ),
             context: Some(self.context.clone()),
             read_only: true,
+            metrics: match &self.settings.prometheus {
+                Some(prometheus) => prometheus.describe(),
+                None => "none (start with --prometheus URL for error rate, latency and alerts; they read unknown)".into(),
+            },
             selected_because: None,
         }
     }
@@ -495,12 +500,20 @@ impl ClusterBackend for KubeBackend {
         Ok(LogLines::read(entries, cut_by_bytes))
     }
 
-    async fn service_metrics(
-        &self,
-        _namespace: Option<&str>,
-    ) -> ClusterResult<Vec<ServiceMetrics>> {
+    async fn service_metrics(&self, namespace: Option<&str>) -> ClusterResult<Vec<ServiceMetrics>> {
         // No metrics source configured: callers report "unknown", never a made-up number.
-        Ok(Vec::new())
+        let Some(prometheus) = &self.settings.prometheus else {
+            return Ok(Vec::new());
+        };
+        let scope = match (namespace, &self.settings.namespaces) {
+            (Some(namespace), _) => {
+                self.check_namespace(namespace)?;
+                Scope::Namespace(namespace.to_string())
+            }
+            (None, Some(allowed)) => Scope::Namespaces(allowed.clone()),
+            (None, None) => Scope::All,
+        };
+        prometheus.service_metrics(&scope).await
     }
 
     async fn for_context(&self, context: &str) -> ClusterResult<Arc<dyn ClusterBackend>> {
@@ -515,6 +528,8 @@ impl ClusterBackend for KubeBackend {
         }
         let settings = KubeSettings {
             context: Some(context.to_string()),
+            // --prometheus watches the cluster of the configured context, not this one.
+            prometheus: None,
             ..self.settings.clone()
         };
         let backend = KubeBackend::connect(settings)
