@@ -644,3 +644,75 @@ async fn an_api_server_outage_gives_bounded_errors_then_recovers() {
     client.cancel().await.unwrap();
     let _ = std::fs::remove_file(&relayed);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_says_where_metrics_come_from_and_survives_a_dead_prometheus() {
+    let Some(kubeconfig) = k8s::kubeconfig("the kube backend's metrics-source test") else {
+        return;
+    };
+    // No --prometheus: signals are unknown, and the report says why.
+    let plain = start_kube(&kubeconfig, &[]).await;
+    let reply = call(&plain, "check_service_health", json!({})).await;
+    assert_ne!(reply.is_error, Some(true), "{}", text(&reply));
+    let report = text(&reply);
+    assert!(
+        report.contains("Metrics: none (start with --prometheus URL"),
+        "{report}"
+    );
+    plain.cancel().await.unwrap();
+
+    // A Prometheus that is not there: the pods' side of the report still stands, with the
+    // reason the signals are missing, within the API timeout. (Port 9 is discard: nothing
+    // listens on loopback.)
+    let dead = start_kube(
+        &kubeconfig,
+        &[
+            "--prometheus",
+            "http://user:hunter2@127.0.0.1:9",
+            "--api-timeout",
+            "3s",
+        ],
+    )
+    .await;
+    let started = Instant::now();
+    let reply = call(&dead, "check_service_health", json!({})).await;
+    assert_ne!(reply.is_error, Some(true), "{}", text(&reply));
+    let report = text(&reply);
+    assert!(started.elapsed() < Duration::from_secs(5));
+    assert!(
+        report.contains("Metrics: unavailable: cluster unavailable: Prometheus http://127.0.0.1:9/ did not answer")
+            || report.contains("Metrics: unavailable: cluster unavailable: Prometheus http://127.0.0.1:9 did not answer"),
+        "{report}"
+    );
+    assert!(!report.contains("hunter2"), "{report}");
+    let health = dead
+        .read_resource(rmcp::model::ReadResourceRequestParams::new(
+            "system://health",
+        ))
+        .await
+        .unwrap();
+    let health = format!("{health:?}");
+    assert!(health.contains("Prometheus http://127.0.0.1:9"), "{health}");
+    assert!(!health.contains("hunter2"), "{health}");
+    dead.cancel().await.unwrap();
+
+    // A queries file with a mistake stops the server at start, saying what is wrong.
+    let dir = std::env::temp_dir().join(format!("sre-mcp-queries-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let queries = dir.join("queries.toml");
+    std::fs::write(&queries, "window = \"five minutes\"\n").unwrap();
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_sre-mcp"))
+        .args(["--backend", "kube", "--kubeconfig"])
+        .arg(&kubeconfig)
+        .args(["--prometheus", "http://127.0.0.1:9", "--prometheus-queries"])
+        .arg(&queries)
+        .args(["call", "list_namespaces"])
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("queries.toml") && stderr.contains("not a PromQL duration"),
+        "{stderr}"
+    );
+}

@@ -9,7 +9,9 @@
 #   tests/k8s/testenv.sh built           # exit status: is it built?
 #   tests/k8s/testenv.sh start           # fresh state; prints KUBECONFIG=... (about 3 s)
 #   tests/k8s/testenv.sh stop
-#   tests/k8s/testenv.sh prometheus DIR  # start Prometheus over the TSDB blocks in DIR; prints URL
+#   tests/k8s/testenv.sh backfill FILE DIR      # OpenMetrics text FILE -> TSDB blocks in DIR (promtool)
+#   tests/k8s/testenv.sh prometheus DIR [RULES] # start Prometheus over the blocks in DIR, evaluating
+#                                               # the alerting RULES file every second; prints URL
 #
 # The kubeconfig has two contexts: `test` (group system:masters) and `viewer` (a user with no
 # roles: every request is a real RBAC 403). No kubelet and no scheduler run: tests patch pod
@@ -220,12 +222,26 @@ EOF
 }
 
 # Prometheus over TSDB blocks a test made with `promtool tsdb create-blocks-from openmetrics`.
+backfill() {
+  local file=${1:?usage: testenv.sh backfill OPENMETRICS_FILE DATA_DIR}
+  local data=${2:?usage: testenv.sh backfill OPENMETRICS_FILE DATA_DIR}
+  built || { echo "the test environment is not built: run testenv.sh build" >&2; return 1; }
+  mkdir -p "$data"
+  "$cache/root/usr/bin/promtool" tsdb create-blocks-from openmetrics "$file" "$data" >/dev/null
+}
+
+# Nothing is scraped: the data is what `backfill` wrote. Rules are evaluated every second, so
+# alerts fire within a second or two of start (their activeAt is then, not the backfilled past).
 prometheus() {
-  local data=${1:?usage: testenv.sh prometheus DATA_DIR}
-  build
+  local data=${1:?usage: testenv.sh prometheus DATA_DIR [RULES_FILE]}
+  local rules=${2:-}
+  built || { echo "the test environment is not built: run testenv.sh build" >&2; return 1; }
   [ -f "$run/prometheus.pid" ] && kill "$(cat "$run/prometheus.pid")" 2>/dev/null || true
   mkdir -p "$run"
-  printf 'global:\n  scrape_interval: 1h\n' >"$run/prometheus.yml"
+  {
+    printf 'global:\n  scrape_interval: 1h\n  evaluation_interval: 1s\n'
+    [ -z "$rules" ] || printf 'rule_files:\n  - %s\n' "$(realpath "$rules")"
+  } >"$run/prometheus.yml"
   "$cache/root/usr/bin/prometheus" --config.file="$run/prometheus.yml" \
     --storage.tsdb.path="$data" --storage.tsdb.retention.time=100y \
     --web.listen-address="127.0.0.1:$prom_port" >"$run/prometheus.log" 2>&1 &
@@ -261,9 +277,10 @@ case "${1:-}" in
   built) built ;;
   start) start ;;
   stop) stop ;;
-  prometheus) prometheus "${2:-}" ;;
+  backfill) backfill "${2:-}" "${3:-}" ;;
+  prometheus) prometheus "${2:-}" "${3:-}" ;;
   *)
-    echo "usage: $0 build|built|start|stop|prometheus DATA_DIR" >&2
+    echo "usage: $0 build|built|start|stop|backfill FILE DIR|prometheus DIR [RULES]" >&2
     exit 2
     ;;
 esac
