@@ -243,8 +243,17 @@ async fn read_tools_report_the_incident(client: &common::Client, incident: &Inci
             "registry.example/checkout:1.1.0",
             "BackOff",
             "512Mi",
+            "DB_PASSWORD=<secret checkout-db key password>",
+            "DB_URL=postgres://app:",
         ],
     );
+    // Env values typed into the spec are masked like any other credential, in both views.
+    let described = format!(
+        "{}{}",
+        text(&describe),
+        serde_json::to_string(&describe.structured_content).unwrap()
+    );
+    assert!(!described.contains("spec-pw-4711"), "{described}");
 
     let previous = ok(
         client,

@@ -261,6 +261,56 @@ pub struct ContainerDescription {
     pub readiness_probe: Option<String>,
     #[serde(default, skip_serializing_if = "is_empty")]
     pub ports: Vec<i32>,
+    /// Environment, `NAME=value`; values from Secrets are shown as references only
+    /// (`NAME=<secret db-credentials key password>`), never read.
+    #[serde(default, skip_serializing_if = "is_empty")]
+    pub env: Vec<String>,
+}
+
+/// A container's environment as `kubectl describe` lists it. No Secret is ever read: a
+/// `secretKeyRef` or `envFrom.secretRef` names where the value lives.
+fn describe_env(container: &Container) -> Vec<String> {
+    let mut env: Vec<String> = container
+        .env_from
+        .iter()
+        .flatten()
+        .filter_map(|from| {
+            let prefix = from.prefix.as_deref().unwrap_or("");
+            let prefix = if prefix.is_empty() {
+                String::new()
+            } else {
+                format!(" (prefix {prefix})")
+            };
+            if let Some(secret) = &from.secret_ref {
+                Some(format!("<every key of secret {}>{prefix}", secret.name))
+            } else {
+                from.config_map_ref
+                    .as_ref()
+                    .map(|cm| format!("<every key of configmap {}>{prefix}", cm.name))
+            }
+        })
+        .collect();
+    for var in container.env.iter().flatten() {
+        let value = match (&var.value, &var.value_from) {
+            (Some(value), _) => value.clone(),
+            (None, Some(from)) => {
+                if let Some(secret) = &from.secret_key_ref {
+                    format!("<secret {} key {}>", secret.name, secret.key)
+                } else if let Some(cm) = &from.config_map_key_ref {
+                    format!("<configmap {} key {}>", cm.name, cm.key)
+                } else if let Some(field) = &from.field_ref {
+                    format!("<field {}>", field.field_path)
+                } else if let Some(resource) = &from.resource_field_ref {
+                    format!("<resource {}>", resource.resource)
+                } else {
+                    "<unknown source>".into()
+                }
+            }
+            (None, None) => String::new(),
+        };
+        env.push(format!("{}={value}", var.name));
+    }
+    env
 }
 
 #[derive(Debug, Serialize, Deserialize, JsonSchema)]
@@ -421,6 +471,7 @@ fn describe_container(container: &Container, pod: &Pod) -> ContainerDescription 
             .flatten()
             .map(|p| p.container_port)
             .collect(),
+        env: describe_env(container),
     }
 }
 
@@ -531,6 +582,9 @@ impl RenderText for PodDescription {
             }
             if let Some(p) = &c.readiness_probe {
                 let _ = writeln!(out, "  readiness: {p}");
+            }
+            if !c.env.is_empty() {
+                let _ = writeln!(out, "  env: {}", c.env.join(", "));
             }
         }
         let conds: Vec<String> = self

@@ -318,7 +318,14 @@ pub async fn deploy_revisions(
                         "resources": {"requests": {"cpu": "100m", "memory": "256Mi"},
                                       "limits": {"memory": "512Mi"}},
                         "livenessProbe": {"httpGet": {"path": "/healthz", "port": 8080},
-                                          "periodSeconds": 10}
+                                          "periodSeconds": 10},
+                        // A secret by reference (never read) and a credential typed into
+                        // the spec (masked on the way out).
+                        "env": [
+                            {"name": "DB_PASSWORD", "valueFrom": {"secretKeyRef":
+                                {"name": format!("{app}-db"), "key": "password"}}},
+                            {"name": "DB_URL", "value": "postgres://app:spec-pw-4711@db:5432/app"}
+                        ]
                     }]}
                 }
             }
