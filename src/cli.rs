@@ -50,6 +50,11 @@ pub struct Cli {
     #[arg(long, env = "SRE_MCP_MAX_LOG_LINES", default_value_t = Limits::DEFAULT_MAX_LOG_LINES as u32, value_parser = clap::value_parser!(u32).range(1..=1_000_000), global = true)]
     pub max_log_lines: u32,
 
+    /// Most pods one list_pods call reads, page by page, in a huge namespace; past it the
+    /// result says how many it read and how to narrow (label_selector, status).
+    #[arg(long, env = "SRE_MCP_MAX_LIST_ITEMS", default_value_t = Limits::DEFAULT_MAX_LIST_ITEMS as u32, value_parser = clap::value_parser!(u32).range(1..=1_000_000), global = true)]
+    pub max_list_items: u32,
+
     /// Load the demo cluster from this directory instead of the embedded one (same layout
     /// as fixtures/demo: <namespace>.yaml, nodes.yaml, logs/<ns>/<pod>/<container>.log).
     #[arg(long, env = "SRE_MCP_DEMO_FIXTURES", value_name = "DIR", global = true)]
@@ -310,6 +315,7 @@ pub fn settings(cli: &Cli) -> anyhow::Result<Settings> {
     Ok(Settings {
         limits: Limits {
             max_log_lines: cli.max_log_lines as usize,
+            max_list_items: cli.max_list_items as usize,
             ..Limits::default()
         },
         budget: BudgetConfig {

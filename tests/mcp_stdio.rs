@@ -628,3 +628,42 @@ async fn bad_input_is_a_clear_error_and_the_server_lives_on() {
     assert!(!items(&health, "services").is_empty());
     client.cancel().await.unwrap();
 }
+
+#[tokio::test]
+async fn list_pods_reads_page_by_page_and_says_when_it_stopped() {
+    let whole = common::start(&["--no-embeddings"]).await;
+    let all = ok(&whole, "list_pods", json!({"namespace": "commerce"})).await;
+    let total = all["total_in_namespace"].as_u64().unwrap();
+    assert_eq!(all["pods"].as_array().unwrap().len() as u64, total);
+    assert!(all.get("scan_note").is_none(), "{all}");
+    // A phase filter goes to the backend as a field selector and keeps the same pods the
+    // status filter keeps.
+    let running = ok(
+        &whole,
+        "list_pods",
+        json!({"namespace": "commerce", "status": "running"}),
+    )
+    .await;
+    let expected = all["pods"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["phase"] == "Running" || p["status"] == "Running")
+        .count();
+    assert_eq!(running["pods"].as_array().unwrap().len(), expected);
+    assert_eq!(running["total_in_namespace"].as_u64(), Some(total));
+    whole.cancel().await.unwrap();
+
+    let capped = common::start(&["--no-embeddings", "--max-list-items", "4"]).await;
+    let result = call(&capped, "list_pods", json!({"namespace": "commerce"})).await;
+    let page = result.structured_content.clone().unwrap();
+    assert_eq!(page["pods"].as_array().unwrap().len(), 4, "{page}");
+    assert_eq!(page["total_in_namespace"].as_u64(), Some(total));
+    let note = page["scan_note"].as_str().unwrap();
+    assert!(
+        note.contains(&format!("read the first 4 pods of {total} matching")),
+        "{note}"
+    );
+    assert!(text(&result).contains(note), "{}", text(&result));
+    capped.cancel().await.unwrap();
+}

@@ -46,11 +46,15 @@ pub struct Limits {
     pub max_log_lines: usize,
     /// Most pod log streams read at the same time by the tools that read many.
     pub log_concurrency: usize,
+    /// Most objects one listing call reads, page by page (list_pods in a huge namespace);
+    /// the result says when it stopped short.
+    pub max_list_items: usize,
 }
 
 impl Limits {
     pub const DEFAULT_MAX_LOG_LINES: usize = 50_000;
     pub const DEFAULT_LOG_CONCURRENCY: usize = 8;
+    pub const DEFAULT_MAX_LIST_ITEMS: usize = 20_000;
 }
 
 impl Default for Limits {
@@ -58,6 +62,7 @@ impl Default for Limits {
         Limits {
             max_log_lines: Limits::DEFAULT_MAX_LOG_LINES,
             log_concurrency: Limits::DEFAULT_LOG_CONCURRENCY,
+            max_list_items: Limits::DEFAULT_MAX_LIST_ITEMS,
         }
     }
 }

@@ -34,6 +34,10 @@ pub struct PodList {
     pub pods: Vec<PodSummary>,
     /// Pods in the namespace before filtering.
     pub total_in_namespace: usize,
+    /// Set when the namespace has more matching pods than one call reads
+    /// (`--max-list-items`): how many were read, and how to narrow.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scan_note: Option<String>,
 }
 
 #[derive(Debug, Serialize, Deserialize, JsonSchema)]
@@ -104,33 +108,49 @@ async fn list_pods(ctx: Arc<Context>, params: ListPodsParams) -> ToolResult<PodL
         }
         _ => LabelSelector::default(),
     };
-    // The selector goes to the backend; the namespace's total comes from a one-item page
-    // (its remaining count) when a selector narrows the list.
-    let scope = ListQuery::in_namespace(&params.namespace);
-    let (pods, total_in_namespace) = if selector.is_empty() {
-        let pods = ctx.backend.pods(&scope).await?.items;
-        let total = pods.len();
-        (pods, total)
-    } else {
-        let (selected, one) = (
-            scope.clone().with_labels(selector),
-            scope.clone().with_limit(1),
-        );
-        let (selected, count) =
-            tokio::try_join!(ctx.backend.pods(&selected), ctx.backend.pods(&one))?;
-        let total = count.total().unwrap_or(count.items.len());
-        (selected.items, total)
-    };
-    let now = Timestamp::now();
     let wanted_status = params
         .status
         .as_deref()
         .map(str::trim)
         .filter(|s| !s.is_empty());
-    let mut summaries: Vec<(bool, PodSummary)> = pods
-        .iter()
-        .map(|p| (view::pod_is_ready(p), summarise_pod(p, now)))
-        .collect();
+    // Selectors go to the backend: the label selector, and a status that is a pod phase as
+    // a field selector (the same pods the filter below keeps, fewer read).
+    let mut scope = ListQuery::in_namespace(&params.namespace);
+    let mut narrowed = !selector.is_empty();
+    if !selector.is_empty() {
+        scope = scope.with_labels(selector);
+    }
+    if let Some(phase) =
+        wanted_status.and_then(|w| PHASES.iter().find(|p| p.eq_ignore_ascii_case(w)).copied())
+    {
+        scope = scope.with_fields(FieldSelector::equals("status.phase", phase));
+        narrowed = true;
+    }
+    let scan = scan_pods(&ctx, scope, Timestamp::now()).await?;
+    // The namespace's size: the scan's own count when it read everything unfiltered, else a
+    // one-item page's remaining count.
+    let total_in_namespace = if !narrowed && scan.complete {
+        scan.summaries.len()
+    } else if !narrowed && let Some(total) = scan.total {
+        total
+    } else {
+        let one = ctx
+            .backend
+            .pods(&ListQuery::in_namespace(&params.namespace).with_limit(1))
+            .await?;
+        one.total().unwrap_or(one.items.len())
+    };
+    let scan_note = (!scan.complete).then(|| {
+        let of = scan
+            .total
+            .map(|t| format!(" of {t} matching"))
+            .unwrap_or_default();
+        format!(
+            "read the first {} pods{of} (--max-list-items); narrow with label_selector or a status",
+            scan.summaries.len()
+        )
+    });
+    let mut summaries = scan.summaries;
     if let Some(wanted) = wanted_status {
         let known: Vec<String> = summaries
             .iter()
@@ -160,7 +180,56 @@ async fn list_pods(ctx: Arc<Context>, params: ListPodsParams) -> ToolResult<PodL
         namespace: params.namespace,
         pods: summaries.into_iter().map(|(_, p)| p).collect(),
         total_in_namespace,
+        scan_note,
     })
+}
+
+const PHASES: [&str; 5] = ["Pending", "Running", "Succeeded", "Failed", "Unknown"];
+/// Pods asked for per page while scanning a namespace.
+const SCAN_PAGE: usize = 500;
+
+/// Pods read page by page, each page reduced to summaries at once, so a namespace of
+/// thousands of pods never sits in memory as whole objects; the scan stops at
+/// `--max-list-items`.
+struct PodScan {
+    /// (ready, summary).
+    summaries: Vec<(bool, PodSummary)>,
+    /// Every match was read.
+    complete: bool,
+    /// Matches in all, when the backend said.
+    total: Option<usize>,
+}
+
+async fn scan_pods(ctx: &Context, scope: ListQuery, now: Timestamp) -> ToolResult<PodScan> {
+    let max = ctx.limits.max_list_items;
+    let mut query = scope.with_limit(SCAN_PAGE.min(max));
+    let mut scan = PodScan {
+        summaries: Vec::new(),
+        complete: false,
+        total: None,
+    };
+    loop {
+        let page = ctx.backend.pods(&query).await?;
+        if scan.total.is_none() {
+            scan.total = page.total();
+        }
+        scan.summaries.extend(
+            page.items
+                .iter()
+                .map(|p| (view::pod_is_ready(p), summarise_pod(p, now))),
+        );
+        match page.continue_token {
+            None => {
+                scan.complete = true;
+                return Ok(scan);
+            }
+            Some(_) if scan.summaries.len() >= max => return Ok(scan),
+            Some(token) => {
+                query.limit = Some(SCAN_PAGE.min(max - scan.summaries.len()));
+                query.continue_token = Some(token);
+            }
+        }
+    }
 }
 
 /// Statuses that are valid filters even when no pod has them right now.
@@ -191,6 +260,9 @@ impl RenderText for PodList {
             self.namespace,
             self.total_in_namespace
         );
+        if let Some(note) = &self.scan_note {
+            let _ = writeln!(out, "note: {note}");
+        }
         let _ = writeln!(
             out,
             "{:<48} {:<18} {:<6} {:>8} {:>6}  NODE",
