@@ -25,7 +25,9 @@ use crate::cluster::prometheus::{MetricQueries, Prometheus};
 use crate::mcp::Services;
 use crate::mcp::server::SreServer;
 use crate::pipeline::augment::Augmenter;
-use crate::pipeline::budget::{self, BudgetConfig, Encoding, MIN_RESULT_TOKENS, ShapingConfig};
+use crate::pipeline::budget::{
+    self, BudgetConfig, CountView, Encoding, MIN_RESULT_TOKENS, ShapingConfig,
+};
 use crate::pipeline::client::NoClient;
 use crate::runbooks::embed::{self, EmbeddingCache, ModelLocation};
 use crate::runbooks::knowledge::{KnowledgeBase, KnowledgeConfig};
@@ -183,6 +185,12 @@ pub struct Cli {
     #[arg(long, env = "SRE_MCP_TOKENIZER", value_enum, default_value_t = Encoding::O200kBase, global = true)]
     pub tokenizer: Encoding,
 
+    /// Which view of each result the ledger books: `auto` decides from the client's name at
+    /// initialize (Claude Desktop: text; Claude Code, VS Code: structured; ChatGPT: both; an
+    /// unknown client: the larger view). Each view fits --max-result-tokens on its own.
+    #[arg(long, env = "SRE_MCP_COUNT_VIEW", value_enum, default_value_t = CountView::Auto, global = true)]
+    pub count_view: CountView,
+
     /// Model whose input price (USD per million tokens) the ledger uses: claude-sonnet-4-5,
     /// claude-opus-4-1, claude-haiku-4-5, gpt-4o, gpt-4.1.
     #[arg(long, env = "SRE_MCP_MODEL", default_value = budget::DEFAULT_MODEL, global = true)]
@@ -201,7 +209,8 @@ pub struct Cli {
     #[arg(long, env = "SRE_MCP_BUDGET_USD", global = true)]
     pub budget_usd: Option<f64>,
 
-    /// Default cap, in tokens, on one tool result (text plus structured content). Larger
+    /// Default cap, in tokens, on each view of one tool result (the text; the structured
+    /// content). Larger
     /// results are shaped to fit: most relevant items kept, the rest counted, the full result
     /// kept at result://{id}. A call may ask for another cap with its max_tokens argument.
     #[arg(long, env = "SRE_MCP_MAX_RESULT_TOKENS", default_value_t = ShapingConfig::DEFAULT_MAX_RESULT_TOKENS as u32, value_parser = clap::value_parser!(u32).range(MIN_RESULT_TOKENS as i64..=1_000_000), global = true)]
@@ -320,6 +329,7 @@ pub fn settings(cli: &Cli) -> anyhow::Result<Settings> {
         },
         budget: BudgetConfig {
             encoding: cli.tokenizer,
+            count_view: cli.count_view,
             model: cli.model.clone(),
             price_per_mtok,
             budget_tokens: cli.budget_tokens,

@@ -122,3 +122,64 @@ async fn bad_budget_flags_are_rejected_with_what_is_valid() {
         "{stderr}"
     );
 }
+
+/// The ledger books the view this client's model sees: decided from `clientInfo.name` at
+/// initialize, the larger view for a client it does not know, and `--count-view` wins.
+#[tokio::test]
+async fn the_ledger_books_the_view_the_client_shows_its_model() {
+    for (name, flags, books, rule) in [
+        ("claude-ai", &[][..], "text", "Claude Desktop"),
+        ("claude-code", &[][..], "structured", "Claude Code"),
+        ("Visual Studio Code", &[][..], "structured", "VS Code"),
+        ("ChatGPT", &[][..], "both", "ChatGPT"),
+        ("some-new-host", &[][..], "larger", "not in the host table"),
+        (
+            "claude-code",
+            &["--count-view", "text"][..],
+            "text",
+            "--count-view text",
+        ),
+    ] {
+        let mut args = vec!["--augment", "off", "--no-embeddings"];
+        args.extend_from_slice(flags);
+        let client = common::start_as(name, &args).await;
+        let result = client
+            .call_tool(
+                rmcp::model::CallToolRequestParams::new("check_service_health")
+                    .with_arguments(common::args(json!({}))),
+            )
+            .await
+            .unwrap();
+        let meta = result.meta.clone().expect("_meta").0;
+        let views = &meta["tokens_by_view"];
+        let (text_tokens, structured_tokens) = (
+            views["text"].as_u64().unwrap(),
+            views["structured"].as_u64().unwrap(),
+        );
+        assert!(text_tokens > 0 && structured_tokens > 0, "{meta:?}");
+        let expected = match books {
+            "text" => text_tokens,
+            "structured" => structured_tokens,
+            "both" => text_tokens + structured_tokens,
+            _ => text_tokens.max(structured_tokens),
+        };
+        assert_eq!(meta["tokens"].as_u64(), Some(expected), "{name} {flags:?}");
+        let usage = client
+            .read_resource(ReadResourceRequestParams::new("budget://usage"))
+            .await
+            .unwrap();
+        let usage: Value = match &usage.contents[0] {
+            ResourceContents::TextResourceContents { text, .. } => {
+                serde_json::from_str(text).unwrap()
+            }
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(usage["count_view"]["books"], books, "{usage}");
+        assert!(
+            usage["count_view"]["rule"].as_str().unwrap().contains(rule),
+            "{name}: {usage}"
+        );
+        assert_eq!(usage["tokens"].as_u64(), Some(expected));
+        client.cancel().await.unwrap();
+    }
+}

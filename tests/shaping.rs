@@ -182,13 +182,24 @@ async fn check_reply(client: &Client, tool: &str, result: &CallToolResult, cap: 
     let structured = result.structured_content.clone().expect("structured");
     let meta = result.meta.clone().expect("_meta").0;
     let tokens = meta["tokens"].as_u64().unwrap();
-    let counted = Encoding::O200kBase.count(&text(result))
-        + Encoding::O200kBase.count(&structured.to_string());
+    let text_tokens = Encoding::O200kBase.count(&text(result)) as u64;
+    let structured_tokens = Encoding::O200kBase.count(&structured.to_string()) as u64;
     assert_eq!(
-        tokens, counted as u64,
-        "_meta.tokens is what the client received"
+        meta["tokens_by_view"],
+        json!({"text": text_tokens, "structured": structured_tokens}),
+        "_meta.tokens_by_view is what the client received"
     );
-    assert!(tokens <= cap, "{tool}: {tokens} tokens over the cap {cap}");
+    // rmcp's client is not in the host table: the larger view is booked.
+    assert_eq!(
+        tokens,
+        text_tokens.max(structured_tokens),
+        "_meta.tokens books the larger view for an unknown client"
+    );
+    // Each view fits the cap on its own.
+    assert!(
+        text_tokens <= cap && structured_tokens <= cap,
+        "{tool}: views {text_tokens}/{structured_tokens} tokens, over the cap {cap}"
+    );
     assert_eq!(meta["truncated"], json!(true));
     assert_eq!(meta["max_tokens"], json!(cap));
     let schema = output_schema(client, tool).await;

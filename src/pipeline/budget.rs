@@ -10,9 +10,10 @@ use async_trait::async_trait;
 use serde::Serialize;
 use serde_json::{Map, Value, json};
 
+use super::client::ClientFacts;
 use super::envelope::render_reply;
 use super::result_store::{ResultStore, StoredResult, paginate};
-use super::shape::{ShapeRequest, full_reply_tokens, shape};
+use super::shape::{ShapeRequest, ViewTokens, full_reply_tokens, shape};
 use super::{Call, Outcome, Rendered, Stage, StagedResult, ToolReply};
 use crate::tools::ToolDef;
 
@@ -47,10 +48,103 @@ pub fn price_for(model: &str) -> Result<f64, String> {
         })
 }
 
+/// `--count-view`: which view(s) of a reply the ledger books.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum CountView {
+    /// By the client's `clientInfo.name` (see [`view_seen_by`]); the larger view for a client
+    /// not in the table.
+    #[default]
+    Auto,
+    /// The `content` text only.
+    Text,
+    /// The structured content only.
+    Structured,
+    /// Both (a host that passes both to its model).
+    Both,
+}
+
+/// What a host passes its model from a tool result, by `clientInfo.name`, with where that was
+/// observed (the sources are collected in the project's host notes). Names compare without
+/// case, spaces, `-` and `_`.
+const HOST_VIEWS: &[(&str, CountView, &str)] = &[
+    // Claude Desktop / claude.ai ignore structuredContent (blockscout/mcp-server #324).
+    (
+        "claude-ai",
+        CountView::Text,
+        "Claude Desktop passes the text content only",
+    ),
+    // Claude Code stringifies structuredContent and drops the text (anthropics/claude-code
+    // #55677, #79944).
+    (
+        "claude-code",
+        CountView::Structured,
+        "Claude Code passes only the structured content",
+    ),
+    // VS Code prefers structured content to text (microsoft/vscode #290063).
+    (
+        "Visual Studio Code",
+        CountView::Structured,
+        "VS Code passes the structured content",
+    ),
+    // ChatGPT apps read both views (blockscout/mcp-server #324).
+    ("ChatGPT", CountView::Both, "ChatGPT apps pass both views"),
+];
+
+/// The view a client's model sees, and the rule that said so.
+pub fn view_seen_by(setting: CountView, client: Option<&str>) -> (CountView, String) {
+    if setting != CountView::Auto {
+        return (setting, format!("--count-view {}", setting.as_str()));
+    }
+    let key = |s: &str| {
+        s.chars()
+            .filter(|c| c.is_alphanumeric())
+            .flat_map(char::to_lowercase)
+            .collect::<String>()
+    };
+    match client {
+        Some(name) => match HOST_VIEWS.iter().find(|(host, ..)| key(host) == key(name)) {
+            Some((_, view, why)) => (*view, format!("client {name:?}: {why}")),
+            None => (
+                CountView::Auto,
+                format!("client {name:?} is not in the host table: the larger view is booked"),
+            ),
+        },
+        None => (
+            CountView::Auto,
+            "no client name yet: the larger view is booked".into(),
+        ),
+    }
+}
+
+impl CountView {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CountView::Auto => "auto",
+            CountView::Text => "text",
+            CountView::Structured => "structured",
+            CountView::Both => "both",
+        }
+    }
+
+    /// Tokens booked for a reply with these views (`Auto` here means "unknown client": the
+    /// larger view).
+    pub fn book(self, views: ViewTokens) -> usize {
+        match self {
+            CountView::Text => views.text,
+            CountView::Structured => views.structured,
+            CountView::Both => views.both(),
+            CountView::Auto => views.larger(),
+        }
+    }
+}
+
 /// Budget settings.
 #[derive(Debug, Clone)]
 pub struct BudgetConfig {
     pub encoding: Encoding,
+    /// Which view(s) the ledger books.
+    pub count_view: CountView,
     pub model: String,
     pub price_per_mtok: f64,
     pub budget_tokens: Option<u64>,
@@ -65,7 +159,7 @@ pub const MIN_RESULT_TOKENS: usize = 500;
 /// Per-result caps and the full-result store.
 #[derive(Debug, Clone)]
 pub struct ShapingConfig {
-    /// Default cap per tool result, in tokens (text plus structured content).
+    /// Default cap per tool result, in tokens, for each view (the text, the structured content).
     pub max_result_tokens: usize,
     /// Highest cap a caller's `max_tokens` may set; larger values are clamped to it.
     pub ceiling: usize,
@@ -93,6 +187,7 @@ impl Default for BudgetConfig {
     fn default() -> Self {
         BudgetConfig {
             encoding: Encoding::O200kBase,
+            count_view: CountView::Auto,
             model: DEFAULT_MODEL.to_string(),
             price_per_mtok: price_for(DEFAULT_MODEL).unwrap_or(3.0),
             budget_tokens: None,
@@ -157,11 +252,19 @@ pub struct ReadUsage {
 }
 
 #[derive(Debug, Default, Clone, Serialize)]
+struct ViewTotals {
+    text: u64,
+    structured: u64,
+}
+
+#[derive(Debug, Default, Clone, Serialize)]
 struct LedgerState {
     calls: u64,
     refused_calls: u64,
     shaped_calls: u64,
     tokens: u64,
+    /// Tokens of each view over all calls, whichever is booked.
+    by_view: ViewTotals,
     cost_usd: f64,
     by_tool: BTreeMap<String, ToolUsage>,
     result_pages: ReadUsage,
@@ -172,12 +275,15 @@ pub struct BudgetTracker {
     config: BudgetConfig,
     ledger: Mutex<LedgerState>,
     store: ResultStore,
+    /// The view booked and the rule that chose it, from the last call's client.
+    booking: Mutex<(CountView, String)>,
 }
 
 impl BudgetTracker {
     pub fn new(config: BudgetConfig) -> BudgetTracker {
         BudgetTracker {
             store: ResultStore::new(config.shaping.store_bytes),
+            booking: Mutex::new(view_seen_by(config.count_view, None)),
             config,
             ledger: Mutex::default(),
         }
@@ -252,6 +358,11 @@ impl BudgetTracker {
             .unwrap_or_else(|e| e.into_inner())
             .clone();
         let (stored_results, stored_bytes) = self.store.usage();
+        let booking = self
+            .booking
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
         json!({
             "encoding": self.config.encoding,
             "model": self.config.model,
@@ -260,6 +371,12 @@ impl BudgetTracker {
             "refused_calls": state.refused_calls,
             "shaped_calls": state.shaped_calls,
             "tokens": state.tokens,
+            "tokens_by_view": state.by_view,
+            "count_view": {
+                "setting": self.config.count_view.as_str(),
+                "books": match booking.0 { CountView::Auto => "larger", view => view.as_str() },
+                "rule": booking.1,
+            },
             "cost_usd": round6(state.cost_usd),
             "max_result_tokens": self.config.shaping.max_result_tokens,
             "max_result_tokens_ceiling": self.config.shaping.ceiling,
@@ -339,8 +456,8 @@ impl BudgetTracker {
         result.meta.max_tokens = Some(cap);
         let json = result.structured.to_string();
         let text = render_reply(tool, &result.structured, &result.notes);
-        // A token is at least one byte: a reply with no more bytes than the cap fits.
-        if json.len() + text.len() <= cap {
+        // A token is at least one byte: a view with no more bytes than the cap fits.
+        if json.len().max(text.len()) <= cap {
             result.rendered = Some(Rendered {
                 json,
                 text,
@@ -366,14 +483,15 @@ impl BudgetTracker {
                 .collect(),
             full_result: None,
         };
-        let (full_tokens, estimated, tokens_per_json_byte) =
+        let (full_views, estimated, tokens_per_json_byte) =
             full_reply_tokens(&request, &text, &json);
+        let full_tokens = full_views.larger();
         if full_tokens <= cap {
             // Counted exactly (small enough): `finish` need not count again.
             result.rendered = Some(Rendered {
                 json,
                 text,
-                tokens: (!estimated).then_some(full_tokens),
+                tokens: (!estimated).then_some(full_views),
             });
             return;
         }
@@ -423,20 +541,22 @@ impl BudgetTracker {
         result.meta.truncated = Some(true);
     }
 
-    /// Counts the reply's tokens, books them and adds the `_meta` fields (and a warning past 80%).
-    pub fn finish(&self, tool: &ToolDef, reply: &mut ToolReply) {
-        // What the client receives: the text content and the structured content.
-        let tokens = match reply.tokens {
-            Some(counted) => counted as u64,
-            None => {
-                let text = self.config.encoding.count(&reply.text);
-                let json = reply
+    /// Counts the reply's tokens, books what this client's model sees, and adds the `_meta`
+    /// fields (and a warning past 80%).
+    pub fn finish(&self, tool: &ToolDef, reply: &mut ToolReply, client: &ClientFacts) {
+        let mut views = match reply.tokens {
+            Some(counted) => counted,
+            None => ViewTokens {
+                text: self.config.encoding.count(&reply.text),
+                structured: reply
                     .structured_json
                     .as_deref()
-                    .map_or(0, |j| self.config.encoding.count(j));
-                (text + json) as u64
-            }
+                    .map_or(0, |j| self.config.encoding.count(j)),
+            },
         };
+        let (view, rule) = view_seen_by(self.config.count_view, client.name.as_deref());
+        *self.booking.lock().unwrap_or_else(|e| e.into_inner()) = (view, rule);
+        let tokens = view.book(views) as u64;
         let truncated = reply.meta.truncated.unwrap_or(false);
         let mut state = self.ledger.lock().unwrap_or_else(|e| e.into_inner());
         // Past 80% the reply carries a warning; its own tokens are booked with the reply (the
@@ -456,7 +576,10 @@ impl BudgetTracker {
                 self.spent_text(&projected)
             );
             let block = format!("\n\n{warning}");
-            tokens += self.config.encoding.count(&block) as u64;
+            // The warning goes in the text (and in `_meta`); booked if the text is.
+            let extra = self.config.encoding.count(&block);
+            views.text += extra;
+            tokens = view.book(views) as u64;
             reply.meta.budget_warning = Some(warning);
             reply.text.push_str(&block);
         }
@@ -464,6 +587,8 @@ impl BudgetTracker {
         state.calls += 1;
         state.shaped_calls += u64::from(truncated);
         state.tokens += tokens;
+        state.by_view.text += views.text as u64;
+        state.by_view.structured += views.structured as u64;
         state.cost_usd += cost;
         let usage = state.by_tool.entry(tool.name.to_string()).or_default();
         usage.calls += 1;
@@ -471,6 +596,7 @@ impl BudgetTracker {
         usage.cost_usd += cost;
         usage.shaped_calls += u64::from(truncated);
         reply.meta.tokens = Some(tokens);
+        reply.meta.tokens_by_view = Some(views);
         reply.meta.cost_usd = Some(round6(cost));
         reply.meta.session_tokens = Some(state.tokens);
         reply.meta.session_cost_usd = Some(round6(state.cost_usd));
@@ -505,7 +631,7 @@ impl Stage for std::sync::Arc<BudgetTracker> {
     fn finish(&self, call: &Call<'_>, outcome: Outcome, reply: &mut ToolReply) {
         // A refused call was counted when it was refused, and cost the client next to nothing.
         if !matches!(outcome, Outcome::Refused { .. }) {
-            BudgetTracker::finish(self, call.tool, reply)
+            BudgetTracker::finish(self, call.tool, reply, &call.client.facts())
         }
     }
 }
@@ -534,12 +660,15 @@ mod tests {
             tool: read.name.into(),
             structured: None,
             structured_json: None,
-            tokens: Some(50),
+            tokens: Some(ViewTokens {
+                text: 50,
+                structured: 50,
+            }),
             text: "fifty tokens".into(),
             is_error: false,
             meta: Default::default(),
         };
-        tracker.finish(read, &mut reply);
+        tracker.finish(read, &mut reply, &ClientFacts::default());
         assert!(reply.meta.budget_warning.is_some());
         let refusal = tracker.admit(read).unwrap_err();
         assert!(refusal.contains("session budget exhausted"), "{refusal}");

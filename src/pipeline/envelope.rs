@@ -61,9 +61,12 @@ pub struct ReplyMeta {
     /// The kubeconfig context it answered through.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub context: Option<String>,
-    /// Tokens this reply cost (what the client received).
+    /// Tokens booked for this reply: the view(s) this client's model sees (`--count-view`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tokens: Option<u64>,
+    /// Tokens of each view: the text content and the structured content.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tokens_by_view: Option<crate::pipeline::shape::ViewTokens>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cost_usd: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -114,7 +117,7 @@ pub fn input_schema(tool: &ToolDef, min_tokens: usize) -> JsonObject {
             serde_json::json!({
                 "type": ["integer", "null"],
                 "minimum": min_tokens,
-                "description": "Most tokens this result may cost (text plus structured content). A larger result is shaped to fit — most relevant items kept, the rest counted — and the full result is kept at the result:// link in the reply. Default: the server's --max-result-tokens; values above its ceiling are clamped."
+                "description": "Token cap for this result (default: the server's). Larger results are shaped to fit; the whole one is linked as result://."
             }),
         );
         if tool.reads_cluster {
@@ -122,7 +125,7 @@ pub fn input_schema(tool: &ToolDef, min_tokens: usize) -> JsonObject {
                 CONTEXT.into(),
                 serde_json::json!({
                     "type": ["string", "null"],
-                    "description": "Another context of the server's kubeconfig to read for this call (Kubernetes backend). Default: the server's --context."
+                    "description": "kubeconfig context to read instead of the server's."
                 }),
             );
         }

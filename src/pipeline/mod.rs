@@ -81,8 +81,8 @@ pub struct Rendered {
     pub json: String,
     /// The reply text (see [`render_reply`]).
     pub text: String,
-    /// Tokens of `text` plus `json`, when already counted.
-    pub tokens: Option<usize>,
+    /// Tokens of each view, when already counted.
+    pub tokens: Option<shape::ViewTokens>,
 }
 
 /// What the caller gets back.
@@ -92,8 +92,8 @@ pub struct ToolReply {
     pub structured: Option<Value>,
     /// `structured`, serialised once for counting and logging.
     pub structured_json: Option<String>,
-    /// Tokens of `text` plus `structured_json`, when a stage already counted them.
-    pub tokens: Option<usize>,
+    /// Tokens of `text` and of `structured_json`, when a stage already counted them.
+    pub tokens: Option<shape::ViewTokens>,
     pub text: String,
     pub is_error: bool,
     pub meta: ReplyMeta,

@@ -26,7 +26,7 @@ const PROTECTED: &[&str] = &[RELEVANT_RUNBOOKS, TRUNCATED];
 /// What shaping did: the `truncated` field of a shaped result.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct Truncation {
-    /// The token cap the result was shaped to (text plus structured content).
+    /// The token cap the result was shaped to (each view fits it).
     pub max_tokens: usize,
     /// Tokens the full result would have cost.
     pub full_tokens: usize,
@@ -122,7 +122,7 @@ impl Truncation {
 /// Everything shaping needs besides the result itself.
 pub struct ShapeRequest<'a> {
     pub encoding: Encoding,
-    /// The cap, in tokens, for text plus structured content.
+    /// The cap, in tokens, that each view (text, structured content) must fit.
     pub cap: usize,
     /// The highest cap a caller may ask for (named in the hints).
     pub ceiling: usize,
@@ -140,13 +140,37 @@ pub struct ShapeRequest<'a> {
 pub struct Shaped {
     pub structured: Value,
     pub truncation: Truncation,
-    /// Tokens of the shaped reply (text with the shaping footer, plus structured content).
-    pub tokens: usize,
+    /// Tokens of each view of the shaped reply.
+    pub tokens: ViewTokens,
 }
 
-/// Tokens a reply costs: its text plus its structured content.
-pub fn reply_tokens(request: &ShapeRequest<'_>, value: &Value) -> usize {
-    request.encoding.count(&(request.render)(value)) + request.encoding.count(&value.to_string())
+/// Tokens of each view of a reply. Hosts show their model one view or the other (Claude
+/// Desktop the text, Claude Code and VS Code the structured JSON) or both, so each view must
+/// be complete and fit the cap on its own: shaping fits the larger one.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct ViewTokens {
+    /// The `content` text.
+    pub text: usize,
+    /// `structuredContent` as JSON.
+    pub structured: usize,
+}
+
+impl ViewTokens {
+    pub fn larger(self) -> usize {
+        self.text.max(self.structured)
+    }
+
+    pub fn both(self) -> usize {
+        self.text + self.structured
+    }
+}
+
+/// Tokens of each view of a reply.
+pub fn reply_tokens(request: &ShapeRequest<'_>, value: &Value) -> ViewTokens {
+    ViewTokens {
+        text: request.encoding.count(&(request.render)(value)),
+        structured: request.encoding.count(&value.to_string()),
+    }
 }
 
 /// Bytes a value serialises to, without building the string.
@@ -166,27 +190,34 @@ pub fn json_len(value: &Value) -> usize {
     counter.0
 }
 
-/// Tokens of the full reply: exact when it is small enough to count cheaply, otherwise
-/// estimated from samples. Returns (tokens, estimated, tokens per byte of JSON) — the last
-/// prices list items by their serialised size.
-pub fn full_reply_tokens(request: &ShapeRequest<'_>, text: &str, json: &str) -> (usize, bool, f64) {
+/// Tokens of each view of the full reply: exact when it is small enough to count cheaply,
+/// otherwise estimated from samples. Returns (tokens, estimated, tokens of the larger view per
+/// byte of JSON) — the last prices list items by their serialised size.
+pub fn full_reply_tokens(
+    request: &ShapeRequest<'_>,
+    text: &str,
+    json: &str,
+) -> (ViewTokens, bool, f64) {
     const EXACT_UP_TO: usize = 256 * 1024;
     const SAMPLE: usize = 32 * 1024;
+    let per_byte = |views: ViewTokens| views.larger() as f64 / json.len().max(1) as f64;
     if text.len() + json.len() <= EXACT_UP_TO {
-        let tokens = request.encoding.count(text) + request.encoding.count(json);
-        let ratio = tokens as f64 / json.len().max(1) as f64;
-        return (tokens, false, ratio);
+        let views = ViewTokens {
+            text: request.encoding.count(text),
+            structured: request.encoding.count(json),
+        };
+        return (views, false, per_byte(views));
     }
-    let rate = |s: &str| {
+    let estimate = |s: &str| {
         let sample = &s[..floor_char_boundary(s, SAMPLE)];
-        request.encoding.count(sample) as f64 / sample.len().max(1) as f64
+        let rate = request.encoding.count(sample) as f64 / sample.len().max(1) as f64;
+        (s.len() as f64 * rate).round() as usize
     };
-    let tokens = text.len() as f64 * rate(text) + json.len() as f64 * rate(json);
-    (
-        tokens.round() as usize,
-        true,
-        tokens / json.len().max(1) as f64,
-    )
+    let views = ViewTokens {
+        text: estimate(text),
+        structured: estimate(json),
+    };
+    (views, true, per_byte(views))
 }
 
 fn floor_char_boundary(s: &str, at: usize) -> usize {
@@ -269,14 +300,17 @@ pub fn shape(
         let lists = collect_lists(&mut work, &runs, &mut pass);
         let (shaped, kept, wanted) =
             fit_lists(request, work, lists, pass, tokens_per_json_byte, level);
-        if shaped.tokens <= request.cap {
+        if shaped.tokens.larger() <= request.cap {
             if fitting.as_ref().is_none_or(|(_, best)| kept > *best) {
                 fitting = Some((shaped, kept));
             }
             if level == Level::Gentle && kept >= wanted.min(FEW) {
                 break;
             }
-        } else if smallest.as_ref().is_none_or(|s| shaped.tokens < s.tokens) {
+        } else if smallest
+            .as_ref()
+            .is_none_or(|s| shaped.tokens.larger() < s.tokens.larger())
+        {
             smallest = Some(shaped);
         }
     }
@@ -644,7 +678,7 @@ fn fit_lists(
             .lists
             .extend(lists.iter().map(|l| describe(l, &[])));
         probe[TRUNCATED] = serde_json::to_value(&truncation).unwrap_or_default();
-        reply_tokens(request, &probe)
+        reply_tokens(request, &probe).larger()
     };
     let mut available = request.cap.saturating_sub(base) as f64;
     let mut attempt = 0;
@@ -695,7 +729,8 @@ fn fit_lists(
         }
         truncation.narrow_with = narrowing_hints(request, &lists, &chosen);
         candidate[TRUNCATED] = serde_json::to_value(&truncation).unwrap_or_default();
-        let tokens = reply_tokens(request, &candidate);
+        let views = reply_tokens(request, &candidate);
+        let tokens = views.larger();
         let kept: usize = lists
             .iter()
             .zip(&chosen)
@@ -720,7 +755,7 @@ fn fit_lists(
                     Shaped {
                         structured: candidate,
                         truncation: truncation.clone(),
-                        tokens,
+                        tokens: views,
                     },
                     kept,
                 ));
@@ -741,7 +776,7 @@ fn fit_lists(
                     Shaped {
                         structured: candidate,
                         truncation: truncation.clone(),
-                        tokens,
+                        tokens: views,
                     },
                     kept,
                 ));

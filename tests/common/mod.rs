@@ -42,6 +42,28 @@ pub fn binary() -> &'static str {
     env!("CARGO_BIN_EXE_sre-mcp")
 }
 
+/// Starts `sre-mcp` as a client that names itself `name` at initialize (what hosts such as
+/// Claude Desktop, `claude-ai`, send as `clientInfo.name`).
+pub async fn start_as(
+    name: &str,
+    args: &[&str],
+) -> RunningService<RoleClient, rmcp::model::ClientConfig> {
+    let mut command = tokio::process::Command::new(binary());
+    command
+        .args(args)
+        .env("SRE_MCP_LOG", "warn")
+        .env("SRE_MCP_BACKEND", "demo");
+    let (transport, _stderr) = TokioChildProcess::builder(command)
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("spawn sre-mcp");
+    let info = rmcp::model::ClientConfig::new(
+        Default::default(),
+        rmcp::model::Implementation::new(name, "1.0.0"),
+    );
+    info.serve(transport).await.expect("MCP initialize")
+}
+
 /// Starts `sre-mcp` with extra arguments and completes the MCP handshake.
 pub async fn start(args: &[&str]) -> Client {
     let mut command = tokio::process::Command::new(binary());
