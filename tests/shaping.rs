@@ -185,9 +185,9 @@ async fn check_reply(client: &Client, tool: &str, result: &CallToolResult, cap: 
     let text_tokens = Encoding::O200kBase.count(&text(result)) as u64;
     let structured_tokens = Encoding::O200kBase.count(&structured.to_string()) as u64;
     assert_eq!(
-        meta["tokens_by_view"],
+        meta.get("tokens_by_view").cloned().unwrap_or_default(),
         json!({"text": text_tokens, "structured": structured_tokens}),
-        "_meta.tokens_by_view is what the client received"
+        "_meta.tokens_by_view is what the client received: {meta:?}"
     );
     // rmcp's client is not in the host table: the larger view is booked.
     assert_eq!(
@@ -644,5 +644,50 @@ async fn investigation_evidence_survives_default_shaping() {
         step(5)
     );
     assert!(all_text.contains("rev 7") || all_text.contains("revision 7"));
+    client.cancel().await.unwrap();
+}
+
+/// Breadth before depth: the first call of an incident ("what is wrong?") lists every
+/// service at the default cap, worst first, each with its status and verdict; detail gives
+/// way before any service does.
+#[tokio::test]
+async fn the_health_overview_lists_every_service_at_the_default_cap() {
+    let client = start(&[]).await;
+    let result = call(&client, "check_service_health", json!({})).await;
+    assert_ne!(result.is_error, Some(true), "{}", text(&result));
+    let structured = result.structured_content.clone().unwrap();
+    let services = structured["services"].as_array().unwrap();
+    assert_eq!(services.len(), 11, "{structured}");
+    let names: Vec<&str> = services
+        .iter()
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
+    for incident in [
+        "payment-gateway",
+        "inventory-service",
+        "recommendation-engine",
+        "search-indexer",
+    ] {
+        let position = names.iter().position(|n| *n == incident).unwrap();
+        assert!(position < 6, "{incident} at {position}: {names:?}");
+        let service = &services[position];
+        assert_ne!(service["status"], "healthy", "{service}");
+        assert!(!service["verdict"].as_str().unwrap().is_empty());
+    }
+    assert_eq!(names[0], "payment-gateway", "the one service down first");
+    // Each view: every service named, within the cap.
+    let text_view = text(&result);
+    for name in &names {
+        assert!(text_view.contains(name), "{name} missing from the text");
+    }
+    let meta = result.meta.clone().unwrap().0;
+    let views = &meta["tokens_by_view"];
+    assert!(views["text"].as_u64().unwrap() <= 2000, "{views}");
+    assert!(views["structured"].as_u64().unwrap() <= 2000, "{views}");
+    // The key evidence survives in the compact form (in the verdict line).
+    let gateway = services[0]["verdict"].as_str().unwrap();
+    for fact in ["0/3", "OOMKilled", "CrashLoopBackOff", "rev 7"] {
+        assert!(gateway.contains(fact), "{fact}: {gateway}");
+    }
     client.cancel().await.unwrap();
 }

@@ -482,6 +482,7 @@ impl BudgetTracker {
                 .map(|(k, _)| k.clone())
                 .collect(),
             full_result: None,
+            output_schema: &tool.output_schema,
         };
         let (full_views, estimated, tokens_per_json_byte) =
             full_reply_tokens(&request, &text, &json);

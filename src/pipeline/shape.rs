@@ -9,11 +9,12 @@
 //! The rules read field meanings (`status`, `level`, `type`, `unhealthy`, `restarts`…), not
 //! tool names, so every tool is covered without per-tool code.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io::Write;
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
+use rmcp::model::JsonObject;
 use serde_json::Value;
 
 use super::envelope::{RELEVANT_RUNBOOKS, TRUNCATED};
@@ -134,6 +135,8 @@ pub struct ShapeRequest<'a> {
     pub given: Vec<String>,
     /// Link to the stored full result and its page count, when stored.
     pub full_result: Option<(String, usize)>,
+    /// The tool's output schema (what an item must keep when it is compacted).
+    pub output_schema: &'a JsonObject,
 }
 
 /// A shaped result.
@@ -268,29 +271,13 @@ pub fn shape(
         }),
         over_cap: false,
     };
-    // Gentle first (whole items). If that keeps only a few items, a harder pass (shorter
-    // strings and stack traces, nested lists cut) may keep more of them: take whichever
-    // keeps more while fitting.
-    const FEW: usize = 10;
-    let mut fitting: Option<(Shaped, usize)> = None;
-    let mut smallest: Option<Shaped> = None;
     let runs = log_runs(value);
     // Attached runbooks that would take over a quarter of the cap have their excerpts cut
     // from the start (titles and runbook:// links stay): the data comes first.
     let runbooks_heavy = value
         .get(RELEVANT_RUNBOOKS)
         .is_some_and(|r| json_len(r) as f64 * tokens_per_json_byte > request.cap as f64 / 4.0);
-    for level in [
-        Level::Gentle,
-        Level::Hard,
-        Level::Minimal,
-        Level::Summary,
-        Level::ShortRunbooks,
-        Level::OneRunbook,
-    ] {
-        if level.trims_runbooks() && fitting.is_some() {
-            break;
-        }
+    let run = |level: Level| {
         let mut work = value.clone();
         let mut pass = truncation.clone();
         compact_strings(&mut work, level, &mut pass);
@@ -298,24 +285,49 @@ pub fn shape(
             trim_runbooks(&mut work, level == Level::OneRunbook, &mut pass);
         }
         let lists = collect_lists(&mut work, &runs, &mut pass);
-        let (shaped, kept, wanted) =
-            fit_lists(request, work, lists, pass, tokens_per_json_byte, level);
-        if shaped.tokens.larger() <= request.cap {
-            if fitting.as_ref().is_none_or(|(_, best)| kept > *best) {
-                fitting = Some((shaped, kept));
-            }
-            if level == Level::Gentle && kept >= wanted.min(FEW) {
-                break;
-            }
-        } else if smallest
+        fit_lists(request, work, lists, pass, tokens_per_json_byte, level)
+    };
+    let fits = |s: &Shaped| s.tokens.larger() <= request.cap;
+    let mut smallest: Option<Shaped> = None;
+    let mut keep_smallest = |s: Shaped| {
+        if smallest
             .as_ref()
-            .is_none_or(|s| shaped.tokens.larger() < s.tokens.larger())
+            .is_none_or(|best| s.tokens.larger() < best.tokens.larger())
         {
-            smallest = Some(shaped);
+            smallest = Some(s);
         }
+    };
+    // Whole items first: when every item fits, nothing else is needed.
+    let (gentle, gentle_kept, wanted) = run(Level::Gentle);
+    if fits(&gentle) && gentle_kept >= wanted {
+        return gentle;
     }
-    if let Some((shaped, _)) = fitting {
-        return shaped;
+    // Breadth before depth: every item goes to its compact form before any whole item is
+    // dropped. When compacting keeps no more items than whole items do (a list of flat
+    // items, such as pods or log lines), the whole items stand.
+    let (compact, compact_kept, _) = run(Level::Compact);
+    if fits(&compact) && compact_kept > gentle_kept || !fits(&gentle) && fits(&compact) {
+        // The least compaction that keeps as many items.
+        for level in [Level::Hard, Level::Minimal, Level::Summary] {
+            let (shaped, kept, _) = run(level);
+            if fits(&shaped) && kept >= compact_kept {
+                return shaped;
+            }
+        }
+        return compact;
+    }
+    if fits(&gentle) {
+        return gentle;
+    }
+    keep_smallest(gentle);
+    keep_smallest(compact);
+    // Nothing fits yet: the attached runbooks give way, the data stays.
+    for level in [Level::ShortRunbooks, Level::OneRunbook] {
+        let (shaped, _, _) = run(level);
+        if fits(&shaped) {
+            return shaped;
+        }
+        keep_smallest(shaped);
     }
     let mut shaped = smallest.expect("at least one pass ran");
     shaped.truncation.over_cap = true;
@@ -337,6 +349,9 @@ enum Level {
     /// As minimal, and nested lists emptied except in the most relevant item: the others
     /// become one-line summaries.
     Summary,
+    /// Every item in its compact form: nested lists emptied and optional nested detail
+    /// (fields the item's schema does not require) removed, in every item alike.
+    Compact,
     /// As minimal, and the attached runbooks' excerpts cut short (titles and links stay):
     /// only when nothing else fits.
     ShortRunbooks,
@@ -354,9 +369,11 @@ impl Level {
         match self {
             Level::Gentle => (1200, 600, 200),
             Level::Hard => (600, 400, 150),
-            Level::Minimal | Level::Summary | Level::ShortRunbooks | Level::OneRunbook => {
-                (300, 200, 80)
-            }
+            Level::Minimal
+            | Level::Summary
+            | Level::Compact
+            | Level::ShortRunbooks
+            | Level::OneRunbook => (300, 200, 80),
         }
     }
 
@@ -365,7 +382,11 @@ impl Level {
         match self {
             Level::Gentle => (40, 20, 10),
             Level::Hard => (10, 5, 2),
-            Level::Minimal | Level::Summary | Level::ShortRunbooks | Level::OneRunbook => (3, 2, 1),
+            Level::Minimal
+            | Level::Summary
+            | Level::Compact
+            | Level::ShortRunbooks
+            | Level::OneRunbook => (3, 2, 1),
         }
     }
 
@@ -376,9 +397,18 @@ impl Level {
             (Level::Gentle, _) | (Level::Hard, true) => None,
             (Level::Hard, false) => Some(3),
             (Level::Minimal, _) => Some(1),
-            (Level::Summary | Level::ShortRunbooks | Level::OneRunbook, true) => Some(1),
-            (Level::Summary | Level::ShortRunbooks | Level::OneRunbook, false) => Some(0),
+            (Level::Summary, true) => Some(1),
+            (Level::Summary, false) => Some(0),
+            (Level::Compact | Level::ShortRunbooks | Level::OneRunbook, _) => Some(0),
         }
+    }
+
+    /// Whether items lose the optional nested detail their schema does not require.
+    fn strips_optional_detail(self) -> bool {
+        matches!(
+            self,
+            Level::Compact | Level::ShortRunbooks | Level::OneRunbook
+        )
     }
 }
 
@@ -657,9 +687,16 @@ fn fit_lists(
         let mut cuts = vec![Vec::new(); list.items.len()];
         // The most relevant item keeps more of its nested lists than the others.
         let top = list.preference.first().copied();
+        let required = level
+            .strips_optional_detail()
+            .then(|| item_required_fields(request.output_schema, &list.key))
+            .flatten();
         for (i, item) in list.items.iter_mut().enumerate() {
+            let path = format!("{}[]", list.key);
+            if let Some(required) = &required {
+                strip_optional_detail(item, required, &path, &mut cuts[i]);
+            }
             if let Some(keep) = level.nested_keep(Some(i) == top) {
-                let path = format!("{}[]", list.key);
                 compact_nested(item, &path, keep, &mut cuts[i]);
             }
         }
@@ -882,6 +919,54 @@ fn describe(list: &Candidate, keep: &[usize]) -> ShortenedList {
 }
 
 /// Shortens the object lists inside one kept item to their `keep` most relevant items.
+/// The fields an item of the top-level list `key` must have, from the tool's output schema
+/// (`None` when the schema does not say: then nothing is stripped).
+fn item_required_fields(schema: &JsonObject, key: &str) -> Option<BTreeSet<String>> {
+    let mut item = schema.get("properties")?.get(key)?.get("items")?;
+    // `$ref: "#/$defs/Name"`, followed once.
+    if let Some(reference) = item.get("$ref").and_then(Value::as_str) {
+        let name = reference.strip_prefix("#/$defs/")?;
+        item = schema.get("$defs")?.get(name)?;
+    }
+    Some(
+        item.get("required")
+            .and_then(Value::as_array)
+            .map(|r| r.iter().filter_map(Value::as_str).map(String::from).collect())
+            .unwrap_or_default(),
+    )
+}
+
+/// Removes an item's optional nested detail: list and object fields its schema does not
+/// require. Reported like a cut nested list (`services[].last_deploy: 0 kept … 1 more`).
+fn strip_optional_detail(
+    item: &mut Value,
+    required: &BTreeSet<String>,
+    path: &str,
+    cuts: &mut Vec<ShortenedList>,
+) {
+    let Value::Object(map) = item else { return };
+    let optional: Vec<String> = map
+        .iter()
+        .filter(|(k, v)| !required.contains(*k) && (v.is_array() || v.is_object()))
+        .map(|(k, _)| k.clone())
+        .collect();
+    for key in optional {
+        let total = match map.remove(&key) {
+            Some(Value::Array(items)) => items.len(),
+            _ => 1,
+        };
+        if total > 0 {
+            cuts.push(ShortenedList {
+                path: format!("{path}.{key}"),
+                kept: 0,
+                total,
+                more: format!("… {} more (of {})", thousands(total), thousands(total)),
+                kept_by: "compact form: detail left out so every item fits".into(),
+            });
+        }
+    }
+}
+
 fn compact_nested(item: &mut Value, path: &str, keep: usize, cuts: &mut Vec<ShortenedList>) {
     let Value::Object(map) = item else { return };
     for (key, field) in map.iter_mut() {
