@@ -539,6 +539,7 @@ async fn max_tokens_argument_is_validated_and_clamped() {
 async fn investigation_evidence_survives_default_shaping() {
     let client = start(&[]).await;
     let mut steps: Vec<(String, u64, bool, String)> = Vec::new();
+    let mut attached: Vec<Value> = Vec::new();
     let mut run = async |tool: &str, arguments: Value| -> Value {
         let result = call(&client, tool, arguments.clone()).await;
         assert_ne!(result.is_error, Some(true), "{tool}: {}", text(&result));
@@ -546,6 +547,13 @@ async fn investigation_evidence_survives_default_shaping() {
         let tokens = meta["tokens"].as_u64().unwrap();
         assert!(tokens <= 2000, "{tool}: {tokens} tokens");
         let structured = result.structured_content.clone().unwrap();
+        attached.extend(
+            structured["relevant_runbooks"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .cloned(),
+        );
         steps.push((
             format!("{tool}({arguments})"),
             tokens,
@@ -598,6 +606,44 @@ async fn investigation_evidence_survives_default_shaping() {
         json!({"group_by": "message", "since": "1h", "namespace": namespace}),
     )
     .await;
+    run("check_service_health", json!({})).await;
+
+    // Runbooks: each section's excerpt is sent once in the session, later only its title and
+    // link with the call that carried it; every excerpt is whole sentences or list items.
+    let mut sent: std::collections::BTreeMap<String, usize> = Default::default();
+    for runbook in &attached {
+        let key = format!("{}#{}", runbook["uri"], runbook["section"]);
+        let excerpt = runbook["excerpt"].as_str().unwrap_or("");
+        if excerpt.is_empty() {
+            assert!(runbook["sent_in_call"].as_u64().is_some(), "{runbook}");
+            assert!(
+                sent.contains_key(&key),
+                "referred to before it was sent: {runbook}"
+            );
+        } else {
+            *sent.entry(key.clone()).or_default() += 1;
+            assert!(!excerpt.contains('…'), "a cut excerpt: {excerpt}");
+            assert!(excerpt.lines().all(|l| !l.trim().is_empty()), "{excerpt}");
+            // What to do, not what the result already shows.
+            assert!(
+                !runbook["section"].as_str().unwrap().starts_with("Symptoms"),
+                "{runbook}"
+            );
+        }
+        assert!(
+            runbook["score"].to_string().len() <= 4,
+            "rounded: {runbook}"
+        );
+    }
+    assert!(!sent.is_empty(), "runbooks were attached");
+    assert!(
+        sent.values().all(|n| *n == 1),
+        "each section's excerpt once: {sent:?}"
+    );
+    assert!(
+        attached.len() > sent.len(),
+        "later calls referred to sections already sent: {attached:?}"
+    );
 
     let total: u64 = steps.iter().map(|s| s.1).sum();
     eprintln!("investigate-service payment-gateway, default settings:");

@@ -4,7 +4,8 @@
 //! best ones as `relevant_runbooks`. A result without signals passes through unchanged.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use async_trait::async_trait;
@@ -16,6 +17,10 @@ use super::{Call, Stage, StagedResult};
 use crate::runbooks::index::Filter;
 use crate::runbooks::knowledge::KnowledgeBase;
 use crate::util::logs::normalise_message;
+use crate::util::summary;
+
+/// Characters of a runbook excerpt: about 120 tokens of prose.
+const EXCERPT_CHARS: usize = 450;
 
 /// The result fields the augmenter reads besides those of [`problem::FIELDS_READ`]. Every one
 /// must appear in some tool's output schema.
@@ -252,6 +257,11 @@ pub struct Augmenter {
     knowledge: Arc<KnowledgeBase>,
     threshold: f32,
     max_runbooks: usize,
+    /// Tool calls this session has run through the augmenter.
+    calls: AtomicU64,
+    /// Runbook sections whose excerpt this session received, and in which call: later
+    /// results refer to them by title and link only.
+    sent: Mutex<HashMap<String, u64>>,
 }
 
 impl Augmenter {
@@ -265,6 +275,8 @@ impl Augmenter {
             knowledge,
             threshold,
             max_runbooks: max_runbooks.clamp(1, 3),
+            calls: AtomicU64::new(0),
+            sent: Mutex::new(HashMap::new()),
         }
     }
 }
@@ -281,6 +293,7 @@ impl Stage for Augmenter {
             return Ok(());
         }
         let started = Instant::now();
+        let call_number = self.calls.fetch_add(1, Ordering::Relaxed) + 1;
         let problems = problems(&result.structured, 3);
         if problems.is_empty() {
             tracing::debug!(
@@ -299,7 +312,7 @@ impl Stage for Augmenter {
         let mut attached: Vec<(usize, RelevantRunbook)> = Vec::new();
         // Round-robin over problems so that each problem gets its best runbook before any gets a second.
         for round in 0..3 {
-            for (problem, (query, hits)) in problems.iter().zip(queries.iter().zip(&per_query)) {
+            for (problem, hits) in problems.iter().zip(&per_query) {
                 let Some(hit) = hits.get(round) else { continue };
                 if hit.relevance < self.threshold {
                     continue;
@@ -314,20 +327,42 @@ impl Stage for Augmenter {
                     continue;
                 }
                 let runbook = &index.runbooks[hit.doc];
-                let chunk = index.best_content_section(hit);
+                let chunk = index.actionable_section(hit);
                 let section = index.chunks[chunk].section.clone();
+                let section = if section.is_empty() {
+                    "(introduction)".to_string()
+                } else {
+                    section
+                };
+                // Each section's excerpt once per session; later, its title and link.
+                let key = format!("{}#{section}", runbook.uri());
+                let sent_in_call = {
+                    let mut sent = self.sent.lock().unwrap_or_else(|e| e.into_inner());
+                    match sent.get(&key) {
+                        Some(&call) if call != call_number => Some(call),
+                        _ => {
+                            sent.insert(key, call_number);
+                            None
+                        }
+                    }
+                };
                 attached.push((
                     hit.doc,
                     RelevantRunbook {
                         title: runbook.title.clone(),
                         uri: runbook.uri(),
-                        section: if section.is_empty() {
-                            "(introduction)".into()
-                        } else {
-                            section
+                        section,
+                        excerpt: match sent_in_call {
+                            Some(_) => String::new(),
+                            None => summary::whole_units(
+                                &runbook
+                                    .section_text(&index.chunks[chunk].section)
+                                    .unwrap_or_else(|| index.chunks[chunk].text.clone()),
+                                EXCERPT_CHARS,
+                            ),
                         },
-                        excerpt: index.excerpt(chunk, query, 40, 300),
-                        score: (hit.relevance * 1e3).round() / 1e3,
+                        sent_in_call,
+                        score: (f64::from(hit.relevance) * 100.0).round() / 100.0,
                         signals: vec![problem.key.clone()],
                     },
                 ));

@@ -30,10 +30,15 @@ pub struct RelevantRunbook {
     pub uri: String,
     /// The section that matched, e.g. "Mitigation > Raise the limit".
     pub section: String,
-    /// A focused excerpt of that section (bounded length).
+    /// What that section says to do, in whole sentences or list items (about 120 tokens).
+    /// Empty when this session already received it: see `sent_in_call`.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub excerpt: String,
-    /// 0–1 relevance (cosine similarity, or saturated BM25 when lexical-only).
-    pub score: f32,
+    /// The call of this session whose result carried this section's excerpt already.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sent_in_call: Option<u64>,
+    /// 0–1 relevance (cosine similarity, or saturated BM25 when lexical-only), 2 decimals.
+    pub score: f64,
     /// The signals from the result that this runbook answers.
     pub signals: Vec<String>,
 }
@@ -189,14 +194,23 @@ pub fn render_runbooks(runbooks: &[RelevantRunbook]) -> String {
     for r in runbooks {
         let _ = write!(
             out,
-            "\n- {} ({}) § {} — relevance {:.2}, for: {}\n  {}",
+            "\n- {} ({}) § {} — relevance {:.2}, for: {}",
             r.title,
             r.uri,
             r.section,
             r.score,
             r.signals.join(", "),
-            r.excerpt
         );
+        match r.sent_in_call {
+            Some(call) if r.excerpt.is_empty() => {
+                let _ = write!(out, "\n  (this section was sent with call {call})");
+            }
+            _ => {
+                for line in r.excerpt.lines() {
+                    let _ = write!(out, "\n  {line}");
+                }
+            }
+        }
     }
     out
 }

@@ -12,9 +12,9 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io::Write;
 
+use rmcp::model::JsonObject;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
-use rmcp::model::JsonObject;
 use serde_json::Value;
 
 use super::envelope::{RELEVANT_RUNBOOKS, TRUNCATED};
@@ -472,9 +472,10 @@ fn trim_runbooks(value: &mut Value, only_best: bool, truncation: &mut Truncation
     }
     for runbook in runbooks.iter_mut() {
         if let Some(Value::String(excerpt)) = runbook.get_mut("excerpt")
-            && excerpt.chars().count() > 120
+            && excerpt.chars().count() > 160
         {
-            *excerpt = ellipsize_middle(excerpt, 100, 0);
+            // Whole items or sentences still: the first that fit.
+            *excerpt = crate::util::summary::shorten(excerpt, 160);
             truncation.strings_shortened += 1;
         }
     }
@@ -931,7 +932,12 @@ fn item_required_fields(schema: &JsonObject, key: &str) -> Option<BTreeSet<Strin
     Some(
         item.get("required")
             .and_then(Value::as_array)
-            .map(|r| r.iter().filter_map(Value::as_str).map(String::from).collect())
+            .map(|r| {
+                r.iter()
+                    .filter_map(Value::as_str)
+                    .map(String::from)
+                    .collect()
+            })
             .unwrap_or_default(),
     )
 }

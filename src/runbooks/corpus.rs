@@ -272,10 +272,21 @@ pub fn chunk(doc: usize, runbook: &Runbook) -> Vec<Chunk> {
             .join("\n"),
         });
     }
+    for (section, body) in sections(runbook) {
+        push_windows(doc, &section, &body, &mut chunks);
+    }
+    chunks
+}
+
+/// A runbook's sections in order: heading path ("Mitigation > Raise the limit"; empty for the
+/// text before the first heading) and the section's own Markdown, trimmed; empty sections
+/// are left out. Headings inside code blocks are code.
+pub fn sections(runbook: &Runbook) -> Vec<(String, String)> {
+    let mut out = Vec::new();
     let mut path: Vec<(usize, String)> = Vec::new();
     let mut text = String::new();
     let mut in_code = false;
-    let flush = |path: &[(usize, String)], text: &mut String, chunks: &mut Vec<Chunk>| {
+    let flush = |path: &[(usize, String)], text: &mut String, out: &mut Vec<(String, String)>| {
         let body = text.trim();
         if !body.is_empty() {
             let section = path
@@ -283,7 +294,7 @@ pub fn chunk(doc: usize, runbook: &Runbook) -> Vec<Chunk> {
                 .map(|(_, h)| h.as_str())
                 .collect::<Vec<_>>()
                 .join(" > ");
-            push_windows(doc, &section, body, chunks);
+            out.push((section, body.to_string()));
         }
         text.clear();
     };
@@ -297,7 +308,7 @@ pub fn chunk(doc: usize, runbook: &Runbook) -> Vec<Chunk> {
             line.chars().take_while(|c| *c == '#').count()
         };
         if (1..=6).contains(&level) && line[level..].starts_with(' ') {
-            flush(&path, &mut text, &mut chunks);
+            flush(&path, &mut text, &mut out);
             let heading = line[level..].trim().to_string();
             path.retain(|(l, _)| *l < level);
             // The document title (a level-1 heading) is context already.
@@ -309,8 +320,19 @@ pub fn chunk(doc: usize, runbook: &Runbook) -> Vec<Chunk> {
         text.push_str(line);
         text.push('\n');
     }
-    flush(&path, &mut text, &mut chunks);
-    chunks
+    flush(&path, &mut text, &mut out);
+    out
+}
+
+impl Runbook {
+    /// One section's Markdown as written (chunks normalise whitespace; excerpts need the
+    /// list structure).
+    pub fn section_text(&self, section: &str) -> Option<String> {
+        sections(self)
+            .into_iter()
+            .find(|(path, _)| path == section)
+            .map(|(_, body)| body)
+    }
 }
 
 fn push_windows(doc: usize, section: &str, body: &str, chunks: &mut Vec<Chunk>) {

@@ -264,6 +264,26 @@ impl RunbookIndex {
             .unwrap_or(hit.sections[0].chunk)
     }
 
+    /// The section of a hit's runbook to attach to a result: the one that says what to do
+    /// (by what its heading means: mitigation, remediation, fix, rollback, immediate
+    /// actions…), else the best-matching section unless it only describes the problem, else
+    /// a diagnosis section; symptoms only when nothing else is there.
+    pub fn actionable_section(&self, hit: &DocHit) -> usize {
+        let of_doc = || (0..self.chunks.len()).filter(|&c| self.chunks[c].doc == hit.doc);
+        if let Some(action) =
+            of_doc().find(|&c| section_role(&self.chunks[c].section) == SectionRole::Action)
+        {
+            return action;
+        }
+        let best = self.best_content_section(hit);
+        if section_role(&self.chunks[best].section) != SectionRole::Background {
+            return best;
+        }
+        of_doc()
+            .find(|&c| section_role(&self.chunks[c].section) == SectionRole::Diagnosis)
+            .unwrap_or(best)
+    }
+
     /// A focused excerpt of a chunk: the window of about `words` words sharing the most terms
     /// with the query, at most `max_chars` characters.
     pub fn excerpt(&self, chunk: usize, query: &str, words: usize, max_chars: usize) -> String {
@@ -305,10 +325,77 @@ impl RunbookIndex {
     }
 }
 
+/// What a runbook section is for, by its heading.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SectionRole {
+    /// What to do: mitigation, remediation, fix, rollback, immediate actions, response.
+    Action,
+    /// How to find out: diagnosis, investigation, troubleshooting, checks.
+    Diagnosis,
+    /// What the problem looks like or means: symptoms, meaning, impact, overview.
+    Background,
+}
+
+/// The role of a section from its heading path ("Mitigation > Raise the limit"): the words of
+/// the top heading decide, the rest of the path breaks a tie.
+pub fn section_role(section: &str) -> SectionRole {
+    const ACTION: &[&str] = &[
+        "mitigat",
+        "remedia",
+        "resol",
+        "fix",
+        "workaround",
+        "immediate",
+        "action",
+        "respon",
+        "recover",
+        "rollback",
+        "roll back",
+        "rolling back",
+        "what to do",
+        "runbook steps",
+        "restore",
+    ];
+    const DIAGNOSIS: &[&str] = &[
+        "diagnos",
+        "investigat",
+        "troubleshoot",
+        "debug",
+        "check",
+        "verify",
+        "triage",
+    ];
+    let lower = section.to_lowercase();
+    let top = lower.split('>').next().unwrap_or("").trim().to_string();
+    for text in [&top, &lower] {
+        if ACTION.iter().any(|w| text.contains(w)) {
+            return SectionRole::Action;
+        }
+        if DIAGNOSIS.iter().any(|w| text.contains(w)) {
+            return SectionRole::Diagnosis;
+        }
+    }
+    SectionRole::Background
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::runbooks::corpus::parse_runbook;
+
+    #[test]
+    fn headings_say_what_a_section_is_for() {
+        assert_eq!(section_role("Mitigation"), SectionRole::Action);
+        assert_eq!(section_role("Rollback > Verify"), SectionRole::Action);
+        assert_eq!(section_role("Immediate actions"), SectionRole::Action);
+        assert_eq!(
+            section_role("Diagnosis > Check the last state"),
+            SectionRole::Diagnosis
+        );
+        assert_eq!(section_role("Symptoms"), SectionRole::Background);
+        assert_eq!(section_role("Meaning"), SectionRole::Background);
+        assert_eq!(section_role(""), SectionRole::Background);
+    }
 
     fn index() -> RunbookIndex {
         let docs = [

@@ -5,6 +5,7 @@ pub mod logs;
 pub mod redact;
 pub mod schema;
 pub mod suggest;
+pub mod summary;
 pub mod thread;
 pub mod timefmt;
 pub mod tokens;
