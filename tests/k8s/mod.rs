@@ -6,6 +6,7 @@
 //! would report, warning events attached to their objects.
 #![allow(dead_code)]
 
+pub mod demo_seed;
 pub mod prometheus;
 
 use std::collections::HashMap;
@@ -87,6 +88,9 @@ type LogText = Vec<(Timestamp, String)>;
 pub struct Kubelet {
     pub port: u16,
     logs: Arc<Mutex<HashMap<LogKey, LogText>>>,
+    /// Log requests refused with 400 and the kubelet's message, as a kubelet refuses a
+    /// container that is waiting to start or has no previous instance.
+    refusals: Arc<Mutex<HashMap<LogKey, String>>>,
     /// Query strings of every `containerLogs` request, for checking what was pushed down.
     pub requests: Arc<Mutex<Vec<String>>>,
 }
@@ -149,6 +153,23 @@ impl Kubelet {
         );
     }
 
+    /// Refuses one container's log (current or previous instance) with 400 and `message`, the
+    /// way a kubelet answers for a container with no such log (the API server passes the message
+    /// on as a BadRequest).
+    pub fn refuse_log(
+        &self,
+        namespace: &str,
+        pod: &str,
+        container: &str,
+        previous: bool,
+        message: &str,
+    ) {
+        self.refusals.lock().unwrap().insert(
+            (namespace.into(), pod.into(), container.into(), previous),
+            message.into(),
+        );
+    }
+
     async fn answer<S>(&self, stream: &mut S) -> std::io::Result<()>
     where
         S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
@@ -180,9 +201,11 @@ impl Kubelet {
                     container.to_string(),
                     previous,
                 );
-                match self.logs.lock().unwrap().get(&key) {
-                    Some(lines) => ("200 OK", render(lines, &params)),
-                    None => (
+                let refusal = self.refusals.lock().unwrap().get(&key).cloned();
+                match (refusal, self.logs.lock().unwrap().get(&key)) {
+                    (Some(message), _) => ("400 Bad Request", message),
+                    (None, Some(lines)) => ("200 OK", render(lines, &params)),
+                    (None, None) => (
                         "404 Not Found",
                         format!("no log for {namespace}/{pod}/{container} previous={previous}"),
                     ),
