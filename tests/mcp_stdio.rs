@@ -28,6 +28,7 @@ const TOOLS: &[&str] = &[
     "count_errors",
     "trace_transaction",
     "search_runbooks",
+    "troubleshoot_issue",
 ];
 
 fn items<'a>(value: &'a Value, field: &str) -> &'a Vec<Value> {

@@ -33,7 +33,7 @@ pub static PROMPTS: &[PromptDef] = &[
     PromptDef {
         name: "investigate-service",
         title: "Investigate a service",
-        description: "Full investigation of one service: health, pods, the crashed container, logs, events and recent deploys, ending in root cause and actions.",
+        description: "Full investigation of one service: troubleshoot_issue first, then the calls that confirm its hypotheses, ending in root cause and actions.",
         arguments: &[
             PromptArg {
                 name: "service",
@@ -52,16 +52,19 @@ pub static PROMPTS: &[PromptDef] = &[
                 .get("symptoms")
                 .map(|s| format!("Reported symptoms: {s}\n\n"))
                 .unwrap_or_default();
+            let description = a
+                .get("symptoms")
+                .cloned()
+                .unwrap_or_else(|| format!("investigate {service}"))
+                .replace('"', "'");
             format!(
                 "You are the on-call SRE investigating the service `{service}`.\n\n{symptoms}\
-Call these tools in order, reading each result before the next:\n\
-1. check_service_health(service=\"{service}\") — status, verdict, alerts, pod problems, last deploy.\n\
-2. list_pods(namespace=<its namespace>, label_selector=\"app={service}\") — which pods are unhealthy.\n\
-3. describe_pod(namespace, pod) for one unhealthy pod — container state and last state (reason, exit code), limits, probes, events.\n\
-4. get_pod_logs(namespace, pod, previous=true, level=\"warn\") if the container restarted, else get_pod_logs(namespace, pod, level=\"warn\").\n\
-5. get_events(namespace, type=\"Warning\", object=\"{service}\").\n\
-6. get_recent_deploys(service=\"{service}\", hours_back=24) — does the start of the problem follow a rollout? Compare the change-cause.\n\
-7. count_errors(group_by=\"message\", since=\"1h\", namespace) — the dominant error; then trace_transaction on a trace_id from a failing entry if the failure crosses services.\n\n{ANSWER_SHAPE}"
+Call first:\n\
+1. troubleshoot_issue(description=\"{description}\", service=\"{service}\") — one call that reads health, pods and their last state, the crashed container's error lines, warning events, rollouts, error groups and alerts, and returns ranked hypotheses (each with evidence and a next_call), severity, immediate actions from the runbook and what to check next.\n\
+Then confirm before you conclude, reading each result before the next:\n\
+2. The first hypothesis' next_call, then the calls under check_next.\n\
+3. If a datum is still missing: check_service_health(service=\"{service}\") — golden signals, alerts and the verdict; describe_pod(namespace, pod) for one unhealthy pod — state and last state (reason, exit code), limits, probes, events; get_pod_logs(namespace, pod, previous=true, level=\"warn\") if the container restarted; get_recent_deploys(service=\"{service}\", hours_back=24) — does the start of the problem follow a rollout?\n\
+4. If the failure crosses services: trace_transaction on a trace_id from a failing entry (search_logs(service=\"{service}\", level=\"error\") shows them).\n\n{ANSWER_SHAPE}"
             )
         },
     },
@@ -146,7 +149,7 @@ then Root cause, Severity, Evidence, Immediate actions, Follow-up as below.\n\n{
     PromptDef {
         name: "troubleshoot-issue",
         title: "Troubleshoot an issue",
-        description: "Start from a free-text problem description (optionally a service) and find the cause.",
+        description: "Start from a free-text problem description (optionally a service) and find the cause: troubleshoot_issue first, then confirm.",
         arguments: &[
             PromptArg {
                 name: "description",
@@ -160,22 +163,21 @@ then Root cause, Severity, Evidence, Immediate actions, Follow-up as below.\n\n{
             },
         ],
         build: |a| {
-            let description = arg(a, "description");
-            let scope = match a.get("service") {
+            let description = arg(a, "description").replace('"', "'");
+            let call = match a.get("service") {
                 Some(s) => {
-                    format!("check_service_health(service=\"{s}\") then check_service_health()")
+                    format!("troubleshoot_issue(description=\"{description}\", service=\"{s}\")")
                 }
-                None => "check_service_health()".to_string(),
+                None => format!("troubleshoot_issue(description=\"{description}\")"),
             };
             format!(
                 "Troubleshoot this reported issue: \"{description}\".\n\n\
-Call in order:\n\
-1. {scope} — which services are not healthy and their verdicts.\n\
-2. search_runbooks(query=<the symptom in a few words>) and the runbook sections attached to results (relevant_runbooks).\n\
-3. count_errors(group_by=\"message\", since=\"1h\") — the dominant failures and the services they come from.\n\
-4. For the most affected service: list_pods, describe_pod on an unhealthy pod, get_pod_logs (previous=true if it restarted), get_events(type=\"Warning\").\n\
-5. If errors are timeouts towards another service, follow a failing trace_id with trace_transaction and investigate the service at the end of the chain.\n\
-6. get_recent_deploys for the services involved.\n\n{ANSWER_SHAPE}"
+Call first:\n\
+1. {call} — one call that finds the services concerned (from the arguments or the description, else every unhealthy one), reads health, pods, the crashed containers' error lines, events, rollouts, error groups and alerts, follows errors that name another service to the root cause, and returns ranked hypotheses with evidence and a next_call each, severity, immediate actions from the runbook that fits, and what to check next.\n\
+Then confirm before you conclude:\n\
+2. The first hypothesis' next_call, then the calls under check_next.\n\
+3. If no hypothesis fits the report: check_service_health() and count_errors(group_by=\"message\", since=\"1h\") for what the investigation did not cover, and search_runbooks(query=<the symptom in a few words>).\n\
+4. If errors are timeouts towards another service, follow a failing trace_id with trace_transaction.\n\n{ANSWER_SHAPE}"
             )
         },
     },

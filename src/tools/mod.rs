@@ -15,6 +15,7 @@ pub mod lookup;
 pub mod namespaces;
 pub mod pods;
 pub mod runbooks;
+pub mod troubleshoot;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -270,6 +271,7 @@ impl ToolRegistry {
                 logs::count_errors_tool(),
                 logs::trace_transaction_tool(),
                 runbooks::tool(),
+                troubleshoot::tool(),
             ],
         }
     }
