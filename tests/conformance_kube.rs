@@ -9,6 +9,7 @@
 //! seeding. Without a test API server the tests skip, or fail with `SRE_MCP_REQUIRE_K8S=1`,
 //! as `tests/kube.rs` does.
 
+mod common;
 mod conformance;
 mod k8s;
 
@@ -17,9 +18,11 @@ use std::sync::LazyLock;
 use std::time::Duration;
 
 use jiff::Timestamp;
+use sre_mcp::cluster::ClusterBackend;
 use sre_mcp::cluster::demo::DemoCluster;
 use sre_mcp::cluster::kubernetes::KubeBackend;
 use sre_mcp::cluster::kubernetes::config::{KubeSettings, KubeSource};
+use sre_mcp::cluster::prometheus::{MetricQueries, Prometheus};
 use tokio::runtime::Runtime;
 use tokio::sync::OnceCell;
 
@@ -39,6 +42,8 @@ static SEEDED: OnceCell<Result<Seeded, String>> = OnceCell::const_new();
 struct Seeded {
     /// Serves the seeded pods' logs for the whole run.
     _kubelet: k8s::Kubelet,
+    /// A real Prometheus holding the demo's service metrics, its alerts as evaluated rules.
+    prometheus: String,
 }
 
 fn test_kubeconfig() -> PathBuf {
@@ -48,13 +53,17 @@ fn test_kubeconfig() -> PathBuf {
 }
 
 /// The backend under test: the kube backend on the seeded test API server (context `test`).
-async fn backend() -> KubeBackend {
+async fn backend(prometheus: &str) -> KubeBackend {
+    let timeout = Duration::from_secs(KubeSettings::DEFAULT_API_TIMEOUT_SECS);
     KubeBackend::connect(KubeSettings {
         source: KubeSource::Kubeconfig(test_kubeconfig()),
         context: Some("test".into()),
-        api_timeout: Duration::from_secs(KubeSettings::DEFAULT_API_TIMEOUT_SECS),
+        api_timeout: timeout,
         namespaces: None,
-        prometheus: None,
+        prometheus: Some(
+            Prometheus::new(prometheus, MetricQueries::default(), timeout)
+                .expect("the test Prometheus URL"),
+        ),
     })
     .await
     .expect("the kube backend on the test API server")
@@ -66,6 +75,8 @@ async fn seed() -> Seeded {
     let kubelet = k8s::Kubelet::start(&k8s::pki_dir(&kubeconfig)).await;
     let demo = DemoCluster::load(Timestamp::now()).expect("demo fixtures load");
     let seeded = k8s::demo_seed::seed(&admin, &kubelet, &demo).await;
+    let metrics = demo.service_metrics(None).await.expect("demo metrics");
+    let prometheus = k8s::prometheus::start(&metrics).await;
     // Straight to stderr: the harness would capture `eprintln!` from the runtime's threads.
     use std::io::Write;
     let _ = writeln!(
@@ -74,12 +85,15 @@ async fn seed() -> Seeded {
         seeded.took.as_secs_f64(),
         seeded.summary
     );
-    Seeded { _kubelet: kubelet }
+    Seeded {
+        _kubelet: kubelet,
+        prometheus,
+    }
 }
 
 /// Seeds the test API server once per run (on the shared runtime, so that the kubelet lives
 /// on); every later caller waits for it or gets its failure.
-async fn seeded() {
+async fn seeded() -> &'static Seeded {
     let outcome = SEEDED
         .get_or_init(|| async {
             tokio::spawn(seed())
@@ -94,8 +108,9 @@ async fn seeded() {
                 })
         })
         .await;
-    if let Err(message) = outcome {
-        panic!("seeding the demo cluster failed: {message}");
+    match outcome {
+        Ok(seeded) => seeded,
+        Err(message) => panic!("seeding the demo cluster failed: {message}"),
     }
 }
 
@@ -113,8 +128,8 @@ macro_rules! scenarios {
                     return;
                 };
                 RUNTIME.block_on(async {
-                    seeded().await;
-                    conformance::$scenario(&backend().await).await;
+                    let seeded = seeded().await;
+                    conformance::$scenario(&backend(&seeded.prometheus).await).await;
                 });
             }
         )*
@@ -130,3 +145,78 @@ scenarios!(
     incidents_are_visible,
     current_revision_agrees_everywhere,
 );
+
+/// Through the real binary: `check_service_health` on the seeded cluster with `--prometheus`
+/// gives every service the same status, pods, restarts, error rate, alerts and current
+/// revision as the demo backend.
+#[test]
+fn health_through_the_binary_matches_the_demo() {
+    let Some(kubeconfig) = k8s::kubeconfig("health through the binary on the seeded cluster")
+    else {
+        return;
+    };
+    RUNTIME.block_on(async {
+        let seeded = seeded().await;
+        let whole = [
+            "--no-embeddings",
+            "--augment",
+            "off",
+            "--max-result-tokens",
+            "100000",
+            "--max-result-tokens-ceiling",
+            "100000",
+        ];
+        let mut kube_args = vec![
+            "--backend",
+            "kube",
+            "--kubeconfig",
+            kubeconfig.to_str().unwrap(),
+            "--context",
+            "test",
+            "--prometheus",
+            seeded.prometheus.as_str(),
+        ];
+        kube_args.extend_from_slice(&whole);
+        let kube = common::start(&kube_args).await;
+        let demo = common::start(&whole).await;
+        let facts = |report: serde_json::Value| -> std::collections::BTreeMap<String, String> {
+            report["services"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|s| {
+                    ["catalog", "commerce", "edge", "identity", "payments"]
+                        .contains(&s["namespace"].as_str().unwrap())
+                })
+                .map(|s| {
+                    let mut alerts: Vec<&str> = s["firing_alerts"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .map(|a| a["name"].as_str().unwrap())
+                        .collect();
+                    alerts.sort();
+                    (
+                        format!("{}/{}", s["namespace"], s["name"]),
+                        format!(
+                            "status={} pods={}/{} restarts={} errors={} p99={} alerts={alerts:?} revision={}",
+                            s["status"],
+                            s["pods_ready"],
+                            s["pods_desired"],
+                            s["restarts"],
+                            s["error_rate"],
+                            s["latency_p99_ms"],
+                            s["last_deploy"]["revision"]
+                        ),
+                    )
+                })
+                .collect()
+        };
+        let from_kube = facts(common::ok(&kube, "check_service_health", serde_json::json!({})).await);
+        let from_demo = facts(common::ok(&demo, "check_service_health", serde_json::json!({})).await);
+        assert_eq!(from_kube.len(), 11, "{from_kube:#?}");
+        assert_eq!(from_kube, from_demo);
+        kube.cancel().await.unwrap();
+        demo.cancel().await.unwrap();
+    });
+}

@@ -117,25 +117,58 @@ pub fn input_schema(tool: &ToolDef, min_tokens: usize) -> JsonObject {
         .entry("properties")
         .or_insert_with(|| Value::Object(Default::default()));
     if let Value::Object(properties) = properties {
+        // An optional argument may be left out; `null` means the same to the server, so the
+        // schema the model reads on every turn does not spell it out (`"type": "string"`, not
+        // `["string", "null"]`).
+        for property in properties.values_mut() {
+            drop_null_alternative(property);
+        }
         properties.insert(
             MAX_TOKENS.into(),
             serde_json::json!({
-                "type": ["integer", "null"],
+                "type": "integer",
                 "minimum": min_tokens,
-                "description": "Token cap for this result (default: the server's). Larger results are shaped to fit; the whole one is linked as result://."
+                "description": "Token cap (default: the server's); larger results are shaped, the whole kept at result://."
             }),
         );
         if tool.reads_cluster {
             properties.insert(
                 CONTEXT.into(),
                 serde_json::json!({
-                    "type": ["string", "null"],
-                    "description": "kubeconfig context to read instead of the server's."
+                    "type": "string",
+                    "description": "kubeconfig context (default: the server's)."
                 }),
             );
         }
     }
     schema
+}
+
+/// `"type": [T, "null"]` → `T`; `"anyOf": [S, {"type": "null"}]` → `S` (its description kept).
+fn drop_null_alternative(property: &mut Value) {
+    let Value::Object(map) = property else { return };
+    if let Some(Value::Array(types)) = map.get("type")
+        && types.len() == 2
+        && let Some(other) = types.iter().find(|t| *t != "null").cloned()
+        && types.iter().any(|t| t == "null")
+    {
+        map.insert("type".into(), other);
+    }
+    if let Some(Value::Array(options)) = map.get("anyOf")
+        && options.len() == 2
+        && options
+            .iter()
+            .any(|o| o.get("type").is_some_and(|t| t == "null"))
+        && let Some(Value::Object(other)) = options
+            .iter()
+            .find(|o| o.get("type").is_none_or(|t| t != "null"))
+            .cloned()
+    {
+        map.remove("anyOf");
+        for (key, value) in other {
+            map.entry(key).or_insert(value);
+        }
+    }
 }
 
 /// A tool's output schema with the envelope fields (their definitions merged into `$defs`).

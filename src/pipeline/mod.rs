@@ -289,6 +289,7 @@ impl Pipeline {
                         // Credentials a log line or an event carried stop here, before any
                         // stage counts or shows the result.
                         redact::mask_json(&mut structured);
+                        crate::util::compact::compact(&mut structured);
                         let mut staged = StagedResult::new(structured, max_tokens);
                         staged.meta.backend = Some(info.kind.to_string());
                         staged.meta.context = info.context;

@@ -22,8 +22,7 @@ pub struct GetEventsParams {
     /// `Warning` or `Normal`.
     #[serde(rename = "type")]
     pub type_: Option<String>,
-    /// Involved object: `Kind/name` (e.g. `Pod/web-1`, `Deployment/web`) or just a name;
-    /// a name prefix matches too (`payment-gateway` finds its ReplicaSets and pods).
+    /// `Kind/name` (`Pod/web-1`) or a name; a name prefix also finds its ReplicaSets and pods.
     pub object: Option<String>,
 }
 
@@ -56,7 +55,7 @@ pub fn tool() -> ToolDef {
     define_tool(
         "get_events",
         "Get events",
-        "Kubernetes events (BackOff, OOMKilling, FailedScheduling, Unhealthy, Failed image pulls, ScalingReplicaSet…), warnings first then newest; filter by namespace, type (Warning/Normal) and involved object.",
+        "Kubernetes events (BackOff, OOMKilling, FailedScheduling, Unhealthy…), warnings first, then newest; filter by namespace, type and involved object.",
         ToolKind::Read,
         get_events,
     )

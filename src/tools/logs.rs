@@ -111,17 +111,17 @@ pub struct GetPodLogsParams {
     pub namespace: String,
     /// Pod name.
     pub pod: String,
-    /// Container name; required only when the pod has several containers.
+    /// Needed only when the pod has several containers.
     pub container: Option<String>,
-    /// Return at most this many of the newest matching entries (default 100).
+    /// Newest matching entries to return (default 100).
     pub tail_lines: Option<i64>,
-    /// Only entries since then: a duration back from now (`15m`, `2h`) or an RFC 3339 time.
+    /// A duration back (`15m`, `2h`) or an RFC 3339 time.
     pub since: Option<String>,
-    /// Minimum level: trace, debug, info, warn, error or fatal (`warn` keeps warn, error, fatal).
+    /// Minimum level: trace, debug, info, warn, error, fatal.
     pub level: Option<String>,
-    /// Regular expression (case-insensitive) matched against message, logger and stack lines.
+    /// Regex (case-insensitive) on message, logger and stack lines.
     pub grep: Option<String>,
-    /// Logs of the previous, crashed instance of the container (as `kubectl logs --previous`).
+    /// The previous, crashed instance (`kubectl logs --previous`).
     pub previous: Option<bool>,
 }
 
@@ -146,7 +146,7 @@ pub fn get_pod_logs_tool() -> ToolDef {
     define_tool(
         "get_pod_logs",
         "Get pod logs",
-        "Logs of one pod's container, newest entries last, with filters: tail_lines, since, minimum level, grep (regex) and previous (the crashed instance, e.g. to see why it was OOMKilled). Stack traces stay attached to their entry.",
+        "One container's logs, oldest first, filtered by tail_lines, since, level and grep; previous=true reads the crashed instance (why was it OOMKilled?). Stack traces stay with their entry.",
         ToolKind::Read,
         get_pod_logs,
     )
@@ -513,19 +513,19 @@ fn render_service_line(out: &mut String, line: &ServiceLogLine) {
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SearchLogsParams {
-    /// Only this service's pods (Deployment name, or `namespace/name`).
+    /// A service (Deployment name or `namespace/name`).
     pub service: Option<String>,
     /// Only pods in this namespace.
     pub namespace: Option<String>,
-    /// Minimum level: trace, debug, info, warn, error or fatal.
+    /// Minimum level: trace, debug, info, warn, error, fatal.
     pub level: Option<String>,
-    /// Regular expression (case-insensitive) matched against message, logger and stack lines.
+    /// Regex (case-insensitive) on message, logger and stack lines.
     pub pattern: Option<String>,
-    /// Only entries carrying this trace id (32 hex digits).
+    /// Trace id (32 hex digits).
     pub trace_id: Option<String>,
-    /// Only entries since then: `15m`, `2h`, `1d` or an RFC 3339 time.
+    /// A duration back (`15m`, `2h`) or an RFC 3339 time.
     pub since: Option<String>,
-    /// Most entries to return, newest kept (default 50).
+    /// Newest entries to return (default 50).
     pub limit: Option<i64>,
 }
 
@@ -545,7 +545,7 @@ pub fn search_logs_tool() -> ToolDef {
     define_tool(
         "search_logs",
         "Search logs",
-        "Search logs across pods and services (current and previous container instances) by service, namespace, minimum level, regex pattern, trace id and time; returns the newest matches with service and pod.",
+        "Search logs across services and pods (current and crashed instances) by service, namespace, level, regex, trace id and time; the newest matches, each with service and pod.",
         ToolKind::Read,
         search_logs,
     )
@@ -670,9 +670,9 @@ pub enum GroupBy {
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CountErrorsParams {
-    /// How to group errors: service (default), message (normalised so ids and numbers do not split groups) or pod.
+    /// service (default), message (ids and numbers normalised away) or pod.
     pub group_by: Option<GroupBy>,
-    /// Only errors since then: `15m`, `2h`, `1d` or an RFC 3339 time (default 1h).
+    /// A duration back (`15m`, `2h`) or an RFC 3339 time (default 1h).
     pub since: Option<String>,
     /// Only pods in this namespace.
     pub namespace: Option<String>,
@@ -707,7 +707,7 @@ pub fn count_errors_tool() -> ToolDef {
     define_tool(
         "count_errors",
         "Count errors",
-        "Count error and fatal log entries grouped by service, pod or normalised message (ids, numbers, IPs and pod names removed so one failure is one group), largest first. Finds which service is failing and how.",
+        "Error and fatal log entries counted by service, pod or normalised message (one failure, one group), largest first: which service fails, and how.",
         ToolKind::Read,
         count_errors,
     )

@@ -20,10 +20,9 @@ use crate::util::timefmt::{age, rfc3339};
 pub struct ListPodsParams {
     /// Namespace to list.
     pub namespace: String,
-    /// Keep pods whose status or phase matches, case-insensitive: e.g. Running, Pending,
-    /// CrashLoopBackOff, ImagePullBackOff, Failed; `unhealthy` keeps every pod not running and ready.
+    /// A status or phase (CrashLoopBackOff, Pending…), or `unhealthy` (not running and ready).
     pub status: Option<String>,
-    /// Kubernetes label selector: `app=web`, `tier!=db`, `env in (prod,staging)`, `canary`, `!canary`.
+    /// Label selector, e.g. `app=web,tier!=db`.
     pub label_selector: Option<String>,
 }
 
@@ -65,7 +64,7 @@ pub fn list_pods_tool() -> ToolDef {
     define_tool(
         "list_pods",
         "List pods",
-        "Pods of a namespace with status, readiness, restarts, age, node and owning service; filter by status (e.g. CrashLoopBackOff, Pending, unhealthy) or label selector. Unhealthy pods come first.",
+        "A namespace's pods, unhealthy first: status, readiness, restarts, age, node, service; filter by status or label selector.",
         ToolKind::Read,
         list_pods,
     )

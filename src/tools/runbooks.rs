@@ -13,11 +13,11 @@ use crate::runbooks::index::{DocHit, Filter, RunbookIndex};
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SearchRunbooksParams {
-    /// What to look for: a symptom, an error message, an event reason or alert name.
+    /// A symptom, error message, event reason or alert name.
     pub query: String,
     /// Most runbooks to return (default 5, 1–20).
     pub limit: Option<i64>,
-    /// Only runbooks owned by this team (front matter `team`).
+    /// Only this team's runbooks (front matter `team`).
     pub team: Option<String>,
     /// Only runbooks carrying all of these tags.
     pub tags: Option<Vec<String>>,
@@ -61,7 +61,7 @@ pub fn tool() -> ToolDef {
     let mut tool = define_tool(
         "search_runbooks",
         "Search runbooks",
-        "Search the runbooks (shipped ones and any --runbooks folders) for a symptom, error message, event reason or alert name. Returns distinct runbooks with the matching section, a focused excerpt, score and which retrievers (lexical, embeddings) matched. Read a whole runbook at its runbook:// URI.",
+        "Find runbooks for a symptom, error message, event reason or alert: each with the matching section, an excerpt and a score; read one whole at its runbook:// URI.",
         ToolKind::Read,
         search_runbooks,
     );

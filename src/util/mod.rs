@@ -1,6 +1,7 @@
 //! Small leaf utilities with no knowledge of the rest of the crate: token counting, time
 //! formats, log parsing, name suggestions and background-thread priority.
 
+pub mod compact;
 pub mod logs;
 pub mod redact;
 pub mod schema;

@@ -36,6 +36,8 @@ pub const DEFAULT_LOG_BYTES: usize = 16 << 20;
 /// Extra raw lines asked for beyond a tail of N entries (at most N more), so that entries
 /// spanning several lines (stack traces) still give N whole entries.
 const TAIL_SLACK: usize = 1000;
+/// Seconds added to `sinceSeconds`: the request's own latency must not lose the first line.
+const SINCE_MARGIN_SECS: i64 = 5;
 /// Names listed for "did you mean" after a 404.
 const NEARBY_NAMES: u32 = 500;
 
@@ -441,10 +443,11 @@ impl ClusterBackend for KubeBackend {
             tail_lines: query
                 .tail_lines
                 .map(|t| t.saturating_add(t.min(TAIL_SLACK)).min(i64::MAX as usize) as i64),
-            // Whole seconds, rounded up; lines before `since` are dropped below.
+            // Whole seconds with a margin for the time the request takes (the kubelet counts
+            // from its own clock); lines before `since` are dropped below.
             since_seconds: query.since.map(|since| {
                 let ago = jiff::Timestamp::now().duration_since(since);
-                ago.as_secs().max(0) + 1
+                ago.as_secs().max(0) + SINCE_MARGIN_SECS
             }),
             limit_bytes: limit_bytes.map(|l| l.min(i64::MAX as usize) as i64),
             timestamps: true,
@@ -463,11 +466,36 @@ impl ClusterBackend for KubeBackend {
             {
                 return Ok(LogLines::read(Vec::new(), false));
             }
+            // A container the pod does not have: not found, with the ones it has.
+            Err(ClusterError::Invalid(message)) if message.contains("is not valid for pod") => {
+                let existing = self
+                    .pod(&query.namespace, &query.pod)
+                    .await
+                    .ok()
+                    .and_then(|pod| pod.spec)
+                    .map(|spec| {
+                        spec.init_containers
+                            .iter()
+                            .flatten()
+                            .chain(&spec.containers)
+                            .map(|c| c.name.clone())
+                            .collect()
+                    });
+                return Err(ClusterError::NotFound {
+                    kind: "container",
+                    name: query.container.clone(),
+                    namespace: Some(query.namespace.clone()),
+                    existing,
+                });
+            }
             Err(e) => return Err(e),
         };
         let mut parser = TimestampedLogParser::default();
         let mut bytes = 0usize;
         let mut lines = stream.lines();
+        // Each line is parsed once the next one arrives: the kubelet cuts its answer at
+        // `limitBytes` exactly, mid-line, and that last fragment is no entry.
+        let mut pending: Option<String> = None;
         let read = async {
             while let Some(line) = lines.next().await {
                 let line = line.map_err(|e| ClusterError::Unavailable {
@@ -478,7 +506,9 @@ impl ClusterBackend for KubeBackend {
                     cause: Some(Box::new(e)),
                 })?;
                 bytes += line.len() + 1;
-                parser.push_line(&line);
+                if let Some(previous) = pending.replace(line) {
+                    parser.push_line(&previous);
+                }
             }
             Ok::<(), ClusterError>(())
         };
@@ -487,6 +517,14 @@ impl ClusterBackend for KubeBackend {
             Err(_) => {
                 return Err(error::timeout(&request, self.settings.api_timeout * 3));
             }
+        }
+        // Counting a newline after every line, a last line that had none makes the count
+        // pass the limit by one: that line was cut.
+        let cut_line = limit_bytes.is_some_and(|limit| bytes > limit);
+        if let Some(last) = pending.take()
+            && !cut_line
+        {
+            parser.push_line(&last);
         }
         let mut entries = parser.finish();
         if let Some(since) = query.since {
