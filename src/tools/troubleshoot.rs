@@ -937,18 +937,6 @@ fn edges(gathered: &Gathered, all: &[Deployment]) -> Vec<Edge> {
 // ---------------------------------------------------------------------------------------------
 // Analysis
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Mechanism {
-    ImagePull,
-    Unschedulable,
-    OutOfMemory,
-    CrashLoop,
-    PoolExhausted,
-    Errors,
-    RolloutStuck,
-    Degraded,
-}
-
 /// One root cause, before the runbook is looked up.
 struct Finding {
     key: String,
@@ -1223,6 +1211,10 @@ static POOL_EXHAUSTED: LazyLock<Regex> = LazyLock::new(|| {
     .expect("static regex")
 });
 
+/// The figures a pool error gives in parentheses: "(total=20, active=20, idle=0, waiting=123)".
+static POOL_FIGURES: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"\(([^()]*=[^()]*)\)").expect("static regex"));
+
 static INSUFFICIENT: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r"Insufficient ([A-Za-z0-9/_-]+(?:\.[A-Za-z0-9/_-]+)*)").expect("static regex")
 });
@@ -1444,132 +1436,254 @@ fn gap(from: Timestamp, to: Timestamp) -> String {
     }
 }
 
-/// The root cause one service shows: the first mechanism whose facts are there (an image that
-/// cannot be pulled, pods that cannot be scheduled, memory, a crash loop, an exhausted pool, a
-/// stuck rollout, its own dominant errors), with the rollout, callers, alerts and signals.
-fn diagnose(
-    facts: &Facts,
-    ns: Option<&NamespaceFacts>,
-    groups: &[&ErrorGroup],
-    local_groups: &[&ErrorGroup],
-    remote_groups: &[&ErrorGroup],
-    victims: &[(&Facts, &Edge)],
-    now: Timestamp,
-) -> Finding {
-    let no_events = Vec::new();
-    let raw_events = ns.map_or(&no_events, |n| &n.events);
-    let events = event_groups(facts, raw_events);
-    let h = &facts.health;
-    let (name, namespace, key) = (&facts.name, &facts.namespace, &facts.key);
-    let rollout = rollout(facts, now);
-    let started = onset(facts, &events, raw_events, groups, now);
-    let mut evidence: Vec<(u8, String)> = Vec::new();
-    let mut rollback = None;
-    let rollback_to = |rollout: &Rollout| {
-        rollout.previous.as_ref().map(|p| {
-            format!(
-                "Roll back {name} to {}: `kubectl rollout undo deployment/{name} -n {namespace} --to-revision={}`",
-                revision_label(p),
-                p.revision
-            )
-        })
-    };
+/// What one mechanism concludes about a service.
+struct Diagnosis {
+    title: String,
+    confidence: f64,
+    /// (priority, line): lower priorities are kept first when lines must be dropped.
+    evidence: Vec<(u8, String)>,
+    next_call: ToolCall,
+    more_calls: Vec<ToolCall>,
+    /// What to search the runbooks with.
+    query: String,
+    /// The current revision brought the problem: rolling back is the first action.
+    blames_rollout: bool,
+    /// Says more about the rollout than the general line (which revision brought a tag).
+    rollout_line: Option<String>,
+}
 
-    // The rollout and whether the trouble followed it.
-    let current = rollout.current.as_ref();
-    let mut correlated = false;
-    let mut rollout_line = None;
-    if let Some((created, record)) = current {
-        let who = record
-            .deployed_by
-            .as_deref()
-            .map(|w| format!(" by {w}"))
-            .unwrap_or_default();
-        let cause = record
-            .change_cause
-            .as_deref()
-            .map(|c| format!(": \"{}\"", shorten(c, 90)))
-            .unwrap_or_default();
-        // " (2.13.2 → 2.14.0)", or " (2.14.0)" when the image did not change.
-        let change = match (&rollout.previous, record.images.first()) {
-            (Some(p), Some(image)) if p.images.first() != Some(image) => format!(
-                " ({} → {})",
-                p.images.first().map_or("?", |i| image_tag(i)),
-                image_tag(image)
-            ),
-            (_, Some(image)) => format!(" ({})", image_tag(image)),
-            _ => String::new(),
-        };
-        match started {
-            Some(start)
-                if start.as_second() >= created.as_second() - 60
-                    && start.duration_since(*created) <= ROLLOUT_WINDOW =>
-            {
-                correlated = true;
-                rollout_line = Some(format!(
-                    "started {} rev {}{change}, rolled out {} ago{who}{cause}",
-                    gap(*created, start.max(*created)),
-                    record.revision,
-                    age(*created, now)
-                ));
-            }
-            Some(start) if start.as_second() < created.as_second() - 60 => {
-                rollout_line = Some(format!(
-                    "began {} before the last rollout ({}, {} ago)",
-                    age(start, *created),
-                    revision_label(record),
-                    age(*created, now)
-                ));
-            }
-            Some(start) => {
-                rollout_line = Some(format!(
-                    "no rollout in the {} before it began (last: {}, {} ago)",
-                    age(*created, start),
-                    revision_label(record),
-                    age(*created, now)
-                ));
-            }
-            None => {}
+impl Diagnosis {
+    fn new(title: String, confidence: f64, next_call: ToolCall, query: String) -> Diagnosis {
+        Diagnosis {
+            title,
+            confidence,
+            evidence: Vec::new(),
+            next_call,
+            more_calls: Vec::new(),
+            query,
+            blames_rollout: false,
+            rollout_line: None,
+        }
+    }
+}
+
+/// What every mechanism may read about one service.
+struct Scene<'a> {
+    facts: &'a Facts,
+    events: Vec<EventGroup>,
+    rollout: Rollout<'a>,
+    /// The trouble began within [`ROLLOUT_WINDOW`] after the current revision rolled out.
+    follows_rollout: bool,
+    /// When the trouble began against the current revision's rollout.
+    rollout_line: Option<String>,
+    /// "pods 0/3 ready, not ready: CrashLoopBackOff ×2, Running; restarts 8, 7, 7"
+    pods_line: String,
+    /// The crashed containers' error lines, as evidence.
+    crash_lines: Vec<String>,
+    /// The Deployment's progress deadline has passed.
+    stuck_line: Option<String>,
+}
+
+impl<'a> Scene<'a> {
+    fn new(
+        facts: &'a Facts,
+        ns: Option<&NamespaceFacts>,
+        groups: &[&ErrorGroup],
+        now: Timestamp,
+    ) -> Scene<'a> {
+        let raw_events: &[Event] = ns.map_or(&[], |n| n.events.as_slice());
+        let events = event_groups(facts, raw_events);
+        let rollout = rollout(facts, now);
+        let started = onset(facts, &events, raw_events, groups, now);
+        let (follows_rollout, rollout_line) = rollout_relation(&rollout, started, now);
+        let h = &facts.health;
+        let stuck_line = facts
+            .deployment
+            .status
+            .as_ref()
+            .and_then(|s| s.conditions.as_ref())
+            .and_then(|cs| {
+                cs.iter().find(|c| {
+                    c.type_ == "Progressing"
+                        && c.status == "False"
+                        && c.reason.as_deref() == Some("ProgressDeadlineExceeded")
+                })
+            })
+            .map(|_| {
+                format!(
+                    "rollout Progressing=False (ProgressDeadlineExceeded), {}/{} ready",
+                    h.pods_ready, h.pods_desired
+                )
+            });
+        let crash_lines = facts
+            .crash_lines
+            .iter()
+            .take(2)
+            .map(|l| {
+                let detail = l
+                    .detail
+                    .as_deref()
+                    .filter(|d| !l.message.contains(*d))
+                    .map(|d| format!(" — {d}"))
+                    .unwrap_or_default();
+                shorten(
+                    &format!(
+                        "previous log ({}): {} {}{detail}",
+                        short_pod(&l.pod, &facts.name),
+                        l.level.as_str(),
+                        l.message
+                    ),
+                    LINE_CHARS,
+                )
+            })
+            .collect();
+        Scene {
+            facts,
+            events,
+            follows_rollout,
+            rollout_line,
+            pods_line: pods_line(facts),
+            crash_lines,
+            stuck_line,
+            rollout,
         }
     }
 
-    // Pods of the current revision that fail while those of the previous one serve.
-    let current_rs_name = rollout.current_rs.map(|rs| view::name(&rs.metadata));
-    let not_ready: Vec<&Pod> = facts
+    fn current(&self) -> Option<&DeployRecord> {
+        self.rollout.current.as_ref().map(|(_, r)| r)
+    }
+
+    fn first_warning(&self) -> Option<&EventGroup> {
+        self.events.iter().find(|g| g.warning)
+    }
+
+    fn call(&self, tool: &str, pod: Option<&str>, extra: Value, why: &str) -> ToolCall {
+        let mut arguments = match pod {
+            Some(pod) => json!({"namespace": self.facts.namespace, "pod": pod}),
+            None => json!({}),
+        };
+        if let (Value::Object(arguments), Value::Object(extra)) = (&mut arguments, extra) {
+            arguments.extend(extra);
+        }
+        ToolCall::new(tool, arguments, why)
+    }
+
+    fn deploys_call(&self, why: &str) -> ToolCall {
+        ToolCall::new(
+            "get_recent_deploys",
+            json!({"service": self.facts.key}),
+            why,
+        )
+    }
+}
+
+/// Whether the trouble began right after the current revision rolled out, and a line that says
+/// how the two relate in time.
+fn rollout_relation(
+    rollout: &Rollout,
+    started: Option<Timestamp>,
+    now: Timestamp,
+) -> (bool, Option<String>) {
+    let (Some((created, record)), Some(start)) = (rollout.current.as_ref(), started) else {
+        return (false, None);
+    };
+    let (created, start) = (*created, start);
+    if start.as_second() < created.as_second() - 60 {
+        return (
+            false,
+            Some(format!(
+                "began {} before the last rollout ({}, {} ago)",
+                age(start, created),
+                revision_label(record),
+                age(created, now)
+            )),
+        );
+    }
+    if start.duration_since(created) > ROLLOUT_WINDOW {
+        return (
+            false,
+            Some(format!(
+                "no rollout in the {} before it began (last: {}, {} ago)",
+                age(created, start),
+                revision_label(record),
+                age(created, now)
+            )),
+        );
+    }
+    let who = record
+        .deployed_by
+        .as_deref()
+        .map(|w| format!(" by {w}"))
+        .unwrap_or_default();
+    let cause = record
+        .change_cause
+        .as_deref()
+        .map(|c| format!(": \"{}\"", shorten(c, 90)))
+        .unwrap_or_default();
+    // " (2.13.2 → 2.14.0)", or " (2.14.0)" when the image did not change.
+    let change = match (&rollout.previous, record.images.first()) {
+        (Some(p), Some(image)) if p.images.first() != Some(image) => format!(
+            " ({} → {})",
+            p.images.first().map_or("?", |i| image_tag(i)),
+            image_tag(image)
+        ),
+        (_, Some(image)) => format!(" ({})", image_tag(image)),
+        _ => String::new(),
+    };
+    (
+        true,
+        Some(format!(
+            "started {} rev {}{change}, rolled out {} ago{who}{cause}",
+            gap(created, start.max(created)),
+            record.revision,
+            age(created, now)
+        )),
+    )
+}
+
+/// "pods 0/3 ready, not ready: CrashLoopBackOff ×2, Running; restarts 8, 7, 7"
+fn pods_line(facts: &Facts) -> String {
+    let h = &facts.health;
+    let mut counted: BTreeMap<String, usize> = BTreeMap::new();
+    for p in facts.pods.iter().filter(|p| !view::pod_is_ready(p)) {
+        *counted.entry(view::pod_status(p)).or_default() += 1;
+    }
+    let mut counted: Vec<(String, usize)> = counted.into_iter().collect();
+    counted.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    let not_ready: Vec<String> = counted
+        .into_iter()
+        .map(|(s, n)| if n > 1 { format!("{s} ×{n}") } else { s })
+        .collect();
+    let mut restarts: Vec<i64> = facts
         .pods
         .iter()
-        .filter(|p| !view::pod_is_ready(p))
+        .map(view::pod_restarts)
+        .filter(|r| *r > 0)
         .collect();
-    let pods_line = {
-        let mut statuses: BTreeMap<String, usize> = BTreeMap::new();
-        for p in &not_ready {
-            *statuses.entry(view::pod_status(p)).or_default() += 1;
-        }
-        let mut statuses: Vec<(String, usize)> = statuses.into_iter().collect();
-        statuses.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
-        let statuses: Vec<String> = statuses
-            .into_iter()
-            .map(|(s, n)| if n > 1 { format!("{s} ×{n}") } else { s })
-            .collect();
-        let mut restarts: Vec<i64> = facts
-            .pods
-            .iter()
-            .map(view::pod_restarts)
-            .filter(|r| *r > 0)
-            .collect();
-        restarts.sort_by(|a, b| b.cmp(a));
-        let mut line = format!("pods {}/{} ready", h.pods_ready, h.pods_desired);
-        if !statuses.is_empty() {
-            let _ = write!(line, ", not ready: {}", statuses.join(", "));
-        }
-        if !restarts.is_empty() {
-            let shown: Vec<String> = restarts.iter().take(4).map(i64::to_string).collect();
-            let _ = write!(line, "; restarts {}", shown.join(", "));
-        }
-        line
-    };
+    restarts.sort_by(|a, b| b.cmp(a));
+    let mut line = format!("pods {}/{} ready", h.pods_ready, h.pods_desired);
+    if !not_ready.is_empty() {
+        let _ = write!(line, ", not ready: {}", not_ready.join(", "));
+    }
+    if !restarts.is_empty() {
+        let shown: Vec<String> = restarts.iter().take(4).map(i64::to_string).collect();
+        let _ = write!(line, "; restarts {}", shown.join(", "));
+    }
+    line
+}
 
-    let image_pulls: Vec<(&Pod, &ContainerStatus, String)> = facts
+/// The pod with the most restarts (the one whose logs say most).
+fn most_restarted(pods: &[&Pod]) -> String {
+    pods.iter()
+        .max_by_key(|p| (view::pod_restarts(p), view::name(&p.metadata).to_string()))
+        .map(|p| view::name(&p.metadata).to_string())
+        .unwrap_or_default()
+}
+
+/// A container of the new revision waits on an image that cannot be pulled.
+fn image_pull(s: &Scene) -> Option<Diagnosis> {
+    let facts = s.facts;
+    let pulls: Vec<(&Pod, &ContainerStatus, String)> = facts
         .pods
         .iter()
         .flat_map(|p| statuses(p).map(move |c| (p, c)))
@@ -1580,13 +1694,109 @@ fn diagnose(
                 .then_some((p, c, reason))
         })
         .collect();
+    let (pod, status, reason) = pulls.first()?;
+    let pod_name = view::name(&pod.metadata).to_string();
+    let image = spec_container(pod, &status.name)
+        .and_then(|c| c.image.clone())
+        .unwrap_or_else(|| status.image.clone());
+    let tag = image_tag(&image).to_string();
+    let previous = s.rollout.previous.as_ref();
+    let introduced_by = s.current().filter(|r| {
+        r.images.contains(&image) && previous.is_none_or(|p| !p.images.contains(&image))
+    });
+    let title = match introduced_by {
+        Some(r) => format!(
+            "rev {} image tag {tag} cannot be pulled ({reason})",
+            r.revision
+        ),
+        None => format!("image {tag} cannot be pulled ({reason})"),
+    };
+    let mut d = Diagnosis::new(
+        title,
+        0.85,
+        s.call(
+            "describe_pod",
+            Some(&pod_name),
+            json!({}),
+            "the container's waiting reason, image and pull events",
+        ),
+        format!(
+            "{reason} ErrImagePull image pull failed tag not found {}",
+            facts.name
+        ),
+    );
+    d.evidence.push((
+        0,
+        format!(
+            "{} pod(s) {reason}: image {image} ({})",
+            pulls.len(),
+            short_pod(&pod_name, &facts.name)
+        ),
+    ));
+    if let Some(failed) = s
+        .events
+        .iter()
+        .find(|g| g.warning && (g.message.contains("pull") || g.message.contains("image")))
+    {
+        d.evidence.push((0, event_line(failed)));
+        let missing = ["not found", "NotFound", "manifest unknown"]
+            .iter()
+            .any(|m| failed.message.contains(m));
+        d.confidence = if missing { 0.95 } else { 0.9 };
+    }
+    if let Some(record) = introduced_by {
+        d.blames_rollout = true;
+        let before = previous
+            .map(|p| {
+                format!(
+                    "; rev {} ran {}",
+                    p.revision,
+                    p.images.first().map_or("?", |i| image_tag(i))
+                )
+            })
+            .unwrap_or_default();
+        let who = record
+            .deployed_by
+            .as_deref()
+            .map(|w| format!(" by {w}"))
+            .unwrap_or_default();
+        let cause = record
+            .change_cause
+            .as_deref()
+            .map(|c| format!(": \"{}\"", shorten(c, 80)))
+            .unwrap_or_default();
+        d.rollout_line = Some(format!(
+            "tag {tag} introduced by rev {} {} ago{who}{cause}{before}",
+            record.revision, record.age
+        ));
+    }
+    // Pods of other revisions that still serve.
+    let current_rs = s.rollout.current_rs.map(|rs| view::name(&rs.metadata));
+    let serving = facts
+        .pods
+        .iter()
+        .filter(|p| view::pod_is_ready(p) && view::pod_replica_set(p) != current_rs)
+        .count();
+    if serving > 0 {
+        let of = previous.map_or("the previous revision".to_string(), revision_label);
+        d.evidence
+            .push((2, format!("{serving} pods of {of} still serve")));
+    }
+    d.more_calls
+        .push(s.deploys_call("the revision that changed the image and the one to roll back to"));
+    Some(d)
+}
+
+/// Pods the scheduler cannot place, and what the new revision asks for that no node has.
+fn unschedulable(s: &Scene) -> Option<Diagnosis> {
+    let facts = s.facts;
     let pending: Vec<&Pod> = facts
         .pods
         .iter()
         .filter(|p| {
-            p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Pending")
-                && p.status
-                    .as_ref()
+            let status = p.status.as_ref();
+            status.and_then(|s| s.phase.as_deref()) == Some("Pending")
+                && status
                     .and_then(|s| s.conditions.as_ref())
                     .is_some_and(|cs| {
                         cs.iter().any(|c| {
@@ -1597,6 +1807,148 @@ fn diagnose(
                     })
         })
         .collect();
+    let pod = *pending.first()?;
+    let pod_name = view::name(&pod.metadata).to_string();
+    let condition = pod
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .and_then(|cs| cs.iter().find(|c| c.type_ == "PodScheduled"))
+        .and_then(|c| c.message.clone())
+        .unwrap_or_default();
+    let scheduling = s.events.iter().find(|g| g.reason == "FailedScheduling");
+    let message = scheduling
+        .map(|g| g.message.clone())
+        .filter(|m| !m.is_empty())
+        .unwrap_or(condition);
+    let first_sentence = message
+        .split_once(". ")
+        .map_or(message.as_str(), |(first, _)| first)
+        .to_string();
+    let short: Vec<String> = INSUFFICIENT
+        .captures_iter(&message)
+        .map(|c| c[1].to_string())
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    // What the current revision requests that the previous one did not.
+    let mut raised: Vec<(&str, String, Option<String>)> = Vec::new();
+    if let (Some(cur), Some(prev)) = (s.rollout.current_rs, s.rollout.previous_rs) {
+        for c in rs_containers(cur) {
+            let before = rs_containers(prev).iter().find(|p| p.name == c.name);
+            for resource in ["memory", "cpu"] {
+                let now = quantity(c, false, resource);
+                let then = before.and_then(|b| quantity(b, false, resource));
+                if let Some(now) = now.filter(|n| Some(n) != then.as_ref()) {
+                    raised.push((resource, now, then));
+                }
+            }
+        }
+    }
+    let blocking = raised
+        .iter()
+        .find(|(r, _, _)| short.is_empty() || short.iter().any(|x| x == r));
+    let insufficient = if short.is_empty() {
+        String::new()
+    } else {
+        format!("Insufficient {}", short.join("/"))
+    };
+    let (title, blames_rollout) = match (blocking, s.current()) {
+        (Some((resource, quantity, _)), Some(record)) => (
+            format!(
+                "rev {} requests {quantity} {resource}: no node fits (FailedScheduling{})",
+                record.revision,
+                if insufficient.is_empty() {
+                    String::new()
+                } else {
+                    format!(", {insufficient}")
+                }
+            ),
+            true,
+        ),
+        _ if insufficient.is_empty() => (
+            format!("pods cannot be scheduled: {}", shorten(&first_sentence, 60)),
+            false,
+        ),
+        _ => (format!("pods cannot be scheduled: {insufficient}"), false),
+    };
+    let mut d = Diagnosis::new(
+        title,
+        if short.is_empty() { 0.8 } else { 0.9 },
+        s.call(
+            "describe_pod",
+            Some(&pod_name),
+            json!({}),
+            "its requests, conditions and scheduling events",
+        ),
+        format!(
+            "Pending FailedScheduling Insufficient {} nodes are available {}",
+            if short.is_empty() {
+                "cpu memory".to_string()
+            } else {
+                short.join(" ")
+            },
+            facts.name
+        ),
+    );
+    d.blames_rollout = blames_rollout;
+    d.evidence.push((
+        0,
+        format!(
+            "{} pod(s) Pending ({}): FailedScheduling ×{}: {}",
+            pending.len(),
+            short_pod(&pod_name, &facts.name),
+            scheduling.map_or(1, |g| g.count),
+            shorten(&first_sentence, 100)
+        ),
+    ));
+    // "requests memory 12Gi (rev 4: 2Gi), cpu 2"
+    let previous = s.rollout.previous.as_ref();
+    let requests: Vec<String> = pod
+        .spec
+        .iter()
+        .flat_map(|spec| spec.containers.iter())
+        .flat_map(|c| {
+            let raised = &raised;
+            ["memory", "cpu"].into_iter().filter_map(move |r| {
+                let q = quantity(c, false, r)?;
+                let before = raised
+                    .iter()
+                    .find(|(resource, _, _)| *resource == r)
+                    .zip(previous)
+                    .map(|((_, _, then), p)| {
+                        format!(
+                            " (rev {}: {})",
+                            p.revision,
+                            then.as_deref().unwrap_or("none")
+                        )
+                    })
+                    .unwrap_or_default();
+                Some(format!("{r} {q}{before}"))
+            })
+        })
+        .collect();
+    d.evidence
+        .push((0, format!("requests {}", requests.join(", "))));
+    // The cluster autoscaler's word on it (NotTriggerScaleUp and the like).
+    if let Some(scale) = s
+        .events
+        .iter()
+        .find(|g| g.reason.starts_with("Not") && g.reason.contains("ScaleUp"))
+    {
+        d.evidence.push((2, event_line(scale)));
+    }
+    if let Some(line) = &s.stuck_line {
+        d.evidence.push((1, line.clone()));
+    }
+    d.more_calls
+        .push(s.deploys_call("the revision that changed the requests"));
+    Some(d)
+}
+
+/// Containers killed for going over their memory limit.
+fn out_of_memory(s: &Scene) -> Option<Diagnosis> {
+    let facts = s.facts;
     let ooms: Vec<(&Pod, &ContainerStatus)> = facts
         .pods
         .iter()
@@ -1610,588 +1962,363 @@ fn diagnose(
                 .any(|t| t.reason.as_deref() == Some("OOMKilled"))
         })
         .collect();
+    let (pod, status) = *ooms.first()?;
+    let container = spec_container(pod, &status.name);
+    let limit = container.and_then(|c| quantity(c, true, "memory"));
+    let request = container.and_then(|c| quantity(c, false, "memory"));
+    let oom_pods: BTreeSet<&str> = ooms.iter().map(|(p, _)| view::name(&p.metadata)).collect();
+    let exit = status
+        .last_state
+        .as_ref()
+        .and_then(|s| s.terminated.as_ref())
+        .map_or(137, |t| t.exit_code);
+    let at_limit = limit
+        .as_deref()
+        .map(|l| format!(" at the {l} limit"))
+        .unwrap_or_default();
+    let title = match s.current().filter(|_| s.follows_rollout) {
+        Some(record) => format!(
+            "{} exhausts memory: OOMKilled, exit {exit}{at_limit}",
+            revision_label(record)
+        ),
+        None => format!(
+            "{} runs out of memory: OOMKilled, exit {exit}{at_limit}",
+            facts.name
+        ),
+    };
+    let pods: Vec<&Pod> = ooms.iter().map(|(p, _)| *p).collect();
+    let pod_name = most_restarted(&pods);
+    // What the killed instance said about memory, for the runbook search.
+    let said = facts
+        .crash_lines
+        .iter()
+        .find_map(|l| {
+            let text = format!("{} {}", l.message, l.detail.as_deref().unwrap_or(""));
+            text.to_lowercase()
+                .contains("memory")
+                .then(|| shorten(&text, 80))
+        })
+        .unwrap_or_default();
+    let mut d = Diagnosis::new(
+        title,
+        if s.follows_rollout { 0.95 } else { 0.9 },
+        s.call(
+            "get_pod_logs",
+            Some(&pod_name),
+            json!({"previous": true, "level": "warn"}),
+            "the killed instance's last lines (what filled the memory)",
+        ),
+        format!(
+            "OOMKilled CrashLoopBackOff exit code {exit} memory limit {said} {}",
+            facts.name
+        ),
+    );
+    d.blames_rollout = s.follows_rollout;
+    d.evidence.push((0, s.pods_line.clone()));
+    let mut line = format!(
+        "last state OOMKilled, exit code {exit} on {} of {} pods",
+        oom_pods.len(),
+        facts.pods.len()
+    );
+    if let Some(limit) = &limit {
+        let _ = write!(line, "; memory limit {limit}");
+        if let Some(request) = &request {
+            let _ = write!(line, " (request {request})");
+        }
+    }
+    d.evidence.push((0, line));
+    for (i, l) in s.crash_lines.iter().enumerate() {
+        d.evidence.push((if i == 0 { 1 } else { 3 }, l.clone()));
+    }
+    d.more_calls.push(s.call(
+        "describe_pod",
+        Some(&pod_name),
+        json!({}),
+        "limits, last state and events",
+    ));
+    if s.follows_rollout {
+        d.more_calls
+            .push(s.deploys_call("what the rollout changed and the revision to roll back to"));
+    }
+    Some(d)
+}
+
+/// Containers that keep failing for another reason (exit codes, start-up errors).
+fn crash_loop(s: &Scene) -> Option<Diagnosis> {
+    let facts = s.facts;
     let crashes: Vec<(&Pod, &ContainerStatus)> = facts
         .pods
         .iter()
         .flat_map(|p| crashed_containers(p).map(move |c| (p, c)))
         .collect();
-    let pool = local_groups
-        .iter()
-        .find(|g| POOL_EXHAUSTED.is_match(&g.sample) || POOL_EXHAUSTED.is_match(&g.key));
-    let stuck = facts
-        .deployment
-        .status
+    let (_, status) = *crashes.first()?;
+    let terminated = status
+        .last_state
         .as_ref()
-        .and_then(|s| s.conditions.as_ref())
-        .and_then(|cs| {
-            cs.iter().find(|c| {
-                c.type_ == "Progressing"
-                    && c.status == "False"
-                    && c.reason.as_deref() == Some("ProgressDeadlineExceeded")
-            })
-        });
-    let stuck_line = stuck.map(|_| {
-        format!(
-            "rollout Progressing=False (ProgressDeadlineExceeded), {}/{} ready",
-            h.pods_ready, h.pods_desired
-        )
-    });
-    let crash_log_lines: Vec<String> = facts
-        .crash_lines
-        .iter()
-        .take(2)
-        .map(|l| {
-            let detail = l
-                .detail
-                .as_deref()
-                .filter(|d| !l.message.contains(*d))
-                .map(|d| format!(" — {d}"))
-                .unwrap_or_default();
-            shorten(
-                &format!(
-                    "previous log ({}): {} {}{detail}",
-                    short_pod(&l.pod, name),
-                    l.level.as_str(),
-                    l.message
-                ),
-                LINE_CHARS,
-            )
-        })
-        .collect();
-    let first_pod = |pods: &[&Pod]| {
-        pods.iter()
-            .max_by_key(|p| (view::pod_restarts(p), view::name(&p.metadata).to_string()))
-            .map(|p| view::name(&p.metadata).to_string())
+        .and_then(|s| s.terminated.as_ref());
+    let exit = terminated.map_or(1, |t| t.exit_code);
+    let reason = terminated
+        .and_then(|t| t.reason.clone())
+        .unwrap_or_else(|| "Error".into());
+    let title = match s.current().filter(|_| s.follows_rollout) {
+        Some(record) => format!(
+            "{} crashes: {reason}, exit code {exit}",
+            revision_label(record)
+        ),
+        None => format!("{} crash-loops: {reason}, exit code {exit}", facts.name),
     };
-    let service_arg = key.clone();
-
-    let mechanism;
-    let title;
-    let mut confidence: f64;
-    let next_call;
-    let mut more_calls = Vec::new();
-    let query;
-    if let Some((pod, status, reason)) = image_pulls.first() {
-        mechanism = Mechanism::ImagePull;
-        let pod_name = view::name(&pod.metadata).to_string();
-        let image = spec_container(pod, &status.name)
-            .and_then(|c| c.image.clone())
-            .unwrap_or_else(|| status.image.clone());
-        let tag = image_tag(&image).to_string();
-        let introduced = current.is_some_and(|(_, r)| r.images.contains(&image))
-            && rollout
-                .previous
-                .as_ref()
-                .is_none_or(|p| !p.images.contains(&image));
-        evidence.push((
-            0,
-            format!(
-                "{} pod(s) {reason}: image {image} ({})",
-                image_pulls.len(),
-                short_pod(&pod_name, name)
-            ),
-        ));
-        if let Some(failed) = events
-            .iter()
-            .find(|g| g.warning && (g.message.contains("pull") || g.message.contains("image")))
-        {
-            evidence.push((0, event_line(failed)));
-            if failed.message.contains("not found")
-                || failed.message.contains("NotFound")
-                || failed.message.contains("manifest unknown")
-            {
-                confidence = 0.95;
-            } else {
-                confidence = 0.9;
-            }
-        } else {
-            confidence = 0.85;
-        }
-        if introduced && let Some((_, record)) = current {
-            correlated = true;
-            let before = rollout
-                .previous
-                .as_ref()
-                .map(|p| {
-                    format!(
-                        "; rev {} ran {}",
-                        p.revision,
-                        p.images.first().map_or("?", |i| image_tag(i))
-                    )
-                })
-                .unwrap_or_default();
-            rollout_line = Some(format!(
-                "tag {tag} introduced by rev {} {} ago{}{}{before}",
-                record.revision,
-                record.age,
-                record
-                    .deployed_by
-                    .as_deref()
-                    .map(|w| format!(" by {w}"))
-                    .unwrap_or_default(),
-                record
-                    .change_cause
-                    .as_deref()
-                    .map(|c| format!(": \"{}\"", shorten(c, 80)))
-                    .unwrap_or_default()
-            ));
-            title = format!(
-                "rev {} image tag {tag} cannot be pulled ({reason})",
-                record.revision
-            );
-        } else {
-            title = format!("image {tag} cannot be pulled ({reason})");
-        }
-        let serving = facts
-            .pods
-            .iter()
-            .filter(|p| view::pod_is_ready(p) && view::pod_replica_set(p) != current_rs_name)
-            .count();
-        if serving > 0 {
-            evidence.push((
-                2,
-                format!(
-                    "{serving} pods of {} still serve",
-                    rollout
-                        .previous
-                        .as_ref()
-                        .map_or("the previous revision".to_string(), revision_label)
-                ),
-            ));
-        }
-        next_call = ToolCall::new(
-            "describe_pod",
-            json!({"namespace": namespace, "pod": pod_name}),
-            "the container's waiting reason, image and pull events",
-        );
-        more_calls.push(ToolCall::new(
-            "get_recent_deploys",
-            json!({"service": service_arg}),
-            "the revision that changed the image and the one to roll back to",
-        ));
-        query = format!("{reason} ErrImagePull image pull failed tag not found {name}");
-        if correlated {
-            rollback = rollback_to(&rollout);
-        }
-    } else if !pending.is_empty() {
-        mechanism = Mechanism::Unschedulable;
-        let pod = pending[0];
-        let pod_name = view::name(&pod.metadata).to_string();
-        let condition = pod
-            .status
-            .as_ref()
-            .and_then(|s| s.conditions.as_ref())
-            .and_then(|cs| cs.iter().find(|c| c.type_ == "PodScheduled"))
-            .and_then(|c| c.message.clone())
-            .unwrap_or_default();
-        let scheduling = events.iter().find(|g| g.reason == "FailedScheduling");
-        let message = scheduling
-            .map(|g| g.message.clone())
-            .filter(|m| !m.is_empty())
-            .unwrap_or(condition);
-        let first_sentence = message
-            .split_once(". ")
-            .map_or(message.as_str(), |(first, _)| first)
-            .to_string();
-        let resources: Vec<String> = INSUFFICIENT
-            .captures_iter(&message)
-            .map(|c| c[1].to_string())
-            .collect::<BTreeSet<_>>()
-            .into_iter()
-            .collect();
-        evidence.push((
-            0,
-            format!(
-                "{} pod(s) Pending ({}): FailedScheduling ×{}: {}",
-                pending.len(),
-                short_pod(&pod_name, name),
-                scheduling.map_or(1, |g| g.count),
-                shorten(&first_sentence, 100)
-            ),
-        ));
-        // What the new revision asks for that the previous one did not.
-        let mut raised = Vec::new();
-        if let (Some(cur), Some(prev)) = (rollout.current_rs, rollout.previous_rs) {
-            for c in rs_containers(cur) {
-                let before = rs_containers(prev).iter().find(|p| p.name == c.name);
-                for resource in ["memory", "cpu"] {
-                    let now_q = quantity(c, false, resource);
-                    let before_q = before.and_then(|b| quantity(b, false, resource));
-                    if now_q.is_some() && now_q != before_q {
-                        raised.push((resource, now_q.unwrap_or_default(), before_q));
-                    }
-                }
-            }
-        }
-        // "requests memory 12Gi (rev 4: 2Gi), cpu 2"
-        let requests: Vec<String> = pod
-            .spec
-            .iter()
-            .flat_map(|s| s.containers.iter())
-            .flat_map(|c| {
-                let raised = &raised;
-                let previous = rollout.previous.as_ref();
-                ["memory", "cpu"].into_iter().filter_map(move |r| {
-                    let q = quantity(c, false, r)?;
-                    let before = raised
-                        .iter()
-                        .find(|(resource, _, _)| *resource == r)
-                        .zip(previous)
-                        .map(|((_, _, before), p)| {
-                            format!(
-                                " (rev {}: {})",
-                                p.revision,
-                                before.as_deref().unwrap_or("none")
-                            )
-                        })
-                        .unwrap_or_default();
-                    Some(format!("{r} {q}{before}"))
-                })
-            })
-            .collect();
-        evidence.push((0, format!("requests {}", requests.join(", "))));
-        if let Some(scale) = events
-            .iter()
-            .find(|g| g.reason.contains("ScaleUp") && g.reason.starts_with("Not"))
-        {
-            evidence.push((2, event_line(scale)));
-        }
-        if let Some(line) = &stuck_line {
-            evidence.push((1, line.clone()));
-        }
-        let wanted: Vec<&str> = resources.iter().map(String::as_str).collect();
-        let blocking = raised
-            .iter()
-            .find(|(r, _, _)| wanted.is_empty() || wanted.contains(r));
-        title = match (blocking, current) {
-            (Some((resource, quantity, _)), Some((_, record))) => {
-                correlated = true;
-                format!(
-                    "rev {} requests {quantity} {resource}: no node fits (FailedScheduling{})",
-                    record.revision,
-                    if resources.is_empty() {
-                        String::new()
-                    } else {
-                        format!(", Insufficient {}", resources.join("/"))
-                    }
-                )
-            }
-            _ => format!(
-                "pods cannot be scheduled: {}",
-                if resources.is_empty() {
-                    shorten(&first_sentence, 60)
-                } else {
-                    format!("Insufficient {}", resources.join("/"))
-                }
-            ),
-        };
-        confidence = if resources.is_empty() { 0.8 } else { 0.9 };
-        next_call = ToolCall::new(
-            "describe_pod",
-            json!({"namespace": namespace, "pod": pod_name}),
-            "its requests, conditions and scheduling events",
-        );
-        more_calls.push(ToolCall::new(
-            "get_recent_deploys",
-            json!({"service": service_arg}),
-            "the revision that changed the requests",
-        ));
-        query = format!(
-            "Pending FailedScheduling Insufficient {} nodes are available {name}",
-            if resources.is_empty() {
-                "cpu memory".to_string()
-            } else {
-                resources.join(" ")
-            }
-        );
-        if correlated {
-            rollback = rollback_to(&rollout);
-        }
-    } else if !ooms.is_empty() {
-        mechanism = Mechanism::OutOfMemory;
-        let (pod, status) = ooms[0];
-        let limit = spec_container(pod, &status.name).and_then(|c| quantity(c, true, "memory"));
-        let request = spec_container(pod, &status.name).and_then(|c| quantity(c, false, "memory"));
-        let oom_pods: BTreeSet<&str> = ooms.iter().map(|(p, _)| view::name(&p.metadata)).collect();
-        let exit = status
-            .last_state
-            .as_ref()
-            .and_then(|s| s.terminated.as_ref())
-            .map_or(137, |t| t.exit_code);
-        evidence.push((0, pods_line.clone()));
-        let mut line = format!(
-            "last state OOMKilled, exit code {exit} on {} of {} pods",
-            oom_pods.len(),
-            facts.pods.len()
-        );
-        if let Some(limit) = &limit {
-            let _ = write!(line, "; memory limit {limit}");
-            if let Some(request) = &request {
-                let _ = write!(line, " (request {request})");
-            }
-        }
-        evidence.push((0, line));
-        for (i, l) in crash_log_lines.iter().enumerate() {
-            evidence.push((if i == 0 { 1 } else { 3 }, l.clone()));
-        }
-        let at_limit = limit
-            .as_deref()
-            .map(|l| format!(" at the {l} limit"))
-            .unwrap_or_default();
-        title = match (correlated, current) {
-            (true, Some((_, record))) => format!(
-                "{} exhausts memory: OOMKilled, exit {exit}{at_limit}",
-                revision_label(record)
-            ),
-            _ => format!("{name} runs out of memory: OOMKilled, exit {exit}{at_limit}"),
-        };
-        confidence = if correlated { 0.95 } else { 0.9 };
-        let pods: Vec<&Pod> = ooms.iter().map(|(p, _)| *p).collect();
-        let pod_name = first_pod(&pods).unwrap_or_default();
-        next_call = ToolCall::new(
+    let pods: Vec<&Pod> = crashes.iter().map(|(p, _)| *p).collect();
+    let pod_name = most_restarted(&pods);
+    let mut confidence = if facts.crash_lines.is_empty() {
+        0.75
+    } else {
+        0.85
+    };
+    if s.follows_rollout {
+        confidence += 0.05;
+    }
+    let mut d = Diagnosis::new(
+        title,
+        confidence,
+        s.call(
             "get_pod_logs",
-            json!({"namespace": namespace, "pod": pod_name, "previous": true, "level": "warn"}),
-            "the killed instance's last lines (what filled the memory)",
-        );
-        more_calls.push(ToolCall::new(
-            "describe_pod",
-            json!({"namespace": namespace, "pod": pod_name}),
-            "limits, last state and events",
-        ));
-        if correlated {
-            more_calls.push(ToolCall::new(
-                "get_recent_deploys",
-                json!({"service": service_arg}),
-                "what the rollout changed and the revision to roll back to",
-            ));
-        }
-        let oom_text = facts
-            .crash_lines
-            .iter()
-            .find_map(|l| {
-                let text = format!("{} {}", l.message, l.detail.as_deref().unwrap_or(""));
-                text.to_lowercase()
-                    .contains("memory")
-                    .then(|| shorten(&text, 80))
-            })
-            .unwrap_or_default();
-        query =
-            format!("OOMKilled CrashLoopBackOff exit code {exit} memory limit {oom_text} {name}");
-        if correlated {
-            rollback = rollback_to(&rollout);
-        }
-    } else if !crashes.is_empty() {
-        mechanism = Mechanism::CrashLoop;
-        let (pod, status) = crashes[0];
-        let terminated = status
-            .last_state
-            .as_ref()
-            .and_then(|s| s.terminated.as_ref());
-        let exit = terminated.map_or(1, |t| t.exit_code);
-        let reason = terminated
-            .and_then(|t| t.reason.clone())
-            .unwrap_or_else(|| "Error".into());
-        evidence.push((0, pods_line.clone()));
-        evidence.push((
-            0,
-            format!(
-                "last state {reason}, exit code {exit} on {} of {} pods",
-                crashes.len(),
-                facts.pods.len()
-            ),
-        ));
-        for (i, l) in crash_log_lines.iter().enumerate() {
-            evidence.push((if i == 0 { 0 } else { 3 }, l.clone()));
-        }
-        title = match (correlated, current) {
-            (true, Some((_, record))) => {
-                format!(
-                    "{} crashes: {reason}, exit code {exit}",
-                    revision_label(record)
-                )
-            }
-            _ => format!("{name} crash-loops: {reason}, exit code {exit}"),
-        };
-        confidence = if facts.crash_lines.is_empty() {
-            0.75
-        } else {
-            0.85
-        };
-        if correlated {
-            confidence += 0.05;
-        }
-        let pods: Vec<&Pod> = crashes.iter().map(|(p, _)| *p).collect();
-        let pod_name = first_pod(&pods).unwrap_or_else(|| view::name(&pod.metadata).to_string());
-        next_call = ToolCall::new(
-            "get_pod_logs",
-            json!({"namespace": namespace, "pod": pod_name, "previous": true, "level": "warn"}),
+            Some(&pod_name),
+            json!({"previous": true, "level": "warn"}),
             "why the last instance ended",
-        );
-        more_calls.push(ToolCall::new(
-            "describe_pod",
-            json!({"namespace": namespace, "pod": pod_name}),
-            "state, last state, probes and events",
-        ));
-        query = format!(
-            "CrashLoopBackOff exit code {exit} {reason} {} {name}",
+        ),
+        format!(
+            "CrashLoopBackOff exit code {exit} {reason} {} {}",
             facts
                 .crash_lines
                 .first()
                 .map(|l| shorten(&l.message, 60))
-                .unwrap_or_default()
-        );
-        if correlated {
-            rollback = rollback_to(&rollout);
-        }
-    } else if let Some(pool) = pool {
-        mechanism = Mechanism::PoolExhausted;
-        let detail = Regex::new(r"\(([^()]*=[^()]*)\)")
-            .ok()
-            .and_then(|re| re.captures(&pool.sample).map(|c| c[1].to_string()))
-            .map(|d| format!(" ({d})"))
-            .unwrap_or_default();
-        title = format!("{name} connection pool exhausted{detail}");
-        evidence.push((
-            0,
-            format!(
-                "{} ×{} in {ERRORS_SINCE}",
-                shorten(&pool.sample, 120),
-                pool.count
-            ),
-        ));
-        if let Some(other) = local_groups.iter().find(|g| !std::ptr::eq(**g, *pool)) {
-            evidence.push((
-                2,
-                format!("{} ×{}", shorten(&other.sample, 100), other.count),
-            ));
-        }
-        if let Some(e) = events.iter().find(|g| g.warning) {
-            evidence.push((1, format!("{}; {}", event_line(e), pods_line)));
-        } else {
-            evidence.push((1, pods_line.clone()));
-        }
-        confidence = 0.8;
-        if h.firing_alerts.iter().any(|a| {
-            let text = format!("{} {}", a.name, a.summary).to_lowercase();
-            text.contains("pool") || text.contains("connection")
-        }) {
-            confidence += 0.1;
-        }
-        let pattern = search_phrase(&pool.key);
-        next_call = ToolCall::new(
+                .unwrap_or_default(),
+            facts.name
+        ),
+    );
+    d.blames_rollout = s.follows_rollout;
+    d.evidence.push((0, s.pods_line.clone()));
+    d.evidence.push((
+        0,
+        format!(
+            "last state {reason}, exit code {exit} on {} of {} pods",
+            crashes.len(),
+            facts.pods.len()
+        ),
+    ));
+    for (i, l) in s.crash_lines.iter().enumerate() {
+        d.evidence.push((if i == 0 { 0 } else { 3 }, l.clone()));
+    }
+    d.more_calls.push(s.call(
+        "describe_pod",
+        Some(&pod_name),
+        json!({}),
+        "state, last state, probes and events",
+    ));
+    Some(d)
+}
+
+/// The service's own errors say a connection pool ran dry.
+fn pool_exhausted(s: &Scene, local: &[&ErrorGroup]) -> Option<Diagnosis> {
+    let facts = s.facts;
+    let pool = *local
+        .iter()
+        .find(|g| POOL_EXHAUSTED.is_match(&g.sample) || POOL_EXHAUSTED.is_match(&g.key))?;
+    // The pool's own figures, "(total=20, active=20, idle=0, waiting=123)".
+    let figures = POOL_FIGURES
+        .captures(&pool.sample)
+        .map(|c| format!(" ({})", &c[1]))
+        .unwrap_or_default();
+    let alerted = facts.health.firing_alerts.iter().any(|a| {
+        let text = format!("{} {}", a.name, a.summary).to_lowercase();
+        text.contains("pool") || text.contains("connection")
+    });
+    let mut d = Diagnosis::new(
+        format!("{} connection pool exhausted{figures}", facts.name),
+        if alerted { 0.9 } else { 0.8 },
+        ToolCall::new(
             "search_logs",
-            json!({"service": service_arg, "level": "error", "pattern": pattern, "limit": 10}),
+            json!({"service": facts.key, "level": "error", "pattern": search_phrase(&pool.key), "limit": 10}),
             "the pool errors with their pods and times",
-        );
-        more_calls.push(ToolCall::new(
-            "count_errors",
-            json!({"group_by": "message", "namespace": namespace}),
-            "every error group of the namespace, callers included",
+        ),
+        format!(
+            "database connection pool exhausted {} {}",
+            shorten(&normalise_message(&pool.sample), 100),
+            facts.name
+        ),
+    );
+    d.blames_rollout = s.follows_rollout;
+    d.evidence.push((
+        0,
+        format!(
+            "{} ×{} in {ERRORS_SINCE}",
+            shorten(&pool.sample, 120),
+            pool.count
+        ),
+    ));
+    if let Some(other) = local.iter().find(|g| !std::ptr::eq(**g, pool)) {
+        d.evidence.push((
+            2,
+            format!("{} ×{}", shorten(&other.sample, 100), other.count),
         ));
-        query = format!(
-            "database connection pool exhausted {} {name}",
-            shorten(&normalise_message(&pool.sample), 100)
-        );
-    } else if let Some(line) = &stuck_line {
-        mechanism = Mechanism::RolloutStuck;
-        evidence.push((0, line.clone()));
-        evidence.push((0, pods_line.clone()));
-        title = match current {
-            Some((_, record)) => format!(
-                "rollout of {} stuck: ProgressDeadlineExceeded",
-                revision_label(record)
-            ),
-            None => "rollout stuck: ProgressDeadlineExceeded".into(),
-        };
-        confidence = 0.6;
-        next_call = ToolCall::new(
+    }
+    let pods = match s.first_warning() {
+        Some(e) => format!("{}; {}", event_line(e), s.pods_line),
+        None => s.pods_line.clone(),
+    };
+    d.evidence.push((1, pods));
+    d.more_calls.push(ToolCall::new(
+        "count_errors",
+        json!({"group_by": "message", "namespace": facts.namespace}),
+        "every error group of the namespace, callers included",
+    ));
+    Some(d)
+}
+
+/// The Deployment gave up waiting for its new revision.
+fn rollout_stuck(s: &Scene) -> Option<Diagnosis> {
+    let line = s.stuck_line.clone()?;
+    let title = match s.current() {
+        Some(record) => format!(
+            "rollout of {} stuck: ProgressDeadlineExceeded",
+            revision_label(record)
+        ),
+        None => "rollout stuck: ProgressDeadlineExceeded".into(),
+    };
+    let mut d = Diagnosis::new(
+        title,
+        0.6,
+        ToolCall::new(
             "list_deployments",
-            json!({"namespace": namespace}),
+            json!({"namespace": s.facts.namespace}),
             "replicas, conditions and the revision",
-        );
-        query = format!("Deployment rollout stuck ProgressDeadlineExceeded {name}");
-        rollback = rollback_to(&rollout);
-    } else if let Some(top) = local_groups.first().or(remote_groups.first()) {
-        mechanism = Mechanism::Errors;
-        title = format!("{name} fails: {}", shorten(&top.sample, 70));
-        for g in local_groups.iter().chain(remote_groups).take(2) {
-            evidence.push((
-                0,
-                format!("{} ×{} in {ERRORS_SINCE}", shorten(&g.sample, 120), g.count),
-            ));
-        }
-        if let Some(e) = events.iter().find(|g| g.warning) {
-            evidence.push((1, event_line(e)));
-        }
-        confidence = 0.6;
-        next_call = ToolCall::new(
+        ),
+        format!(
+            "Deployment rollout stuck ProgressDeadlineExceeded {}",
+            s.facts.name
+        ),
+    );
+    d.blames_rollout = true;
+    d.evidence.push((0, line));
+    d.evidence.push((0, s.pods_line.clone()));
+    Some(d)
+}
+
+/// The service's own dominant errors (or, failing those, its errors about another service
+/// that reports healthy).
+fn dominant_errors(s: &Scene, local: &[&ErrorGroup], remote: &[&ErrorGroup]) -> Option<Diagnosis> {
+    let facts = s.facts;
+    let top = *local.first().or(remote.first())?;
+    let mut d = Diagnosis::new(
+        format!("{} fails: {}", facts.name, shorten(&top.sample, 70)),
+        0.6,
+        ToolCall::new(
             "search_logs",
-            json!({"service": service_arg, "level": "error", "pattern": search_phrase(&top.key), "limit": 10}),
+            json!({"service": facts.key, "level": "error", "pattern": search_phrase(&top.key), "limit": 10}),
             "the newest of these errors with their pods",
-        );
-        query = format!("{} {name}", shorten(&normalise_message(&top.sample), 120));
-    } else {
-        mechanism = Mechanism::Degraded;
-        let verdict = h
-            .verdict
-            .split_once(": ")
-            .map_or(h.verdict.as_str(), |(_, v)| v);
-        title = format!("{name} {}: {}", h.status.as_str(), shorten(verdict, 80));
-        evidence.push((0, pods_line.clone()));
-        if let Some(e) = events.iter().find(|g| g.warning) {
-            evidence.push((0, event_line(e)));
-        }
-        confidence = 0.4;
-        next_call = ToolCall::new(
+        ),
+        format!(
+            "{} {}",
+            shorten(&normalise_message(&top.sample), 120),
+            facts.name
+        ),
+    );
+    d.blames_rollout = s.follows_rollout;
+    for g in local.iter().chain(remote).take(2) {
+        d.evidence.push((
+            0,
+            format!("{} ×{} in {ERRORS_SINCE}", shorten(&g.sample, 120), g.count),
+        ));
+    }
+    if let Some(e) = s.first_warning() {
+        d.evidence.push((1, event_line(e)));
+    }
+    Some(d)
+}
+
+/// Unhealthy without a mechanism the facts show: what the health verdict says.
+fn degraded(s: &Scene) -> Diagnosis {
+    let facts = s.facts;
+    let h = &facts.health;
+    let verdict = h
+        .verdict
+        .split_once(": ")
+        .map_or(h.verdict.as_str(), |(_, v)| v);
+    let mut d = Diagnosis::new(
+        format!(
+            "{} {}: {}",
+            facts.name,
+            h.status.as_str(),
+            shorten(verdict, 80)
+        ),
+        0.4,
+        ToolCall::new(
             "check_service_health",
-            json!({"service": service_arg}),
+            json!({"service": facts.key}),
             "signals, alerts and pod problems",
-        );
-        query = format!("{} {name}", h.verdict);
+        ),
+        format!("{} {}", h.verdict, facts.name),
+    );
+    d.evidence.push((0, s.pods_line.clone()));
+    if let Some(e) = s.first_warning() {
+        d.evidence.push((0, event_line(e)));
     }
-    if let Some(line) = rollout_line {
-        evidence.push((if correlated { 0 } else { 2 }, line));
+    d
+}
+
+/// "callers failing: order-service (ReadTimeout calling … ×86); checkout-api (via order-service)"
+fn callers_line(key: &str, victims: &[(&Facts, &Edge)]) -> Option<String> {
+    if victims.is_empty() {
+        return None;
     }
-    if !victims.is_empty() {
-        let mut parts = Vec::new();
-        let mut ordered: Vec<&(&Facts, &Edge)> = victims.iter().collect();
-        ordered.sort_by_key(|(v, e)| (e.to != *key, std::cmp::Reverse(e.count), v.key.clone()));
-        for (victim, edge) in ordered.into_iter().take(3) {
-            if edge.to == *key {
-                parts.push(format!(
+    let mut ordered: Vec<&(&Facts, &Edge)> = victims.iter().collect();
+    // Direct callers first, the busiest first.
+    ordered.sort_by_key(|(v, e)| (e.to != key, std::cmp::Reverse(e.count), v.key.clone()));
+    let parts: Vec<String> = ordered
+        .into_iter()
+        .take(3)
+        .map(|(victim, edge)| {
+            if edge.to == key {
+                format!(
                     "{} ({} ×{})",
                     victim.name,
                     shorten(&edge.sample, 70),
                     edge.count
-                ));
+                )
             } else {
                 let via = edge.to.rsplit('/').next().unwrap_or(&edge.to);
-                parts.push(format!("{} (via {via})", victim.name));
+                format!("{} (via {via})", victim.name)
             }
-        }
-        evidence.push((1, format!("callers failing: {}", parts.join("; "))));
+        })
+        .collect();
+    Some(format!("callers failing: {}", parts.join("; ")))
+}
+
+/// The most severe firing alert with its summary, then the names of the others.
+fn alerts_line(h: &ServiceHealth) -> Option<String> {
+    let mut alerts: Vec<&health::FiringAlert> = h.firing_alerts.iter().collect();
+    alerts.sort_by_key(|a| a.severity != "critical");
+    let first = alerts.first()?;
+    let mut line = format!(
+        "alert {} ({}, {}): {}",
+        first.name,
+        first.severity,
+        first.since.trim_end_matches(" ago"),
+        shorten(&first.summary, 90)
+    );
+    if alerts.len() > 1 {
+        let rest: Vec<&str> = alerts[1..]
+            .iter()
+            .take(3)
+            .map(|a| a.name.as_str())
+            .collect();
+        let _ = write!(line, "; also {}", rest.join(", "));
     }
-    if !h.firing_alerts.is_empty() {
-        let mut alerts: Vec<&health::FiringAlert> = h.firing_alerts.iter().collect();
-        alerts.sort_by_key(|a| a.severity != "critical");
-        let first = alerts[0];
-        let mut line = format!(
-            "alert {} ({}, {}): {}",
-            first.name,
-            first.severity,
-            first.since.trim_end_matches(" ago"),
-            shorten(&first.summary, 90)
-        );
-        if alerts.len() > 1 {
-            let rest: Vec<&str> = alerts[1..]
-                .iter()
-                .take(3)
-                .map(|a| a.name.as_str())
-                .collect();
-            let _ = write!(line, "; also {}", rest.join(", "));
-        }
-        evidence.push((2, line));
-    }
+    Some(line)
+}
+
+/// Error rate and p99 when they say something.
+fn signals_line(h: &ServiceHealth) -> Option<String> {
     let mut signals = Vec::new();
     if let Some(rate) = h.error_rate.filter(|r| *r >= 0.01) {
         signals.push(format!("{:.0}% errors", rate * 100.0));
@@ -2199,23 +2326,72 @@ fn diagnose(
     if let Some(p99) = h.latency_p99_ms.filter(|p| *p >= 1000.0) {
         signals.push(format!("p99 {p99:.0} ms"));
     }
-    if !signals.is_empty() {
-        evidence.push((3, signals.join(", ")));
+    (!signals.is_empty()).then(|| signals.join(", "))
+}
+
+/// The root cause one service shows: the first mechanism whose facts are there (an image that
+/// cannot be pulled, pods that cannot be scheduled, memory, a crash loop, an exhausted pool, a
+/// stuck rollout, its own dominant errors, else the health verdict), with the rollout, the
+/// callers it takes down, its alerts and signals.
+fn diagnose(
+    facts: &Facts,
+    ns: Option<&NamespaceFacts>,
+    groups: &[&ErrorGroup],
+    local: &[&ErrorGroup],
+    remote: &[&ErrorGroup],
+    victims: &[(&Facts, &Edge)],
+    now: Timestamp,
+) -> Finding {
+    let scene = Scene::new(facts, ns, groups, now);
+    let mut d = image_pull(&scene)
+        .or_else(|| unschedulable(&scene))
+        .or_else(|| out_of_memory(&scene))
+        .or_else(|| crash_loop(&scene))
+        .or_else(|| pool_exhausted(&scene, local))
+        .or_else(|| rollout_stuck(&scene))
+        .or_else(|| dominant_errors(&scene, local, remote))
+        .unwrap_or_else(|| degraded(&scene));
+    let h = &facts.health;
+    let related = d.blames_rollout || scene.follows_rollout;
+    if let Some(line) = d.rollout_line.take().or(scene.rollout_line.clone()) {
+        d.evidence.push((if related { 0 } else { 2 }, line));
     }
-    if correlated && mechanism != Mechanism::Degraded {
-        confidence = confidence.max(0.9);
+    if let Some(line) = callers_line(&facts.key, victims) {
+        d.evidence.push((1, line));
     }
+    if let Some(line) = alerts_line(h) {
+        d.evidence.push((2, line));
+    }
+    if let Some(line) = signals_line(h) {
+        d.evidence.push((3, line));
+    }
+    if d.blames_rollout {
+        d.confidence = d.confidence.max(0.9);
+    }
+    let rollback = d
+        .blames_rollout
+        .then_some(scene.rollout.previous.as_ref())
+        .flatten()
+        .map(|p| {
+            format!(
+                "Roll back {name} to {}: `kubectl rollout undo deployment/{name} -n {namespace} --to-revision={}`",
+                revision_label(p),
+                p.revision,
+                name = facts.name,
+                namespace = facts.namespace,
+            )
+        });
     let (impact, impact_reason) = impact(facts, victims.len());
     Finding {
-        key: key.clone(),
-        name: name.clone(),
-        namespace: namespace.clone(),
-        title,
-        confidence: (confidence.min(0.99) * 100.0).round() / 100.0,
-        evidence,
-        next_call,
-        more_calls,
-        query,
+        key: facts.key.clone(),
+        name: facts.name.clone(),
+        namespace: facts.namespace.clone(),
+        title: d.title,
+        confidence: (d.confidence.min(0.99) * 100.0).round() / 100.0,
+        evidence: d.evidence,
+        next_call: d.next_call,
+        more_calls: d.more_calls,
+        query: d.query,
         rollback,
         impact,
         impact_reason,
@@ -2755,7 +2931,7 @@ mod tests {
 
     #[test]
     fn runbook_actions_take_items_with_their_commands() {
-        let body = "# X\n## Symptoms\n- bad\n## Mitigation\n\n1. **Roll back** if it started with a deploy:\n   ```bash\n   kubectl rollout undo deploy/$APP -n $NS   # back\n   ```\n2. Raise the limit. It buys time but costs memory on every node, so check the nodes still fit the new request before you do it, or the new pods will sit in Pending for a long while.\n3. Watch `kubectl get pods -n $NS -w`.\n## Prevention\n- later\n";
+        let body = "# X\n## Symptoms\n- bad\n## Mitigation\n\n1. **Roll back** if it started with a deploy:\n   ```bash\n   kubectl rollout undo deploy/$APP -n $NS   # back\n   ```\n2. Raise the limit. It buys time but costs memory on every node, so check that the nodes still fit the new request before you do it, or the new pods will sit in Pending for a long while, which makes the outage longer.\n3. Watch `kubectl get pods -n $NS -w`.\n## Prevention\n- later\n";
         let (section, actions) = runbook_actions(body, "web", "shop", 4);
         assert_eq!(section.as_deref(), Some("Mitigation"));
         assert_eq!(
