@@ -88,7 +88,11 @@ async fn incidents_get_their_runbooks_and_healthy_results_get_none(args: &[&str]
         attached(&described)
     );
     let first = &described["relevant_runbooks"][0];
-    assert!(first["excerpt"].as_str().unwrap().len() <= 310);
+    // The excerpt is short, or left out when an earlier call of the session carried it.
+    match first["excerpt"].as_str() {
+        Some(excerpt) => assert!(excerpt.chars().count() <= 450, "{excerpt}"),
+        None => assert!(first["sent_in_call"].as_u64().is_some(), "{first}"),
+    }
     assert!(!first["signals"].as_array().unwrap().is_empty());
     assert!(first["section"].is_string());
 
