@@ -66,12 +66,11 @@ const ROLLOUT_WINDOW: SignedDuration = SignedDuration::from_hours(2);
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TroubleshootIssueParams {
-    /// The problem as reported, e.g. "card payments are failing with 503s" or "checkout is
-    /// slow". Service, namespace and pod names in it are matched against the cluster.
+    /// The problem as reported; names in it are matched to services.
     pub description: String,
-    /// The service (Deployment) concerned, `name` or `namespace/name`, when known.
+    /// Service name or `namespace/name`, if known.
     pub service: Option<String>,
-    /// Look only at this namespace's services (and what their errors lead to).
+    /// Only this namespace's services.
     pub namespace: Option<String>,
 }
 
@@ -161,7 +160,7 @@ pub fn tool() -> ToolDef {
     let mut tool = define_tool(
         "troubleshoot_issue",
         "Troubleshoot an issue",
-        "Call first for any reported problem: one call investigates on the server. Finds the services from the arguments or the description (else scans the cluster), reads health, pods, crashed containers' logs, events, rollouts, error groups and alerts, and returns ranked root-cause hypotheses with evidence and the next call, severity, runbook actions and what to check next.",
+        "First call for a reported problem: finds the services concerned (else scans the cluster), reads health, pods, crash logs, events, rollouts, errors and alerts, and returns ranked root-cause hypotheses with evidence and a next call, severity, runbook actions and checks.",
         ToolKind::Read,
         troubleshoot_issue,
     );
