@@ -46,6 +46,14 @@ fn latencies(args: &[&str], label: &str) {
             "search_logs",
             json!({"service": "user-service", "pattern": "GET", "limit": 20}),
         ),
+        (
+            "troubleshoot_issue",
+            json!({"description": "card payments fail", "service": "payment-gateway"}),
+        ),
+        (
+            "troubleshoot_issue",
+            json!({"description": "everything is on fire"}),
+        ),
     ] {
         for _ in 0..50 {
             server.request("tools/call", json!({"name": tool, "arguments": arguments}));
