@@ -33,7 +33,7 @@ use super::{
     lookup,
 };
 use crate::cluster::{HealthStatus, ListQuery, LogQuery, view};
-use crate::runbooks::index::Filter;
+use crate::runbooks::index::{Filter, SectionRole, section_role};
 use crate::util::logs::{Level, normalise_message};
 use crate::util::timefmt::{age, parse_duration};
 
@@ -2496,6 +2496,7 @@ async fn answer(
     let queries: Vec<String> = findings.iter().map(|f| f.query.clone()).collect();
     let mut runbooks: Vec<Option<usize>> = vec![None; findings.len()];
     let mut top_runbook = None;
+    let mut top_hit = None;
     let mut actions: Vec<String> = Vec::new();
     if let Some(rollback) = &findings[0].rollback {
         actions.push(rollback.clone());
@@ -2519,12 +2520,33 @@ async fn answer(
                     })
                     .or_else(|| hits.first().filter(|h| h.relevance >= RUNBOOK_THRESHOLD));
                 runbooks[i] = fitting.map(|h| h.doc);
+                if i == 0 {
+                    top_hit = fitting.cloned();
+                }
             }
-            if let Some(doc) = runbooks[0] {
-                let runbook = &index.runbooks[doc];
+            if let Some(hit) = &top_hit {
+                let runbook = &index.runbooks[hit.doc];
                 let first = &findings[0];
-                let (section, lines) =
-                    runbook_actions(runbook.body(), &first.name, &first.namespace, MAX_ACTIONS);
+                // The section the augmenter would attach: the one whose heading means action.
+                let chunk = index.actionable_section(hit);
+                let path = index.chunks[chunk].section.as_str();
+                let heading = path.split(" > ").next().unwrap_or(path);
+                let lines = if section_role(path) == SectionRole::Action {
+                    runbook_actions(
+                        runbook.body(),
+                        heading,
+                        &first.name,
+                        &first.namespace,
+                        MAX_ACTIONS,
+                    )
+                } else {
+                    Vec::new()
+                };
+                let section = if heading.is_empty() {
+                    "(introduction)".to_string()
+                } else {
+                    heading.to_string()
+                };
                 // The runbook's own rollback step stands for the one worked out here.
                 if lines.iter().any(|l| l.contains("rollout undo")) {
                     actions.clear();
@@ -2534,7 +2556,7 @@ async fn answer(
                 top_runbook = Some(RunbookRef {
                     title: runbook.title.clone(),
                     uri: runbook.uri(),
-                    section: section.unwrap_or_else(|| "(whole runbook)".into()),
+                    section,
                 });
             }
             let uris: Vec<Option<String>> = runbooks
@@ -2619,45 +2641,16 @@ fn build(
     }
 }
 
-/// How much a heading means "what to do now" (lower is better), by its words.
-fn action_heading_rank(heading: &str) -> Option<u8> {
-    let h = heading.to_lowercase();
-    const RANKS: &[(&str, u8)] = &[
-        ("immediate", 0),
-        ("mitigat", 1),
-        ("remediat", 2),
-        ("workaround", 3),
-        ("fix", 3),
-        ("resolution", 3),
-        ("resolve", 3),
-        ("recover", 3),
-        ("rollback", 4),
-        ("roll back", 4),
-    ];
-    let words: Vec<&str> = h.split(|c: char| !c.is_alphanumeric()).collect();
-    RANKS
-        .iter()
-        .filter(|(w, _)| {
-            if w.contains(' ') {
-                h.contains(w)
-            } else {
-                words.iter().any(|x| x.starts_with(w))
-            }
-        })
-        .map(|(_, r)| *r)
-        .min()
-}
-
-/// The actions of a runbook: the top-level items of its section that says what to do
-/// (mitigation, remediation, fix, rollback… by what the heading means), each as its first
-/// sentence with the first command that goes with it; placeholders for the app and namespace
-/// filled in.
+/// The actions under one heading of a runbook (its first heading with that text): the
+/// top-level items, each as its first sentence with the first command that goes with it, or
+/// else its sub-headings; placeholders for the app and namespace filled in.
 fn runbook_actions(
     body: &str,
+    wanted: &str,
     service: &str,
     namespace: &str,
     max: usize,
-) -> (Option<String>, Vec<String>) {
+) -> Vec<String> {
     let lines: Vec<&str> = body.lines().collect();
     let mut headings: Vec<(usize, usize, String)> = Vec::new();
     let mut in_code = false;
@@ -2674,13 +2667,8 @@ fn runbook_actions(
             headings.push((i, level, line[level..].trim().to_string()));
         }
     }
-    let Some((at, level, heading)) = headings
-        .iter()
-        .filter_map(|h| action_heading_rank(&h.2).map(|r| (r, h)))
-        .min_by_key(|(r, h)| (*r, h.0))
-        .map(|(_, h)| h.clone())
-    else {
-        return (None, Vec::new());
+    let Some((at, level, _)) = headings.iter().find(|h| h.2 == wanted).cloned() else {
+        return Vec::new();
     };
     let end = headings
         .iter()
@@ -2774,7 +2762,7 @@ fn runbook_actions(
     if actions.is_empty() {
         actions = sub_headings.into_iter().take(max).collect();
     }
-    (Some(heading), actions)
+    actions
 }
 
 /// The first command of the first code block in `lines` (its comment dropped), when it is a
@@ -2919,20 +2907,9 @@ mod tests {
     }
 
     #[test]
-    fn action_headings_are_ranked_by_meaning() {
-        assert_eq!(action_heading_rank("Mitigation"), Some(1));
-        assert_eq!(action_heading_rank("Immediate actions"), Some(0));
-        assert_eq!(action_heading_rank("Rollback"), Some(4));
-        assert_eq!(action_heading_rank("How to fix it"), Some(3));
-        assert_eq!(action_heading_rank("Prefixes"), None);
-        assert_eq!(action_heading_rank("Symptoms"), None);
-    }
-
-    #[test]
     fn runbook_actions_take_items_with_their_commands() {
         let body = "# X\n## Symptoms\n- bad\n## Mitigation\n\n1. **Roll back** if it started with a deploy:\n   ```bash\n   kubectl rollout undo deploy/$APP -n $NS   # back\n   ```\n2. Raise the limit. It buys time but costs memory on every node, so check that the nodes still fit the new request before you do it, or the new pods will sit in Pending for a long while, which makes the outage longer.\n3. Watch `kubectl get pods -n $NS -w`.\n## Prevention\n- later\n";
-        let (section, actions) = runbook_actions(body, "web", "shop", 4);
-        assert_eq!(section.as_deref(), Some("Mitigation"));
+        let actions = runbook_actions(body, "Mitigation", "web", "shop", 4);
         assert_eq!(
             actions[0],
             "Roll back if it started with a deploy: `kubectl rollout undo deploy/web -n shop`"
