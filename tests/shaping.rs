@@ -540,6 +540,7 @@ async fn investigation_evidence_survives_default_shaping() {
     let client = start(&[]).await;
     let mut steps: Vec<(String, u64, bool, String)> = Vec::new();
     let mut attached: Vec<Value> = Vec::new();
+    let mut views: Vec<Value> = Vec::new();
     let mut run = async |tool: &str, arguments: Value| -> Value {
         let result = call(&client, tool, arguments.clone()).await;
         assert_ne!(result.is_error, Some(true), "{tool}: {}", text(&result));
@@ -547,6 +548,7 @@ async fn investigation_evidence_survives_default_shaping() {
         let tokens = meta["tokens"].as_u64().unwrap();
         assert!(tokens <= 2000, "{tool}: {tokens} tokens");
         let structured = result.structured_content.clone().unwrap();
+        views.push(structured.clone());
         attached.extend(
             structured["relevant_runbooks"]
                 .as_array()
@@ -645,6 +647,30 @@ async fn investigation_evidence_survives_default_shaping() {
         "later calls referred to sections already sent: {attached:?}"
     );
 
+    // The five-call investigation (health, pods, describe the crashing pod, events, deploys)
+    // fits 3,000 tokens in the larger view, with every piece of evidence in each view.
+    let five = [0, 1, 2, 4, 5];
+    let five_tokens: u64 = five.iter().map(|&i| steps[i].1).sum();
+    eprintln!("five-call investigation: {five_tokens} tokens (larger view)");
+    assert!(five_tokens <= 3_000, "five calls cost {five_tokens} tokens");
+    let five_text: String = five.iter().map(|&i| steps[i].3.as_str()).collect();
+    let five_json: String = five.iter().map(|&i| views[i].to_string()).collect();
+    let restarts = views[2]["containers"][0]["restarts"].to_string();
+    for fact in [
+        "CrashLoopBackOff",
+        "OOMKilled",
+        "137",
+        "512Mi",
+        "2.14.0",
+        "batch settlement reconciliation",
+        restarts.as_str(),
+    ] {
+        assert!(five_text.contains(fact), "text view lacks {fact}");
+        assert!(five_json.contains(fact), "structured view lacks {fact}");
+    }
+    assert!(five_text.contains("rev 7") || five_text.contains("revision 7"));
+    assert!(five_json.contains("\"revision\":7"));
+
     let total: u64 = steps.iter().map(|s| s.1).sum();
     eprintln!("investigate-service payment-gateway, default settings:");
     for (call, tokens, truncated, _) in &steps {
@@ -703,7 +729,13 @@ async fn the_health_overview_lists_every_service_at_the_default_cap() {
     assert_ne!(result.is_error, Some(true), "{}", text(&result));
     let structured = result.structured_content.clone().unwrap();
     let services = structured["services"].as_array().unwrap();
-    assert_eq!(services.len(), 11, "{structured}");
+    assert_eq!(
+        services.len(),
+        11,
+        "{:?} {}",
+        result.meta,
+        structured["truncated"]
+    );
     let names: Vec<&str> = services
         .iter()
         .map(|s| s["name"].as_str().unwrap())

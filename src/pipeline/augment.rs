@@ -268,7 +268,7 @@ impl Augmenter {
     /// Least relevance (0–1) to attach a runbook.
     pub const DEFAULT_THRESHOLD: f32 = 0.35;
     /// Runbooks attached per result.
-    pub const DEFAULT_MAX_RUNBOOKS: usize = 3;
+    pub const DEFAULT_MAX_RUNBOOKS: usize = 2;
 
     pub fn new(knowledge: Arc<KnowledgeBase>, threshold: f32, max_runbooks: usize) -> Augmenter {
         Augmenter {

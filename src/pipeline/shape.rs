@@ -360,8 +360,13 @@ enum Level {
 }
 
 impl Level {
+    /// Whether the attached runbooks' excerpts are cut short (titles and links stay): in the
+    /// compact form too, so that a list keeps its items before the runbooks keep their text.
     fn trims_runbooks(self) -> bool {
-        matches!(self, Level::ShortRunbooks | Level::OneRunbook)
+        matches!(
+            self,
+            Level::Compact | Level::ShortRunbooks | Level::OneRunbook
+        )
     }
 
     /// Strings longer than this many chars are shortened to (head, tail) chars.
@@ -720,6 +725,8 @@ fn fit_lists(
     };
     let mut available = request.cap.saturating_sub(base) as f64;
     let mut attempt = 0;
+    // Whether an attempt already grew the offer past the estimate without keeping more.
+    let mut stalled = false;
     // The best shape that fits so far (or, when none fits, the last one tried).
     let mut fitted: Option<(Shaped, usize)> = None;
     loop {
@@ -798,12 +805,31 @@ fn fit_lists(
                     kept,
                 ));
             }
-            if !grows || all_kept || attempt >= 12 || slack < 24.0 {
+            if all_kept || attempt >= 12 || slack < 24.0 || !grows && stalled {
                 break;
             }
             // Re-price the items by what the kept ones really cost, and offer the room left.
             let scale = calibrate(tokens, base, used);
             available = (used + slack / scale).max(available + 1.0);
+            if !grows {
+                // The estimate kept no more items: offer the price of the next one exactly,
+                // once; the measured reply decides.
+                let next = lists
+                    .iter()
+                    .zip(&chosen)
+                    .filter_map(|(l, keep)| {
+                        l.preference
+                            .iter()
+                            .find(|i| !keep.contains(i))
+                            .map(|&i| l.costs[i])
+                    })
+                    .fold(f64::INFINITY, f64::min);
+                if !next.is_finite() {
+                    break;
+                }
+                available = available.max(used + next + 1.0);
+                stalled = true;
+            }
             continue;
         }
         let kept_any_less = chosen.iter().map(Vec::len).sum::<usize>()
@@ -861,6 +887,9 @@ fn choose(list: &Candidate, allowance: f64) -> Vec<usize> {
     }
     let mut kept = Vec::new();
     let mut used = 0.0;
+    // The allowance may be exactly the sum of the costs, added up in another order: a
+    // rounding error must not drop the last item.
+    let allowance = allowance + 1e-6;
     for &i in &list.preference {
         if used + list.costs[i] > allowance && !kept.is_empty() {
             break;
@@ -881,7 +910,7 @@ fn choose_log_lines(list: &Candidate, allowance: f64) -> Vec<usize> {
             if taken[i] || !filter(i) {
                 continue;
             }
-            if used + list.costs[i] > limit {
+            if used + list.costs[i] > limit + 1e-6 {
                 // A later (older) line may still be shorter; keep looking.
                 continue;
             }

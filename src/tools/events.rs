@@ -12,7 +12,8 @@ use serde::{Deserialize, Serialize};
 use super::Context;
 use super::{RenderText, ToolDef, ToolError, ToolKind, ToolResult, define_tool, lookup};
 use crate::cluster::{FieldSelector, ListQuery, view};
-use crate::util::timefmt::{age, rfc3339};
+use crate::util::logs::normalise_message;
+use crate::util::timefmt::age;
 
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -28,8 +29,9 @@ pub struct GetEventsParams {
 
 #[derive(Debug, Serialize, Deserialize, JsonSchema)]
 pub struct EventList {
-    /// Events: warnings first, then newest first.
+    /// Events: warnings first, then newest first; alike events of several objects folded.
     pub events: Vec<EventSummary>,
+    /// Events that matched, before folding.
     pub total: usize,
 }
 
@@ -44,11 +46,14 @@ pub struct EventSummary {
     pub object: String,
     pub message: String,
     pub count: i64,
+    /// Relative, e.g. "35m ago".
     pub first_seen: String,
     /// Relative, e.g. "3m ago".
     pub last_seen: String,
-    pub last_seen_at: String,
-    pub source: String,
+    /// Other objects with the same event (same type, reason and message but for names, ids
+    /// and addresses), folded into this one: `count`, `first_seen` and `last_seen` cover all.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub also_on: Vec<String>,
 }
 
 pub fn tool() -> ToolDef {
@@ -73,24 +78,63 @@ pub fn summarise_event(event: &Event, now: Timestamp) -> EventSummary {
             obj.kind.as_deref().unwrap_or("?"),
             obj.name.as_deref().unwrap_or("?")
         ),
-        message: event.message.clone().unwrap_or_default(),
+        message: without_uids(event.message.as_deref().unwrap_or_default()),
         count: i64::from(event.count.unwrap_or(1)),
         first_seen: event
             .first_timestamp
             .as_ref()
-            .map(|t| rfc3339(t.0))
+            .map(|t| format!("{} ago", age(t.0, now)))
             .unwrap_or_default(),
         last_seen: last
             .map(|t| format!("{} ago", age(t, now)))
             .unwrap_or_default(),
-        last_seen_at: last.map(rfc3339).unwrap_or_default(),
-        source: event
-            .source
-            .as_ref()
-            .and_then(|s| s.component.clone())
-            .or_else(|| event.reporting_component.clone())
-            .unwrap_or_default(),
+        also_on: Vec::new(),
     }
+}
+
+/// A kubelet names a pod as `name_namespace(uid)`; the uid says nothing to the reader.
+pub fn without_uids(message: &str) -> String {
+    static UID: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
+        regex::Regex::new(r"\([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\)")
+            .expect("static regex")
+    });
+    UID.replace_all(message, "").into_owned()
+}
+
+/// Folds events that say the same thing about different objects (the BackOff of each pod of
+/// a crash-looping Deployment) into the newest of them; the list stays in its order.
+fn fold_alike(events: &[&Event], now: Timestamp) -> Vec<EventSummary> {
+    let mut out: Vec<EventSummary> = Vec::new();
+    let mut keys: Vec<(String, String, String, String)> = Vec::new();
+    let mut oldest: Vec<Option<Timestamp>> = Vec::new();
+    for event in events {
+        let summary = summarise_event(event, now);
+        let key = (
+            summary.namespace.clone(),
+            summary.type_.clone(),
+            summary.reason.clone(),
+            normalise_message(&summary.message),
+        );
+        let first = event.first_timestamp.as_ref().map(|t| t.0);
+        match keys.iter().position(|k| *k == key) {
+            Some(i)
+                if out[i].object != summary.object && !out[i].also_on.contains(&summary.object) =>
+            {
+                out[i].count += summary.count;
+                out[i].also_on.push(summary.object);
+                if first.is_some() && (oldest[i].is_none() || first < oldest[i]) {
+                    oldest[i] = first;
+                    out[i].first_seen = summary.first_seen;
+                }
+            }
+            _ => {
+                keys.push(key);
+                oldest.push(first);
+                out.push(summary);
+            }
+        }
+    }
+    out
 }
 
 async fn get_events(ctx: Arc<Context>, params: GetEventsParams) -> ToolResult<EventList> {
@@ -165,11 +209,9 @@ async fn get_events(ctx: Arc<Context>, params: GetEventsParams) -> ToolResult<Ev
             .then_with(|| view::event_last_seen(b).cmp(&view::event_last_seen(a)))
     });
     let now = Timestamp::now();
-    let events: Vec<EventSummary> = matching.iter().map(|e| summarise_event(e, now)).collect();
-    Ok(EventList {
-        total: events.len(),
-        events,
-    })
+    let total = matching.len();
+    let events = fold_alike(&matching, now);
+    Ok(EventList { total, events })
 }
 
 /// The API's spelling of a kind the user may have typed in any case (`pod` → `Pod`).
@@ -193,7 +235,11 @@ fn canonical_kind(kind: &str) -> Option<&'static str> {
 
 impl RenderText for EventList {
     fn render_text(&self) -> String {
-        let mut out = format!("{} events (warnings first, newest first):\n", self.total);
+        let mut out = format!("{} events (warnings first, newest first", self.total);
+        if self.events.len() < self.total {
+            let _ = write!(out, "; alike ones folded into {} lines", self.events.len());
+        }
+        out.push_str("):\n");
         for e in &self.events {
             let _ = writeln!(
                 out,
@@ -209,6 +255,9 @@ impl RenderText for EventList {
                 e.count,
                 e.message
             );
+            if !e.also_on.is_empty() {
+                let _ = writeln!(out, "         also on {}", e.also_on.join(", "));
+            }
         }
         out.trim_end().to_string()
     }

@@ -281,7 +281,8 @@ fn assess(
         if latest.get(&reason).is_none_or(|t| seen > *t) {
             latest.insert(reason.clone(), seen);
             entry.last_seen = format!("{} ago", age(seen, now));
-            entry.message = event.message.clone().unwrap_or_default();
+            entry.message =
+                crate::tools::events::without_uids(event.message.as_deref().unwrap_or_default());
         }
     }
     let mut recent_warning_events: Vec<WarningEvents> = grouped.into_values().collect();

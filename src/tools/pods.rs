@@ -312,7 +312,20 @@ pub struct PodDescription {
     pub containers: Vec<ContainerDescription>,
     pub conditions: Vec<PodCondition>,
     /// Events about this pod, newest first.
-    pub events: Vec<crate::tools::events::EventSummary>,
+    pub events: Vec<PodEvent>,
+}
+
+/// An event of the described pod (the pod and namespace are the description's own).
+#[derive(Debug, Serialize, Deserialize, JsonSchema)]
+pub struct PodEvent {
+    /// Warning or Normal.
+    #[serde(rename = "type")]
+    pub type_: String,
+    pub reason: String,
+    pub count: i64,
+    /// Relative, e.g. "3m ago".
+    pub last_seen: String,
+    pub message: String,
 }
 
 #[derive(Debug, Serialize, Deserialize, JsonSchema)]
@@ -610,7 +623,16 @@ async fn describe_pod(ctx: Arc<Context>, params: DescribePodParams) -> ToolResul
             .unwrap_or_default(),
         events: pod_events
             .into_iter()
-            .map(|e| crate::tools::events::summarise_event(e, now))
+            .map(|e| {
+                let summary = crate::tools::events::summarise_event(e, now);
+                PodEvent {
+                    type_: summary.type_,
+                    reason: summary.reason,
+                    count: summary.count,
+                    last_seen: summary.last_seen,
+                    message: summary.message,
+                }
+            })
             .collect(),
     })
 }
