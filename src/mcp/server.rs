@@ -30,8 +30,8 @@ pub struct SreServer {
     tools: Arc<Vec<Tool>>,
 }
 
-pub const INSTRUCTIONS: &str = "SRE tools for a Kubernetes cluster. Start with check_service_health (no arguments) to see what is wrong, \
-then drill down with list_pods, describe_pod, get_pod_logs (previous=true for crashed containers), get_events and get_recent_deploys. \
+pub const INSTRUCTIONS: &str = "SRE tools for a Kubernetes cluster. For a reported problem, call troubleshoot_issue first (one call: ranked causes with evidence, actions, next calls). \
+To see what is wrong overall, check_service_health (no arguments); then drill down with list_pods, describe_pod, get_pod_logs (previous=true for crashed containers), get_events and get_recent_deploys. \
 search_logs, count_errors and trace_transaction work across services. Results that show a problem carry relevant_runbooks (the runbook sections that fix it); search_runbooks searches them directly. The prompts investigate-service, troubleshoot-issue and \
 daily-health-report give complete investigation plans. All tools are read-only.";
 

@@ -29,7 +29,8 @@ run() { # run NAME EXPECTED_SUBSTRING inspector-args...
 
 tools_json="$(SRE_MCP_LOG=warn timeout 60 "$inspector" --cli -e SRE_MCP_BACKEND=demo "$bin" --method tools/list 2>/dev/null)"
 for tool in check_service_health list_namespaces list_pods describe_pod get_pod_logs get_events \
-            list_deployments get_recent_deploys search_logs count_errors trace_transaction search_runbooks; do
+            list_deployments get_recent_deploys search_logs count_errors trace_transaction search_runbooks \
+            troubleshoot_issue; do
   if grep -q "\"$tool\"" <<<"$tools_json"; then passed=$((passed + 1)); echo "ok   tools/list has $tool"
   else failed=$((failed + 1)); echo "FAIL tools/list lacks $tool"; fi
 done
@@ -46,6 +47,7 @@ run "call describe_pod" 'OOMKilled' --method tools/call --tool-name describe_pod
 run "call get_pod_logs" 'OutOfMemoryError' --method tools/call --tool-name get_pod_logs --tool-arg namespace=payments "pod=$pod" previous=true tail_lines=200
 run "call get_events" 'FailedScheduling' --method tools/call --tool-name get_events --tool-arg namespace=catalog type=Warning
 run "call list_deployments" 'inventory-service' --method tools/call --tool-name list_deployments --tool-arg namespace=commerce
+run "call troubleshoot_issue" 'OOMKilled' --method tools/call --tool-name troubleshoot_issue --tool-arg 'description=card payments failing' service=payment-gateway
 run "call get_recent_deploys" '"revision"' --method tools/call --tool-name get_recent_deploys --tool-arg service=payment-gateway
 run "call search_logs" 'HikariPool' --method tools/call --tool-name search_logs --tool-arg pattern=HikariPool limit=3
 run "call count_errors" '"groups"' --method tools/call --tool-name count_errors --tool-arg group_by=message

@@ -13,7 +13,7 @@ from mcp.client.stdio import stdio_client
 EXPECTED_TOOLS = {
     "check_service_health", "list_namespaces", "list_pods", "describe_pod", "get_pod_logs",
     "get_events", "list_deployments", "get_recent_deploys", "search_logs", "count_errors",
-    "trace_transaction", "search_runbooks",
+    "trace_transaction", "search_runbooks", "troubleshoot_issue",
 }
 
 passed = 0
@@ -52,6 +52,7 @@ async def main(binary):
                 ("search_logs", {"level": "error", "limit": 5}),
                 ("count_errors", {"group_by": "message"}),
                 ("search_runbooks", {"query": "pods OOMKilled exit code 137"}),
+                ("troubleshoot_issue", {"description": "card payments are failing with 503s"}),
                 ("describe_pod", {"namespace": "payments", "pod": None}),
             ]
             pods = (await session.call_tool("list_pods", {"namespace": "payments", "status": "CrashLoopBackOff"})).structured_content
