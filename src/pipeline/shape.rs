@@ -302,19 +302,29 @@ pub fn shape(
     if fits(&gentle) && gentle_kept >= wanted {
         return gentle;
     }
+    // A log keeps its newest and error lines, each whole with its stack trace: when whole
+    // entries already give a fair number of them, compacting them all is no gain.
+    const FEW: usize = 10;
+    if fits(&gentle) && gentle_kept >= wanted.min(FEW) && only_logs(value) {
+        return gentle;
+    }
     // Breadth before depth: every item goes to its compact form before any whole item is
     // dropped. When compacting keeps no more items than whole items do (a list of flat
     // items, such as pods or log lines), the whole items stand.
     let (compact, compact_kept, _) = run(Level::Compact);
     if fits(&compact) && compact_kept > gentle_kept || !fits(&gentle) && fits(&compact) {
-        // The least compaction that keeps as many items.
-        for level in [Level::Hard, Level::Minimal, Level::Summary] {
+        // The least compaction that keeps as many items. Each level compacts more than the
+        // one before it, so when the strongest of them (Summary) keeps fewer, the others do
+        // too: one pass settles the common case.
+        let mut best = compact;
+        for level in [Level::Summary, Level::Minimal, Level::Hard] {
             let (shaped, kept, _) = run(level);
-            if fits(&shaped) && kept >= compact_kept {
-                return shaped;
+            if !(fits(&shaped) && kept >= compact_kept) {
+                break;
             }
+            best = shaped;
         }
-        return compact;
+        return best;
     }
     if fits(&gentle) {
         return gentle;
@@ -574,6 +584,20 @@ fn collect_lists(
         });
     }
     lists
+}
+
+/// Whether every list in the result (outside the stages' fields) is a log.
+fn only_logs(value: &Value) -> bool {
+    let Value::Object(map) = value else {
+        return false;
+    };
+    let mut lists = map
+        .iter()
+        .filter(|(k, _)| !PROTECTED.contains(&k.as_str()))
+        .filter_map(|(_, v)| v.as_array())
+        .filter(|items| !items.is_empty())
+        .peekable();
+    lists.peek().is_some() && lists.all(|items| is_log_list(items))
 }
 
 fn is_log_list(items: &[Value]) -> bool {
