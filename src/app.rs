@@ -12,6 +12,7 @@ use crate::mcp::Services;
 use crate::pipeline::Pipeline;
 use crate::pipeline::augment::Augmenter;
 use crate::pipeline::budget::{BudgetConfig, BudgetTracker};
+use crate::pipeline::synthesis::Synthesis;
 use crate::runbooks::knowledge::KnowledgeBase;
 use crate::tools::{Context, Limits, ToolRegistry};
 
@@ -70,6 +71,8 @@ pub fn assemble(
             settings.augment.max_runbooks,
         )));
     }
+    // The client's model's synthesis (when the client offers sampling), booked by the budget.
+    pipeline = pipeline.with_stage(Box::new(Synthesis::new(budget.clone())));
     pipeline = pipeline.with_stage(Box::new(budget.clone()));
     Arc::new(Services {
         pipeline: Arc::new(pipeline),

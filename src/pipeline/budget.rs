@@ -268,6 +268,16 @@ struct LedgerState {
     cost_usd: f64,
     by_tool: BTreeMap<String, ToolUsage>,
     result_pages: ReadUsage,
+    sampling: SamplingUsage,
+}
+
+/// The client's model's work asked for by MCP sampling (the synthesis of a result).
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct SamplingUsage {
+    pub calls: u64,
+    pub prompt_tokens: u64,
+    pub completion_tokens: u64,
+    pub cost_usd: f64,
 }
 
 /// The session ledger, the budget gate and the result shaper.
@@ -388,6 +398,7 @@ impl BudgetTracker {
             },
             "by_tool": state.by_tool,
             "result_pages": state.result_pages,
+            "sampling": state.sampling,
             "result_store": {
                 "results": stored_results,
                 "bytes": stored_bytes,
@@ -418,6 +429,29 @@ impl BudgetTracker {
             ));
         }
         Ok(())
+    }
+
+    /// Books a sampling request (its prompt and the model's answer, counted with the ledger's
+    /// tokenizer at the input price) in the session totals and under `sampling`.
+    pub fn book_sampling(&self, prompt: &str, completion: &str) -> (u64, u64) {
+        let prompt_tokens = self.config.encoding.count(prompt) as u64;
+        let completion_tokens = self.config.encoding.count(completion) as u64;
+        let tokens = prompt_tokens + completion_tokens;
+        let cost = self.cost(tokens);
+        let mut state = self.ledger.lock().unwrap_or_else(|e| e.into_inner());
+        state.tokens += tokens;
+        state.cost_usd += cost;
+        state.sampling.calls += 1;
+        state.sampling.prompt_tokens += prompt_tokens;
+        state.sampling.completion_tokens += completion_tokens;
+        state.sampling.cost_usd += cost;
+        tracing::info!(
+            prompt_tokens,
+            completion_tokens,
+            cost_usd = round6(cost),
+            "sampling"
+        );
+        (prompt_tokens, completion_tokens)
     }
 
     /// Reads a page of a stored full result, booking its tokens (refused once the budget is

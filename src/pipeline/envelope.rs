@@ -17,6 +17,22 @@ use crate::tools::ToolDef;
 pub const RELEVANT_RUNBOOKS: &str = "relevant_runbooks";
 /// Envelope field: how a result was shaped to fit its token cap.
 pub const TRUNCATED: &str = "truncated";
+/// The client's model's synthesis of a result (MCP sampling), beside the deterministic answer.
+pub const MODEL_SYNTHESIS: &str = "model_synthesis";
+
+/// What the client's model said about a result when asked by MCP sampling.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct ModelSynthesis {
+    /// `ok`, or `failed` (the client refused or the request failed: the deterministic answer
+    /// stands alone).
+    pub status: String,
+    /// The model's synthesis (when `ok`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub text: Option<String>,
+    /// Why there is none (when `failed`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
 /// The argument every tool accepts: the most tokens its result may cost.
 pub const MAX_TOKENS: &str = "max_tokens";
 /// The argument that picks another kubeconfig context for one call.
@@ -51,6 +67,10 @@ pub struct Envelope {
     /// augmenter; absent when the result shows no problem).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub relevant_runbooks: Option<Vec<RelevantRunbook>>,
+    /// The client's model's synthesis of the result, beside the deterministic answer (added
+    /// when the client offers MCP sampling, for tools that ask for one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model_synthesis: Option<ModelSynthesis>,
     /// Present when the result was shaped to fit its token cap: what was dropped, how to
     /// narrow the call, and where the full result can be read (`result://`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -209,6 +229,17 @@ pub fn render_reply(tool: &ToolDef, structured: &Value, notes: &[String]) -> Str
         && !runbooks.is_empty()
     {
         block(render_runbooks(&runbooks));
+    }
+    if let Some(synthesis) = structured.get(MODEL_SYNTHESIS)
+        && let Ok(synthesis) = ModelSynthesis::deserialize(synthesis)
+    {
+        block(match (&synthesis.text, &synthesis.note) {
+            (Some(text), _) => format!(
+                "The client's model's synthesis (beside the deterministic answer above):\n{text}"
+            ),
+            (None, Some(note)) => format!("No model synthesis: {note}"),
+            (None, None) => format!("Model synthesis: {}", synthesis.status),
+        });
     }
     if let Some(truncated) = structured.get(TRUNCATED)
         && let Ok(truncation) = Truncation::deserialize(truncated)

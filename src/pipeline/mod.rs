@@ -14,6 +14,7 @@ pub mod problem;
 pub mod result_store;
 pub mod shape;
 pub mod stats;
+pub mod synthesis;
 
 use std::sync::Arc;
 use std::time::Instant;

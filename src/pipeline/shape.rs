@@ -17,12 +17,12 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::envelope::{RELEVANT_RUNBOOKS, TRUNCATED};
+use super::envelope::{MODEL_SYNTHESIS, RELEVANT_RUNBOOKS, TRUNCATED};
 use super::problem::{is_error_line, severity};
 use crate::util::tokens::Encoding;
 
 /// Fields stages add and shaping must leave alone.
-const PROTECTED: &[&str] = &[RELEVANT_RUNBOOKS, TRUNCATED];
+const PROTECTED: &[&str] = &[RELEVANT_RUNBOOKS, TRUNCATED, MODEL_SYNTHESIS];
 
 /// What shaping did: the `truncated` field of a shaped result.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]

@@ -197,6 +197,9 @@ pub struct ToolDef {
     pub handler: Handler,
     /// Renders the (possibly reshaped) structured result as text.
     pub render: fn(&Value) -> String,
+    /// A prompt over the result for the client's model to synthesise from (the pipeline asks
+    /// it by MCP sampling when the client offers that); `None` for most tools.
+    pub synthesis_prompt: Option<fn(&Value) -> Option<String>>,
 }
 
 fn render_as<O: DeserializeOwned + RenderText>(value: &Value) -> String {
@@ -246,6 +249,7 @@ where
         reads_cluster: true,
         handler,
         render: render_as::<O>,
+        synthesis_prompt: None,
     }
 }
 

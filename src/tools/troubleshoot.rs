@@ -166,7 +166,21 @@ pub fn tool() -> ToolDef {
     );
     // It attaches the one runbook that fits its first hypothesis itself.
     tool.attach_runbooks = false;
+    tool.synthesis_prompt = Some(synthesis_prompt);
     tool
+}
+
+/// The evidence, for the client's model to synthesise from (when the client offers
+/// sampling): the rendered investigation, which holds every fact the structured one does.
+fn synthesis_prompt(result: &Value) -> Option<String> {
+    let report: Troubleshooting = serde_json::from_value(result.clone()).ok()?;
+    if report.hypotheses.is_empty() {
+        return None;
+    }
+    Some(format!(
+        "Investigation of a reported problem (gathered by the sre-mcp server from the cluster):\n\n{}",
+        report.render_text()
+    ))
 }
 
 impl ToolCall {

@@ -121,9 +121,57 @@ async def main(binary):
             )
             check("completion/complete", completion.completion.values == ["inventory-service"], completion.completion.values)
 
+    await sampling(binary)
     await kube_backend(binary)
     print(f"python-mcp-client: {passed} passed, {failed} failed")
     return failed == 0
+
+
+async def sampling(binary):
+    """troubleshoot_issue with a client that offers MCP sampling: its model's synthesis comes
+    back beside the deterministic answer and the ledger books it; a client whose sampling
+    fails gets the deterministic answer with a note."""
+    params = StdioServerParameters(
+        command=binary, args=["--no-embeddings"], env={"SRE_MCP_LOG": "warn", "SRE_MCP_BACKEND": "demo"}
+    )
+    prompts = []
+
+    async def answer(context, request):
+        prompts.append(request)
+        return types.CreateMessageResult(
+            role="assistant",
+            content=types.TextContent(type="text", text="Root cause: revision 7 (2.14.0) runs out of its 512Mi memory limit; roll back to revision 6."),
+            model="test-model",
+        )
+
+    async def refuse(context, request):
+        return types.ErrorData(code=-1, message="the user declined")
+
+    arguments = {"description": "card payments are failing", "service": "payment-gateway"}
+    async with stdio_client(params) as (read, write):
+        async with ClientSession(read, write, sampling_callback=answer) as session:
+            await session.initialize()
+            result = await session.call_tool("troubleshoot_issue", arguments)
+            synthesis = (result.structured_content or {}).get("model_synthesis", {})
+            check("sampling: the model's synthesis is shown beside the answer",
+                  synthesis.get("status") == "ok" and "revision 7" in synthesis.get("text", "")
+                  and result.structured_content.get("hypotheses")
+                  and "revision 7 (2.14.0)" in result.content[0].text, synthesis)
+            request = prompts[0] if prompts else None
+            check("sampling: a bounded prompt built from the evidence",
+                  request is not None and request.max_tokens <= 400 and "OOMKilled" in request.messages[0].content.text,
+                  request)
+            usage = json.loads((await session.read_resource("budget://usage")).contents[0].text)
+            check("sampling: the ledger books it", usage["sampling"]["calls"] == 1 and usage["sampling"]["completion_tokens"] > 0, usage.get("sampling"))
+    async with stdio_client(params) as (read, write):
+        async with ClientSession(read, write, sampling_callback=refuse) as session:
+            await session.initialize()
+            result = await session.call_tool("troubleshoot_issue", arguments)
+            synthesis = (result.structured_content or {}).get("model_synthesis", {})
+            check("sampling refused: the deterministic answer stands, with a note",
+                  not result.is_error and synthesis.get("status") == "failed"
+                  and "deterministic answer stands" in synthesis.get("note", "")
+                  and result.structured_content.get("hypotheses"), synthesis)
 
 
 async def kube_backend(binary):
