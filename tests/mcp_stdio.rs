@@ -96,6 +96,23 @@ async fn health_shows_the_four_incidents_and_healthy_services() {
             .to_string()
     };
     assert_eq!(status("payment-gateway"), "down");
+    // The rollout condition the controller reports: search-indexer's is stuck.
+    let indexer = services
+        .iter()
+        .find(|s| s["name"] == "search-indexer")
+        .unwrap();
+    let rollout = indexer["rollout"].as_str().unwrap_or_default();
+    assert!(
+        rollout.starts_with("stuck: ProgressDeadlineExceeded"),
+        "{indexer}"
+    );
+    assert!(
+        indexer["verdict"]
+            .as_str()
+            .unwrap()
+            .contains("rollout stuck: ProgressDeadlineExceeded"),
+        "{indexer}"
+    );
     for degraded in [
         "inventory-service",
         "order-service",

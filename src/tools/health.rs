@@ -70,6 +70,10 @@ pub struct ServiceHealth {
     pub recent_warning_events: Vec<WarningEvents>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub last_deploy: Option<LastDeploy>,
+    /// The Deployment's rollout when it is not complete: in progress (updated and available
+    /// of desired) or stuck (its Progressing condition's reason and message).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rollout: Option<String>,
 }
 
 #[derive(Debug, Serialize, Deserialize, JsonSchema)]
@@ -320,10 +324,12 @@ fn assess(
         deployed_by: view::deployed_by(&rs.metadata).map(str::to_string),
     });
 
+    let rollout = rollout_state(deployment, desired);
+    let stuck = rollout.as_deref().is_some_and(|r| r.starts_with("stuck"));
     let status = service_status(
         desired,
         ready,
-        !pod_problems.is_empty(),
+        !pod_problems.is_empty() || stuck,
         !recent_warning_events.is_empty(),
         service_metrics.map(ServiceMetrics::status),
     );
@@ -351,9 +357,38 @@ fn assess(
         pod_problems,
         recent_warning_events,
         last_deploy,
+        rollout,
     };
     health.verdict = verdict(&health, recent_deploy);
     health
+}
+
+/// A rollout that has not completed, from the Deployment's status as the controller reports
+/// it: stuck when its Progressing condition is False (ProgressDeadlineExceeded), else in
+/// progress while fewer replicas are updated or available than desired.
+fn rollout_state(deployment: &Deployment, desired: i32) -> Option<String> {
+    let status = deployment.status.as_ref()?;
+    if let Some(stuck) = status
+        .conditions
+        .iter()
+        .flatten()
+        .find(|c| c.type_ == "Progressing" && c.status == "False")
+    {
+        return Some(format!(
+            "stuck: {}{}",
+            stuck.reason.as_deref().unwrap_or("not progressing"),
+            stuck
+                .message
+                .as_deref()
+                .map(|m| format!(" ({m})"))
+                .unwrap_or_default()
+        ));
+    }
+    let updated = status.updated_replicas.unwrap_or(0);
+    let available = status.available_replicas.unwrap_or(0);
+    (updated < desired || available < desired).then(|| {
+        format!("in progress: {updated}/{desired} updated, {available}/{desired} available")
+    })
 }
 
 /// A service's status, from its pods and, where a metrics source reports one, the metrics'
@@ -431,6 +466,13 @@ fn verdict(h: &ServiceHealth, recent_deploy: bool) -> String {
     {
         parts.push(format!("alert {}", alert.name));
     }
+    if let Some(rollout) = h.rollout.as_deref().filter(|r| r.starts_with("stuck")) {
+        // The reason only; the `rollout` field has the controller's message.
+        parts.push(format!(
+            "rollout {}",
+            rollout.split(" (").next().unwrap_or(rollout)
+        ));
+    }
     if recent_deploy && let Some(d) = &h.last_deploy {
         parts.push(format!(
             "started after deploy rev {} {} ({})",
@@ -480,6 +522,9 @@ impl RenderText for HealthReport {
             let _ = writeln!(out, "{marker} {}/{} — {signals}", h.namespace, h.name);
             if h.status != HealthStatus::Healthy {
                 let _ = writeln!(out, "    verdict: {}", h.verdict);
+                if let Some(rollout) = &h.rollout {
+                    let _ = writeln!(out, "    rollout: {rollout}");
+                }
                 for a in &h.firing_alerts {
                     let _ = writeln!(
                         out,
@@ -568,6 +613,7 @@ mod tests {
                 change_cause: Some("Release 2.14.0".into()),
                 deployed_by: None,
             }),
+            rollout: None,
         }
     }
 
