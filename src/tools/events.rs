@@ -105,7 +105,9 @@ pub fn without_uids(message: &str) -> String {
 /// a crash-looping Deployment) into the newest of them; the list stays in its order.
 fn fold_alike(events: &[&Event], now: Timestamp) -> Vec<EventSummary> {
     let mut out: Vec<EventSummary> = Vec::new();
-    let mut keys: Vec<(String, String, String, String)> = Vec::new();
+    // Where each kind of event was first put, so a namespace of thousands folds in one pass.
+    let mut first_of: std::collections::HashMap<(String, String, String, String), usize> =
+        std::collections::HashMap::new();
     let mut oldest: Vec<Option<Timestamp>> = Vec::new();
     for event in events {
         let summary = summarise_event(event, now);
@@ -116,7 +118,7 @@ fn fold_alike(events: &[&Event], now: Timestamp) -> Vec<EventSummary> {
             normalise_message(&summary.message),
         );
         let first = event.first_timestamp.as_ref().map(|t| t.0);
-        match keys.iter().position(|k| *k == key) {
+        match first_of.get(&key).copied() {
             Some(i)
                 if out[i].object != summary.object && !out[i].also_on.contains(&summary.object) =>
             {
@@ -128,7 +130,7 @@ fn fold_alike(events: &[&Event], now: Timestamp) -> Vec<EventSummary> {
                 }
             }
             _ => {
-                keys.push(key);
+                first_of.entry(key).or_insert(out.len());
                 oldest.push(first);
                 out.push(summary);
             }

@@ -391,19 +391,20 @@ fn rollout_state(deployment: &Deployment, desired: i32) -> Option<String> {
     })
 }
 
-/// A service's status, from its pods and, where a metrics source reports one, the metrics'
-/// own status (the worse of the two): down when none of the desired pods is ready; degraded
-/// when fewer are ready than desired, a pod has a problem, or warning events concern it.
+/// A service's status, from its pods and rollout and, where a metrics source reports one, the
+/// metrics' own status (the worse of the two): down when none of the desired pods is ready;
+/// degraded when fewer are ready than desired, a pod has a problem or the rollout is stuck
+/// (`problems`), or warning events concern it.
 pub fn service_status(
     desired: i32,
     ready: i32,
-    pod_problems: bool,
+    problems: bool,
     warning_events: bool,
     metrics: Option<HealthStatus>,
 ) -> HealthStatus {
     let from_pods = if desired > 0 && ready == 0 {
         HealthStatus::Down
-    } else if ready < desired || pod_problems || warning_events {
+    } else if ready < desired || problems || warning_events {
         HealthStatus::Degraded
     } else {
         HealthStatus::Healthy

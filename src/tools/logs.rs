@@ -713,7 +713,7 @@ pub fn count_errors_tool() -> ToolDef {
     )
 }
 
-async fn count_errors(ctx: Arc<Context>, params: CountErrorsParams) -> ToolResult<ErrorCounts> {
+pub async fn count_errors(ctx: Arc<Context>, params: CountErrorsParams) -> ToolResult<ErrorCounts> {
     let now = Timestamp::now();
     let since_text = params
         .since

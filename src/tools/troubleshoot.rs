@@ -27,10 +27,9 @@ use serde_json::{Map, Value, json};
 
 use super::deploys::{DeployRecord, deploy_records};
 use super::health::{self, ServiceHealth};
-use super::logs::{self, ErrorCounts, ErrorGroup};
+use super::logs::{self, ErrorGroup};
 use super::{
-    Context, Handler, RenderText, ToolDef, ToolError, ToolKind, ToolResult, define_tool, is_empty,
-    lookup,
+    Context, RenderText, ToolDef, ToolError, ToolKind, ToolResult, define_tool, is_empty, lookup,
 };
 use crate::cluster::{HealthStatus, ListQuery, LogQuery, view};
 use crate::runbooks::index::{Filter, SectionRole, section_role};
@@ -262,9 +261,6 @@ struct Gathered {
     namespaces: BTreeMap<String, NamespaceFacts>,
     notes: Vec<String>,
 }
-
-/// count_errors itself, so error groups mean the same here as there.
-static COUNT_ERRORS: LazyLock<Handler> = LazyLock::new(|| logs::count_errors_tool().handler);
 
 async fn troubleshoot_issue(
     ctx: Arc<Context>,
@@ -719,10 +715,15 @@ async fn gather_namespace(
     namespace: String,
 ) -> (String, NamespaceFacts, Vec<String>) {
     let query = ListQuery::in_namespace(&namespace);
-    let arguments = json!({"group_by": "message", "since": ERRORS_SINCE, "namespace": namespace});
+    // count_errors itself, so error groups mean the same here as there.
+    let arguments = logs::CountErrorsParams {
+        group_by: Some(logs::GroupBy::Message),
+        since: Some(ERRORS_SINCE.to_string()),
+        namespace: Some(namespace.clone()),
+    };
     let (events, counts) = tokio::join!(
         ctx.backend.events(&query),
-        (COUNT_ERRORS)(ctx.clone(), arguments)
+        logs::count_errors(ctx.clone(), arguments)
     );
     let mut notes = Vec::new();
     let events = match events {
@@ -732,9 +733,7 @@ async fn gather_namespace(
             Vec::new()
         }
     };
-    let groups = match counts
-        .and_then(|v| ErrorCounts::deserialize(v).map_err(|e| ToolError::Internal(e.to_string())))
-    {
+    let groups = match counts {
         Ok(counts) => {
             notes.extend(
                 counts

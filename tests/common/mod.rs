@@ -42,42 +42,37 @@ pub fn binary() -> &'static str {
     env!("CARGO_BIN_EXE_sre-mcp")
 }
 
+/// The real binary as a child process on stdio. The demo cluster unless the test names a
+/// backend: a developer's own kubeconfig must not decide what the tests read.
+fn spawn(args: &[&str]) -> TokioChildProcess {
+    let mut command = tokio::process::Command::new(binary());
+    command
+        .args(args)
+        .env("SRE_MCP_LOG", "warn")
+        .env("SRE_MCP_BACKEND", "demo");
+    let (transport, _stderr) = TokioChildProcess::builder(command)
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("spawn sre-mcp");
+    transport
+}
+
 /// Starts `sre-mcp` as a client that names itself `name` at initialize (what hosts such as
 /// Claude Desktop, `claude-ai`, send as `clientInfo.name`).
 pub async fn start_as(
     name: &str,
     args: &[&str],
 ) -> RunningService<RoleClient, rmcp::model::ClientConfig> {
-    let mut command = tokio::process::Command::new(binary());
-    command
-        .args(args)
-        .env("SRE_MCP_LOG", "warn")
-        .env("SRE_MCP_BACKEND", "demo");
-    let (transport, _stderr) = TokioChildProcess::builder(command)
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("spawn sre-mcp");
     let info = rmcp::model::ClientConfig::new(
         Default::default(),
         rmcp::model::Implementation::new(name, "1.0.0"),
     );
-    info.serve(transport).await.expect("MCP initialize")
+    info.serve(spawn(args)).await.expect("MCP initialize")
 }
 
 /// Starts `sre-mcp` with extra arguments and completes the MCP handshake.
 pub async fn start(args: &[&str]) -> Client {
-    let mut command = tokio::process::Command::new(binary());
-    // The demo cluster unless the test names a backend: a developer's own kubeconfig must not
-    // decide what the tests read.
-    command
-        .args(args)
-        .env("SRE_MCP_LOG", "warn")
-        .env("SRE_MCP_BACKEND", "demo");
-    let (transport, _stderr) = TokioChildProcess::builder(command)
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("spawn sre-mcp");
-    ().serve(transport).await.expect("MCP initialize")
+    ().serve(spawn(args)).await.expect("MCP initialize")
 }
 
 pub fn args(value: Value) -> JsonObject {
