@@ -135,11 +135,7 @@ fn main() {
     // Augmenter overhead on real tool results from the demo cluster.
     let backend = Arc::new(DemoCluster::load(jiff::Timestamp::now()).unwrap());
     // The tools run on their own context; the augmenter is the stage under test.
-    let context = Arc::new(Context {
-        backend,
-        knowledge: shipped.clone(),
-        limits: Limits::default(),
-    });
+    let context = Arc::new(Context::new(backend, shipped.clone(), Limits::default()));
     let tools = ToolRegistry::standard();
     let run = |tool: &str, arguments: Value| {
         let handler = tools.get(tool).unwrap().handler.clone();

@@ -53,11 +53,7 @@ pub fn assemble(
     knowledge: Arc<KnowledgeBase>,
     settings: &Settings,
 ) -> Arc<Services> {
-    let context = Arc::new(Context {
-        backend,
-        knowledge: knowledge.clone(),
-        limits: settings.limits,
-    });
+    let context = Arc::new(Context::new(backend, knowledge.clone(), settings.limits));
     let budget = Arc::new(BudgetTracker::new(settings.budget.clone()));
     let mut pipeline = Pipeline::new(
         context,

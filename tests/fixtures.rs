@@ -155,11 +155,7 @@ async fn every_trace_id_in_the_logs_resolves() {
     assert!(traces.len() >= 30, "only {} trace ids", traces.len());
     let knowledge = KnowledgeBase::load_now(KnowledgeConfig::lexical_only());
     // The tool alone, on its narrow context: no pipeline, no stages.
-    let context = Arc::new(Context {
-        backend: cluster,
-        knowledge,
-        limits: Limits::default(),
-    });
+    let context = Arc::new(Context::new(cluster, knowledge, Limits::default()));
     let tools = ToolRegistry::standard();
     let trace_transaction = &tools.get("trace_transaction").unwrap().handler;
     let mut cross_service = 0;

@@ -96,6 +96,10 @@ impl Client for PeerClient {
         Ok(text.join("\n"))
     }
 
+    fn wants_progress(&self) -> bool {
+        self.progress_token.is_some()
+    }
+
     async fn progress(&self, progress: f64, total: Option<f64>, message: &str) {
         let Some(token) = self.progress_token.clone() else {
             return;

@@ -56,6 +56,9 @@ pub trait Client: Send + Sync {
         max_tokens: u32,
     ) -> Result<String, ClientError>;
 
+    /// Whether the client asked for progress notifications on the call in hand.
+    fn wants_progress(&self) -> bool;
+
     /// Reports progress of the running call, when the client asked for it (a no-op otherwise).
     async fn progress(&self, progress: f64, total: Option<f64>, message: &str);
 }
@@ -81,6 +84,10 @@ impl Client for NoClient {
         _max_tokens: u32,
     ) -> Result<String, ClientError> {
         Err(ClientError::Unsupported("sampling"))
+    }
+
+    fn wants_progress(&self) -> bool {
+        false
     }
 
     async fn progress(&self, _progress: f64, _total: Option<f64>, _message: &str) {}

@@ -26,7 +26,7 @@ use self::budget::{MIN_RESULT_TOKENS, ShapingConfig};
 use self::client::Client;
 use self::envelope::{ReplyMeta, render_reply};
 use self::stats::CallStats;
-use crate::tools::{Context, ToolDef, ToolError, ToolRegistry};
+use crate::tools::{Context, ProgressSender, ToolDef, ToolError, ToolRegistry};
 use crate::util::redact;
 use crate::util::schema::standard_formats;
 
@@ -285,7 +285,7 @@ impl Pipeline {
                     }
                 };
                 let info = context.backend.info();
-                match (tool.handler)(context, Value::Object(arguments.clone())).await {
+                match run_tool(tool, context, Value::Object(arguments.clone()), client).await {
                     Ok(mut structured) => {
                         // Credentials a log line or an event carried stop here, before any
                         // stage counts or shows the result.
@@ -340,11 +340,11 @@ impl Pipeline {
             return Ok(self.context.clone());
         }
         let backend = self.context.backend.for_context(name).await?;
-        Ok(Arc::new(Context {
+        Ok(Arc::new(Context::new(
             backend,
-            knowledge: self.context.knowledge.clone(),
-            limits: self.context.limits,
-        }))
+            self.context.knowledge.clone(),
+            self.context.limits,
+        )))
     }
 
     async fn apply_stages(&self, call: &Call<'_>, staged: &mut StagedResult) {
@@ -361,6 +361,42 @@ impl Pipeline {
             );
         }
     }
+}
+
+/// Runs the tool; when the client asked for progress, forwards what the tool reports while it
+/// runs (in order, all of it before the result).
+async fn run_tool(
+    tool: &ToolDef,
+    context: Arc<Context>,
+    arguments: Value,
+    client: &dyn Client,
+) -> Result<Value, ToolError> {
+    if !client.wants_progress() {
+        return (tool.handler)(context, arguments).await;
+    }
+    let (sender, mut updates) = tokio::sync::mpsc::unbounded_channel();
+    let context = Arc::new(context.with_progress(ProgressSender::new(sender)));
+    let run = (tool.handler)(context, arguments);
+    tokio::pin!(run);
+    let result = loop {
+        tokio::select! {
+            biased;
+            Some(update) = updates.recv() => {
+                client.progress(update.done.into(), update.total.map(f64::from), &update.message).await;
+            }
+            result = &mut run => break result,
+        }
+    };
+    while let Ok(update) = updates.try_recv() {
+        client
+            .progress(
+                update.done.into(),
+                update.total.map(f64::from),
+                &update.message,
+            )
+            .await;
+    }
+    result
 }
 
 /// An error and its chain of causes on one line, for the log.
@@ -388,11 +424,11 @@ mod tests {
     use crate::tools::Limits;
 
     fn pipeline() -> Pipeline {
-        let context = Arc::new(Context {
-            backend: Arc::new(DemoCluster::load(jiff::Timestamp::now()).unwrap()),
-            knowledge: KnowledgeBase::load_now(KnowledgeConfig::lexical_only()),
-            limits: Limits::default(),
-        });
+        let context = Arc::new(Context::new(
+            Arc::new(DemoCluster::load(jiff::Timestamp::now()).unwrap()),
+            KnowledgeBase::load_now(KnowledgeConfig::lexical_only()),
+            Limits::default(),
+        ));
         Pipeline::new(context, ToolRegistry::standard(), ShapingConfig::default())
     }
 
@@ -473,6 +509,76 @@ mod tests {
                 "finish list_pods Failed error=true",
             ]
         );
+    }
+
+    /// A client that asked for progress and records what it is told.
+    #[derive(Default)]
+    struct Watching(Mutex<Vec<(f64, Option<f64>, String)>>);
+
+    #[async_trait]
+    impl Client for Watching {
+        fn facts(&self) -> client::ClientFacts {
+            client::ClientFacts::default()
+        }
+
+        async fn elicit(
+            &self,
+            _message: &str,
+            _schema: Value,
+        ) -> Result<client::Elicited, client::ClientError> {
+            Err(client::ClientError::Unsupported("elicitation"))
+        }
+
+        async fn sample(
+            &self,
+            _system: &str,
+            _prompt: &str,
+            _max_tokens: u32,
+        ) -> Result<String, client::ClientError> {
+            Err(client::ClientError::Unsupported("sampling"))
+        }
+
+        fn wants_progress(&self) -> bool {
+            true
+        }
+
+        async fn progress(&self, progress: f64, total: Option<f64>, message: &str) {
+            self.0
+                .lock()
+                .unwrap()
+                .push((progress, total, message.to_string()));
+        }
+    }
+
+    #[tokio::test]
+    async fn a_long_call_reports_rising_progress_before_its_result() {
+        let pipeline = pipeline();
+        let watching = Watching::default();
+        let Value::Object(arguments) = json!({"description": "checkout is slow"}) else {
+            unreachable!()
+        };
+        let reply = pipeline
+            .call("troubleshoot_issue", arguments, &watching)
+            .await
+            .unwrap();
+        assert!(!reply.is_error, "{}", reply.text);
+        let steps = watching.0.lock().unwrap().clone();
+        assert!(steps.len() >= 3, "{steps:?}");
+        assert!(steps.windows(2).all(|w| w[0].0 < w[1].0), "{steps:?}");
+        let (done, total, message) = steps.last().unwrap();
+        assert_eq!(Some(*done), *total, "{steps:?}");
+        assert!(message.contains("ranked"), "{message}");
+        assert!(steps[0].2.starts_with("scope: "), "{steps:?}");
+        // A quick tool says nothing; a client that did not ask is told nothing.
+        let watching = Watching::default();
+        let Value::Object(arguments) = json!({}) else {
+            unreachable!()
+        };
+        pipeline
+            .call("list_namespaces", arguments, &watching)
+            .await
+            .unwrap();
+        assert!(watching.0.lock().unwrap().is_empty());
     }
 
     #[tokio::test]

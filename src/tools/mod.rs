@@ -31,12 +31,92 @@ use crate::cluster::{ClusterBackend, ClusterError};
 use crate::runbooks::knowledge::KnowledgeBase;
 use crate::util::suggest::suggest;
 
-/// What a tool may use: the cluster, the runbook knowledge and the limits that shape its
-/// answer. Tools see nothing else of the application (no ledger, no stages, no server).
+/// What a tool may use: the cluster, the runbook knowledge, the limits that shape its answer
+/// and a way to say how far a long call has got. Tools see nothing else of the application
+/// (no ledger, no stages, no server, no client).
+#[derive(Clone)]
 pub struct Context {
     pub backend: Arc<dyn ClusterBackend>,
     pub knowledge: Arc<KnowledgeBase>,
     pub limits: Limits,
+    pub progress: ProgressSender,
+}
+
+impl Context {
+    pub fn new(
+        backend: Arc<dyn ClusterBackend>,
+        knowledge: Arc<KnowledgeBase>,
+        limits: Limits,
+    ) -> Context {
+        Context {
+            backend,
+            knowledge,
+            limits,
+            progress: ProgressSender::default(),
+        }
+    }
+
+    /// The same context, reporting progress to `progress`.
+    pub fn with_progress(&self, progress: ProgressSender) -> Context {
+        Context {
+            progress,
+            ..self.clone()
+        }
+    }
+}
+
+/// One step of a long call ("read 4 of 9 services").
+#[derive(Debug, Clone, PartialEq)]
+pub struct Progress {
+    pub done: u32,
+    pub total: Option<u32>,
+    pub message: String,
+}
+
+/// Where a tool reports its progress. The pipeline gives a call a connected sender when the
+/// client asked for progress and forwards what arrives; otherwise reports go nowhere. A
+/// channel, so a tool never waits on the client; steps are numbered here so they only rise,
+/// as the protocol requires.
+#[derive(Debug, Clone, Default)]
+pub struct ProgressSender(Option<ProgressChannel>);
+
+#[derive(Debug, Clone)]
+struct ProgressChannel {
+    sender: tokio::sync::mpsc::UnboundedSender<Progress>,
+    steps: Arc<std::sync::atomic::AtomicU32>,
+}
+
+impl ProgressSender {
+    pub fn new(sender: tokio::sync::mpsc::UnboundedSender<Progress>) -> ProgressSender {
+        ProgressSender(Some(ProgressChannel {
+            sender,
+            steps: Arc::default(),
+        }))
+    }
+
+    /// Reports the next step; `total` when the number of steps is known.
+    pub fn step(&self, total: Option<u32>, message: impl Into<String>) {
+        if let Some(channel) = &self.0 {
+            let done = channel
+                .steps
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+                + 1;
+            // The receiver is gone only when the call has ended; nothing to tell then.
+            let _ = channel.sender.send(Progress {
+                done,
+                total: total.map(|t| t.max(done)),
+                message: message.into(),
+            });
+        }
+    }
+
+    /// Reports the last step (its number is the total).
+    pub fn last_step(&self, message: impl Into<String>) {
+        if let Some(channel) = &self.0 {
+            let done = channel.steps.load(std::sync::atomic::Ordering::Relaxed) + 1;
+            self.step(Some(done), message);
+        }
+    }
 }
 
 /// Limits on how much a tool reads.

@@ -291,6 +291,8 @@ async fn troubleshoot_issue(
         .filter(|s| !s.is_empty());
     let now = Timestamp::now();
     let resolution = resolve(&ctx, &description, service, namespace).await?;
+    ctx.progress
+        .step(None, format!("scope: {}", resolution.scope));
     let follow = resolution.mode != Mode::Scan;
     let mut gathered = gather(&ctx, &resolution.all, resolution.focus, follow).await?;
     let mut scope = resolution.scope;
@@ -304,6 +306,14 @@ async fn troubleshoot_issue(
             .map(|f| f.key.clone())
             .collect();
         let scan = scan(&ctx, namespace).await?;
+        ctx.progress.step(
+            None,
+            format!(
+                "{} healthy; scanning {}",
+                list_or_none(&healthy),
+                scan.scope
+            ),
+        );
         if !scan.focus.is_empty() {
             let notes = std::mem::take(&mut gathered.notes);
             gathered = gather(&ctx, &scan.all, scan.focus, false).await?;
@@ -312,6 +322,10 @@ async fn troubleshoot_issue(
             analysis = analyse(&gathered, &scan.all, &description, now);
         }
     }
+    ctx.progress.last_step(format!(
+        "{} finding(s) ranked; attaching runbooks",
+        analysis.findings.len()
+    ));
     Ok(answer(&ctx, gathered, analysis, scope).await)
 }
 
@@ -605,6 +619,14 @@ async fn gather(
             gathered.namespaces.insert(ns, facts);
             gathered.notes.extend(notes);
         }
+        let read: Vec<&str> = services.iter().map(|(key, _, _)| key.as_str()).collect();
+        ctx.progress.step(
+            None,
+            format!(
+                "read health, pods, crash logs and error groups of {}",
+                read.join(", ")
+            ),
+        );
         let mut fresh = Vec::new();
         for (key, role, result) in services {
             match result {

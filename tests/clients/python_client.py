@@ -163,6 +163,16 @@ async def sampling(binary):
                   request)
             usage = json.loads((await session.read_resource("budget://usage")).contents[0].text)
             check("sampling: the ledger books it", usage["sampling"]["calls"] == 1 and usage["sampling"]["completion_tokens"] > 0, usage.get("sampling"))
+            steps = []
+
+            async def on_progress(progress, total, message):
+                steps.append((progress, total, message))
+
+            await session.call_tool("troubleshoot_issue", arguments, progress_callback=on_progress)
+            rising = all(a[0] < b[0] for a, b in zip(steps, steps[1:]))
+            check("progress: troubleshoot_issue reports its steps, rising, the last one complete",
+                  len(steps) >= 3 and rising and steps[-1][1] == steps[-1][0]
+                  and any("payment-gateway" in (m or "") for _, _, m in steps), steps)
     async with stdio_client(params) as (read, write):
         async with ClientSession(read, write, sampling_callback=refuse) as session:
             await session.initialize()
