@@ -47,6 +47,7 @@ fn main() {
             ("small: list_pods identity", "list_pods", json!({"namespace": "identity"}), 1000),
             ("small: check_service_health payment-gateway", "check_service_health", json!({"service": "payment-gateway"}), 1000),
             ("medium, shaped: check_service_health all", "check_service_health", json!({}), 200),
+            ("medium, shaped: search_logs errors", "search_logs", json!({"level": "error", "limit": 20}), 200),
             ("1 MB, shaped: search_logs 2,100 entries", "search_logs", json!({"limit": 2100}), 30),
         ];
         for (label, tool, arguments, runs) in cases {

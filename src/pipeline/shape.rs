@@ -753,6 +753,9 @@ fn fit_lists(
     let mut stalled = false;
     // The best shape that fits so far (or, when none fits, the last one tried).
     let mut fitted: Option<(Shaped, usize)> = None;
+    // The items of the last shape that fitted, and their estimated price.
+    let mut fitted_choice: Option<Vec<Vec<usize>>> = None;
+    let mut fitted_used = 0.0;
     loop {
         attempt += 1;
         let allowances = water_fill(
@@ -767,6 +770,19 @@ fn fit_lists(
             .zip(&allowances)
             .map(|(list, &allowance)| choose(list, allowance))
             .collect();
+        // A larger offer that keeps the same items as the shape that fitted needs no
+        // measuring: the same reply would come back.
+        if fitted_choice.as_ref() == Some(&chosen) {
+            if stalled {
+                break;
+            }
+            match next_item_price(&lists, &chosen) {
+                Some(next) => available = available.max(fitted_used + next + 1.0),
+                None => break,
+            }
+            stalled = true;
+            continue;
+        }
         let mut candidate = skeleton.clone();
         truncation.lists = preset.clone();
         for ((list, keep), cuts) in lists.iter().zip(&chosen).zip(&nested) {
@@ -835,23 +851,15 @@ fn fit_lists(
             // Re-price the items by what the kept ones really cost, and offer the room left.
             let scale = calibrate(tokens, base, used);
             available = (used + slack / scale).max(available + 1.0);
+            fitted_used = used;
+            fitted_choice = Some(chosen);
             if !grows {
                 // The estimate kept no more items: offer the price of the next one exactly,
                 // once; the measured reply decides.
-                let next = lists
-                    .iter()
-                    .zip(&chosen)
-                    .filter_map(|(l, keep)| {
-                        l.preference
-                            .iter()
-                            .find(|i| !keep.contains(i))
-                            .map(|&i| l.costs[i])
-                    })
-                    .fold(f64::INFINITY, f64::min);
-                if !next.is_finite() {
-                    break;
+                match next_item_price(&lists, fitted_choice.as_deref().unwrap_or_default()) {
+                    Some(next) => available = available.max(used + next + 1.0),
+                    None => break,
                 }
-                available = available.max(used + next + 1.0);
                 stalled = true;
             }
             continue;
@@ -880,6 +888,21 @@ fn fit_lists(
     let wanted = lists.iter().map(|l| l.total).sum();
     let (shaped, kept) = fitted.expect("the loop ends with a shape");
     (shaped, kept, wanted)
+}
+
+/// The estimated price of the cheapest item not kept that a list would take next.
+fn next_item_price(lists: &[Candidate], chosen: &[Vec<usize>]) -> Option<f64> {
+    let next = lists
+        .iter()
+        .zip(chosen)
+        .filter_map(|(l, keep)| {
+            l.preference
+                .iter()
+                .find(|i| !keep.contains(i))
+                .map(|&i| l.costs[i])
+        })
+        .fold(f64::INFINITY, f64::min);
+    next.is_finite().then_some(next)
 }
 
 /// How much more (or less) the kept items cost than their estimated prices.
