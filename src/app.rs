@@ -73,6 +73,7 @@ pub fn assemble(
     Arc::new(Services {
         pipeline: Arc::new(pipeline),
         budget,
+        protocol: Default::default(),
         started: Instant::now(),
         started_at: Timestamp::now(),
     })

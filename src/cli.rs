@@ -22,8 +22,8 @@ use crate::cluster::kubernetes::config::{
     self as kube_config, BackendChoice, KubeSettings, Selected,
 };
 use crate::cluster::prometheus::{MetricQueries, Prometheus};
-use crate::mcp::Services;
 use crate::mcp::server::SreServer;
+use crate::mcp::{CallLimits, ServeLimits, Services, guard};
 use crate::pipeline::augment::Augmenter;
 use crate::pipeline::budget::{
     self, BudgetConfig, CountView, Encoding, MIN_RESULT_TOKENS, ShapingConfig,
@@ -56,6 +56,22 @@ pub struct Cli {
     /// result says how many it read and how to narrow (label_selector, status).
     #[arg(long, env = "SRE_MCP_MAX_LIST_ITEMS", default_value_t = Limits::DEFAULT_MAX_LIST_ITEMS as u32, value_parser = clap::value_parser!(u32).range(1..=1_000_000), global = true)]
     pub max_list_items: u32,
+
+    /// Largest request the server reads, in bytes: a longer line is refused with a JSON-RPC
+    /// error (carrying its id when its start shows one) without being parsed.
+    #[arg(long, env = "SRE_MCP_MAX_REQUEST_BYTES", default_value_t = ServeLimits::DEFAULT_MAX_REQUEST_BYTES as u64, value_parser = clap::value_parser!(u64).range(4096..=256 * 1024 * 1024), global = true)]
+    pub max_request_bytes: u64,
+
+    /// Tool calls (and resource reads) that run at once; up to 16 times as many more wait
+    /// their turn, and a request beyond that is answered "server busy". Default: twice the
+    /// number of cores.
+    #[arg(long, env = "SRE_MCP_MAX_CONCURRENT_CALLS", value_parser = clap::value_parser!(u32).range(1..=1024), global = true)]
+    pub max_concurrent_calls: Option<u32>,
+
+    /// Seconds one call may run (waiting for its turn included); then it is stopped and
+    /// answered with an error that says so.
+    #[arg(long, env = "SRE_MCP_CALL_TIMEOUT", default_value_t = ServeLimits::DEFAULT_CALL_TIMEOUT_SECS, value_parser = clap::value_parser!(u64).range(1..=3600), global = true)]
+    pub call_timeout: u64,
 
     /// Load the demo cluster from this directory instead of the embedded one (same layout
     /// as fixtures/demo: <namespace>.yaml, nodes.yaml, logs/<ns>/<pod>/<container>.log).
@@ -570,7 +586,17 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             // Token counting is needed from the first reply: build its tables now, in the
             // background, rather than on the first call.
             settings.budget.encoding.warm_up();
-            serve(build_services(&cli, &settings, knowledge_config(&cli))?).await
+            let limits = ServeLimits::new(
+                cli.max_request_bytes as usize,
+                cli.max_concurrent_calls
+                    .map_or_else(ServeLimits::default_max_concurrent_calls, |n| n as usize),
+                std::time::Duration::from_secs(cli.call_timeout),
+            );
+            serve(
+                build_services(&cli, &settings, knowledge_config(&cli))?,
+                limits,
+            )
+            .await
         }
 
         Some(Command::Call { tool, args, json }) => {
@@ -747,18 +773,47 @@ fn print_stdout(text: &str) {
     let _ = stdout.flush();
 }
 
-async fn serve(services: Arc<Services>) -> anyhow::Result<()> {
+async fn serve(services: Arc<Services>, limits: ServeLimits) -> anyhow::Result<()> {
     if std::io::stdin().is_terminal() {
         eprintln!("{}", banner());
     }
     tracing::info!(backend = %services.backend().info().description, "serving MCP on stdio");
-    let service = SreServer::new(services)
-        .serve(rmcp::transport::stdio_pipes())
-        .await
-        .context("MCP initialisation failed")?;
-    let reason = service.waiting().await?;
-    tracing::info!(?reason, "MCP session ended");
-    Ok(())
+    // Calls run on their own threads: the protocol loop (reading, the guard, writing, ping)
+    // keeps its own and never waits behind a CPU-heavy call.
+    let work = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(std::thread::available_parallelism().map_or(2, |n| n.get()))
+        .thread_name("sre-mcp-call")
+        .on_thread_start(crate::util::thread::lower_thread_priority_slightly)
+        .enable_all()
+        .build()
+        .context("starting the call threads")?;
+    let server = SreServer::new(
+        services.clone(),
+        &CallLimits {
+            work: work.handle().clone(),
+            max_concurrent_calls: limits.max_concurrent_calls,
+            call_timeout: limits.call_timeout,
+        },
+    );
+    let served = guard::run(
+        tokio::io::stdin(),
+        tokio::io::stdout(),
+        limits.guard(),
+        services.protocol.clone(),
+        |input, output| async move {
+            let service = server
+                .serve((input, output))
+                .await
+                .context("MCP initialisation failed")?;
+            let reason = service.waiting().await?;
+            tracing::info!(?reason, "MCP session ended");
+            Ok(())
+        },
+    )
+    .await;
+    // Calls still running past the drain are abandoned with the process.
+    work.shutdown_background();
+    served
 }
 
 /// What a person who ran the binary in a terminal needs to know.

@@ -66,9 +66,13 @@ impl Raw {
 async fn malformed_and_wrong_requests_get_errors_and_the_session_continues() {
     let mut raw = Raw::start().await;
 
-    // Unparsable input carries no id to answer; rmcp (like the other official SDKs) drops it
-    // rather than risk an error storm. The session must go on.
+    // Unparsable input: a parse error with "id": null (JSON-RPC 2.0, section 5.1), from the
+    // protocol guard; the session goes on.
     raw.send_line("{this is not json").await;
+    let parse_error = raw.next().await;
+    assert_eq!(parse_error["error"]["code"], -32700, "{parse_error}");
+    assert!(parse_error.as_object().unwrap().contains_key("id"));
+    assert!(parse_error["id"].is_null());
     let pong = raw
         .request(json!({"jsonrpc":"2.0","id":1,"method":"ping"}))
         .await;

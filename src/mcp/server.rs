@@ -2,7 +2,9 @@
 //! `completion/complete` onto the pipeline, resources and prompts modules.
 
 use std::collections::BTreeMap;
+use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
 use rmcp::model::{
     CallToolRequestParams, CallToolResponse, CallToolResult, CompleteRequestParams, CompleteResult,
@@ -18,7 +20,7 @@ use rmcp::{ErrorData as McpError, RoleServer, ServerHandler};
 use serde_json::Value;
 
 use super::client::PeerClient;
-use super::{Services, prompts, resources};
+use super::{CallLimits, Services, prompts, resources};
 use crate::pipeline::ToolReply;
 use crate::pipeline::client::Client;
 use crate::tools::ToolDef;
@@ -28,6 +30,10 @@ use crate::tools::ToolDef;
 pub struct SreServer {
     services: Arc<Services>,
     tools: Arc<Vec<Tool>>,
+    /// Where calls run (not the protocol loop's threads), how many at once, how long.
+    work: tokio::runtime::Handle,
+    slots: Arc<tokio::sync::Semaphore>,
+    timeout: Duration,
 }
 
 pub const INSTRUCTIONS: &str = "SRE tools for a Kubernetes cluster. For a reported problem, call troubleshoot_issue first (one call: ranked causes with evidence, actions, next calls). \
@@ -36,12 +42,78 @@ search_logs, count_errors and trace_transaction work across services. Results th
 daily-health-report give complete investigation plans. All tools are read-only.";
 
 impl SreServer {
-    pub fn new(services: Arc<Services>) -> SreServer {
+    /// Serves `services`; tool calls, resource reads and prompts run on `limits.work`.
+    pub fn new(services: Arc<Services>, limits: &CallLimits) -> SreServer {
         let tools = services.pipeline.tools().iter().map(mcp_tool).collect();
         SreServer {
             services,
             tools: Arc::new(tools),
+            work: limits.work.clone(),
+            slots: Arc::new(tokio::sync::Semaphore::new(limits.max_concurrent_calls)),
+            timeout: limits.call_timeout,
         }
+    }
+
+    /// Runs `work` on the work runtime, after waiting for a free slot, within the call
+    /// deadline; a cancelled request stops it. CPU-heavy work there (regexes over logs,
+    /// shaping, embedding) cannot stall the protocol loop, so a ping is answered meanwhile.
+    async fn offload<T, Fut>(
+        &self,
+        what: &str,
+        ct: &tokio_util::sync::CancellationToken,
+        work: Fut,
+    ) -> Result<T, Stopped>
+    where
+        T: Send + 'static,
+        Fut: Future<Output = T> + Send + 'static,
+    {
+        let slots = self.slots.clone();
+        let task = self.work.spawn(async move {
+            // The semaphore is never closed.
+            let _slot = slots.acquire_owned().await;
+            work.await
+        });
+        let abort = task.abort_handle();
+        let outcome = tokio::select! {
+            joined = task => joined.map_err(|e| {
+                tracing::error!(what, error = %e, "call failed unexpectedly");
+                Stopped::Failed
+            }),
+            _ = tokio::time::sleep(self.timeout) => Err(Stopped::TimedOut(self.timeout)),
+            _ = ct.cancelled() => Err(Stopped::Cancelled),
+        };
+        if outcome.is_err() {
+            abort.abort();
+        }
+        outcome
+    }
+}
+
+/// Why a call ended without its result.
+#[derive(Debug)]
+enum Stopped {
+    TimedOut(Duration),
+    Cancelled,
+    Failed,
+}
+
+impl Stopped {
+    fn message(&self, what: &str) -> String {
+        match self {
+            Stopped::TimedOut(after) => format!(
+                "{what} did not finish within {} s (--call-timeout) and was stopped; narrow it \
+                 (a namespace, a service, a shorter `since`) or raise --call-timeout",
+                after.as_secs_f64()
+            ),
+            Stopped::Cancelled => format!("{what} was cancelled by the client"),
+            Stopped::Failed => format!(
+                "{what} failed unexpectedly (a fault of the server; the log has the details)"
+            ),
+        }
+    }
+
+    fn into_mcp(self, what: &str) -> McpError {
+        McpError::internal_error(self.message(what), None)
     }
 }
 
@@ -56,6 +128,12 @@ fn mcp_tool(def: &ToolDef) -> Tool {
                 .idempotent(def.kind.idempotent())
                 .open_world(false),
         )
+}
+
+/// The `data` of a resource error: the URI, as the specification's examples show, unless it is
+/// too long to repeat.
+fn uri_data(uri: &str) -> Option<Value> {
+    (uri.len() <= 256).then(|| serde_json::json!({ "uri": uri }))
 }
 
 /// Converts a pipeline reply into an MCP tool result.
@@ -121,14 +199,18 @@ impl ServerHandler for SreServer {
     ) -> Result<CallToolResponse, McpError> {
         let client = PeerClient::new(context.peer.clone(), context.meta.get_progress_token());
         let arguments = request.arguments.unwrap_or_default();
-        match self
-            .services
-            .pipeline
-            .call(&request.name, arguments, &client)
-            .await
-        {
-            Ok(reply) => Ok(call_tool_result(reply).into()),
-            Err(unknown) => Err(McpError::invalid_params(unknown.to_string(), None)),
+        let services = self.services.clone();
+        let name = request.name.to_string();
+        let what = format!("tool call {}", request.name);
+        let call = async move { services.pipeline.call(&name, arguments, &client).await };
+        match self.offload(&what, &context.ct, call).await {
+            Ok(Ok(reply)) => Ok(call_tool_result(reply).into()),
+            Ok(Err(unknown)) => Err(McpError::invalid_params(unknown.to_string(), None)),
+            // The library sends no reply to a cancelled request.
+            Err(Stopped::Cancelled) => Err(Stopped::Cancelled.into_mcp(&what)),
+            Err(stopped) => {
+                Ok(CallToolResult::error(vec![ContentBlock::text(stopped.message(&what))]).into())
+            }
         }
     }
 
@@ -170,9 +252,16 @@ impl ServerHandler for SreServer {
     async fn read_resource(
         &self,
         request: ReadResourceRequestParams,
-        _context: RequestContext<RoleServer>,
+        context: RequestContext<RoleServer>,
     ) -> Result<ReadResourceResponse, McpError> {
-        match resources::read(&self.services, &request.uri).await {
+        let services = self.services.clone();
+        let uri = request.uri.clone();
+        let read = async move { resources::read(&services, &uri).await };
+        let read = self
+            .offload("resources/read", &context.ct, read)
+            .await
+            .map_err(|stopped| stopped.into_mcp("resources/read"))?;
+        match read {
             Ok(body) => Ok(ReadResourceResult::new(vec![
                 ResourceContents::text(crate::util::redact::mask(&body.text), body.uri)
                     .with_mime_type(body.mime_type),
@@ -180,15 +269,14 @@ impl ServerHandler for SreServer {
             .into()),
             Err(resources::ResourceError::NotFound(message)) => Err(McpError::resource_not_found(
                 message,
-                Some(serde_json::json!({ "uri": request.uri })),
+                uri_data(&request.uri),
             )),
             Err(resources::ResourceError::Failed(message)) => {
                 Err(McpError::internal_error(message, None))
             }
-            Err(resources::ResourceError::Invalid(message)) => Err(McpError::invalid_params(
-                message,
-                Some(serde_json::json!({ "uri": request.uri })),
-            )),
+            Err(resources::ResourceError::Invalid(message)) => {
+                Err(McpError::invalid_params(message, uri_data(&request.uri)))
+            }
         }
     }
 
@@ -231,6 +319,8 @@ impl ServerHandler for SreServer {
         }
         match prompts::render(&request.name, &args) {
             Ok((prompt, text)) => {
+                // What the client typed into the arguments is shown back: masked like the rest.
+                let text = crate::util::redact::mask(&text).into_owned();
                 let mut result =
                     GetPromptResult::new(vec![PromptMessage::new_text(Role::User, text)]);
                 result.description = Some(prompt.description.to_string());

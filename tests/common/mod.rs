@@ -1,6 +1,8 @@
 //! Spawns the real binary and talks MCP to it over stdio with rmcp's client.
 #![allow(dead_code)]
 
+pub mod raw;
+
 use std::process::Stdio;
 
 use rmcp::model::{CallToolRequestParams, CallToolResult, JsonObject};
