@@ -85,6 +85,19 @@ async fn every_malformed_frame_class_gets_its_reply_and_the_session_goes_on() {
     raw.send_line("\r").await;
     let pong = raw.request(ping(21)).await;
     assert_eq!(pong["id"], 21, "a notification was answered: {pong}");
+    // A completion value longer than any name: refused before any work, without echo.
+    let value = "s".repeat(100_000);
+    let completion = raw
+        .request(json!({"jsonrpc":"2.0","id":23,"method":"completion/complete","params":{"ref":{"type":"ref/prompt","name":"investigate-service"},"argument":{"name":"service","value":value}}}))
+        .await;
+    assert_eq!(completion["error"]["code"], -32602, "{completion}");
+    assert!(completion.to_string().len() < 1024);
+    assert!(
+        completion["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("the limit is 253")
+    );
     // Still serving tools.
     let listed = raw
         .request(json!({"jsonrpc":"2.0","id":22,"method":"tools/list"}))

@@ -148,7 +148,9 @@ where
     let (library_input, to_library) = tokio::io::duplex(PIPE);
     let (from_library, library_output) = tokio::io::duplex(PIPE);
     let shared = Arc::new(Shared::default());
-    let (replies, own_replies) = mpsc::unbounded_channel::<String>();
+    // Bounded: a client that sends bad frames without reading the replies slows down its own
+    // reading instead of growing the server's memory.
+    let (replies, own_replies) = mpsc::channel::<String>(256);
     let writer = tokio::spawn(write_loop(
         from_library,
         own_replies,
@@ -176,7 +178,7 @@ where
 async fn read_loop<R: AsyncBufRead + Unpin>(
     mut input: R,
     mut to_library: tokio::io::DuplexStream,
-    replies: mpsc::UnboundedSender<String>,
+    replies: mpsc::Sender<String>,
     shared: Arc<Shared>,
     config: GuardConfig,
     stats: Arc<ProtocolStats>,
@@ -223,7 +225,7 @@ async fn read_loop<R: AsyncBufRead + Unpin>(
             }
             Verdict::Reply(reply) => {
                 stats.refused_frames.fetch_add(1, Ordering::Relaxed);
-                if replies.send(reply).is_err() {
+                if replies.send(reply).await.is_err() {
                     break;
                 }
             }
@@ -722,7 +724,7 @@ struct Outgoing {
 /// time, and notes which requests have been answered.
 async fn write_loop<O: AsyncWrite + Unpin>(
     from_library: tokio::io::DuplexStream,
-    mut own_replies: mpsc::UnboundedReceiver<String>,
+    mut own_replies: mpsc::Receiver<String>,
     mut output: O,
     shared: Arc<Shared>,
     stats: Arc<ProtocolStats>,
