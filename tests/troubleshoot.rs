@@ -108,7 +108,9 @@ const INCIDENTS: &[Incident] = &[
 ];
 
 async fn server() -> Client {
-    start(&["--no-embeddings"]).await
+    let client = start(&["--no-embeddings"]).await;
+    common::wait_for_runbook_index(&client).await;
+    client
 }
 
 /// Tokens of each view: (text, structured JSON as a host passes it on).

@@ -52,6 +52,7 @@ const INCIDENTS: &[Incident] = &[
 #[tokio::test]
 async fn every_view_fits_and_carries_what_the_other_carries() {
     let client = start(&["--no-embeddings"]).await;
+    common::wait_for_runbook_index(&client).await;
     let mut checked = 0;
     for incident in INCIDENTS {
         let mut seen: std::collections::BTreeSet<&str> = Default::default();

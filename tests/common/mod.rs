@@ -77,6 +77,33 @@ pub async fn start(args: &[&str]) -> Client {
     ().serve(spawn(args)).await.expect("MCP initialize")
 }
 
+/// Waits (up to a minute) until the runbook index is built, as `system://health` says: on a
+/// loaded machine building it can take longer than a tool waits for it, and a test that checks
+/// the attached runbooks must not depend on that race.
+pub async fn wait_for_runbook_index(client: &Client) {
+    let started = std::time::Instant::now();
+    loop {
+        let health = client
+            .read_resource(rmcp::model::ReadResourceRequestParams::new("system://health"))
+            .await
+            .expect("system://health");
+        let text = match &health.contents[0] {
+            rmcp::model::ResourceContents::TextResourceContents { text, .. } => text.clone(),
+            _ => String::new(),
+        };
+        let health: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+        if health["runbooks"]["index"] == "ready" {
+            return;
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(60),
+            "runbook index not ready after 60 s: {}",
+            health["runbooks"]
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
 pub fn args(value: Value) -> JsonObject {
     match value {
         Value::Object(map) => map,
