@@ -9,12 +9,13 @@
 //! | 4 | [`mcp`] | the MCP surface: server adapter, resources, prompts, the client handle |
 //! | 3 | [`pipeline`] | tool → stages → reply: envelope, augmenter, budget, shaping, result store |
 //! | 2 | [`tools`] | the SRE tools, each seeing a narrow [`tools::Context`] |
-//! | 1 | [`cluster`], [`runbooks`] | cluster backends behind one trait; the runbook index |
+//! | 1 | [`cluster`], [`runbooks`], [`history`] | cluster backends behind one trait; the runbook index; the durable history and audit store |
 //! | 0 | [`util`] | token counting, time formats, log parsing, name suggestions |
 
 pub mod app;
 pub mod cli;
 pub mod cluster;
+pub mod history;
 pub mod mcp;
 pub mod pipeline;
 pub mod runbooks;

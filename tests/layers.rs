@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 const LAYERS: &[&[&str]] = &[
     // Small leaf utilities.
     &["util"],
-    &["cluster", "runbooks"],
+    &["cluster", "runbooks", "history"],
     &["tools"],
     &["pipeline"],
     &["mcp"],
