@@ -5,6 +5,8 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
+use crate::util::quote::short;
+
 /// One label requirement.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LabelRequirement {
@@ -84,7 +86,8 @@ impl LabelSelector {
     pub fn parse(selector: &str) -> Result<LabelSelector, SelectorError> {
         let bad = |part: &str| {
             SelectorError(format!(
-                "invalid label_selector term {part:?}; use key=value, key!=value, key in (a,b), key notin (a,b), key or !key"
+                "invalid label_selector term {}; use key=value, key!=value, key in (a,b), key notin (a,b), key or !key",
+                short(part)
             ))
         };
         let mut requirements = Vec::new();
@@ -190,7 +193,8 @@ impl FieldSelector {
                 (p, v, false)
             } else {
                 return Err(SelectorError(format!(
-                    "invalid field selector term {part:?}; use path=value or path!=value (e.g. status.phase=Running)"
+                    "invalid field selector term {}; use path=value or path!=value (e.g. status.phase=Running)",
+                    short(part)
                 )));
             };
             let path = path.trim();
@@ -200,7 +204,9 @@ impl FieldSelector {
                     .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '_')
             {
                 return Err(SelectorError(format!(
-                    "invalid field path {path:?} in field selector term {part:?}"
+                    "invalid field path {} in field selector term {}",
+                    short(path),
+                    short(part)
                 )));
             }
             requirements.push(FieldRequirement {

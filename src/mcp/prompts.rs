@@ -6,11 +6,15 @@ use std::collections::BTreeMap;
 
 use super::Services;
 use crate::cluster::{ListQuery, view};
+use crate::tools::limits;
+use crate::util::quote::{short, thousands};
 
 pub struct PromptArg {
     pub name: &'static str,
     pub description: &'static str,
     pub required: bool,
+    /// Longest value accepted, in characters (checked before the prompt is rendered).
+    pub max_chars: usize,
 }
 
 pub struct PromptDef {
@@ -39,11 +43,13 @@ pub static PROMPTS: &[PromptDef] = &[
                 name: "service",
                 description: "Service (Deployment) name, e.g. payment-gateway",
                 required: true,
+                max_chars: limits::NAME,
             },
             PromptArg {
                 name: "symptoms",
                 description: "What was reported, e.g. '502s on checkout since 10:40'",
                 required: false,
+                max_chars: limits::TEXT,
             },
         ],
         build: |a| {
@@ -77,11 +83,13 @@ Then confirm before you conclude, reading each result before the next:\n\
                 name: "service",
                 description: "Service (Deployment) to be deployed",
                 required: true,
+                max_chars: limits::NAME,
             },
             PromptArg {
                 name: "namespace",
                 description: "Its namespace, when the name is ambiguous",
                 required: false,
+                max_chars: limits::NAME,
             },
         ],
         build: |a| {
@@ -131,6 +139,7 @@ Keep healthy services to one line in total.".to_string()
             name: "trace_id",
             description: "Trace id (32 hex digits) from a log entry or an error report",
             required: true,
+            max_chars: limits::TRACE_ID,
         }],
         build: |a| {
             let trace = arg(a, "trace_id");
@@ -155,11 +164,13 @@ then Root cause, Severity, Evidence, Immediate actions, Follow-up as below.\n\n{
                 name: "description",
                 description: "The problem as reported, e.g. 'checkout is slow and returns 504'",
                 required: true,
+                max_chars: limits::TEXT,
             },
             PromptArg {
                 name: "service",
                 description: "A service involved, if known",
                 required: false,
+                max_chars: limits::NAME,
             },
         ],
         build: |a| {
@@ -189,7 +200,7 @@ fn arg(args: &BTreeMap<String, String>, name: &str) -> String {
 
 #[derive(Debug, thiserror::Error)]
 pub enum PromptError {
-    #[error("unknown prompt {name:?}; prompts: {valid}")]
+    #[error("unknown prompt {}; prompts: {valid}", short(name))]
     Unknown { name: String, valid: String },
     #[error("prompt {prompt} needs argument {argument:?} ({description})")]
     MissingArgument {
@@ -197,11 +208,26 @@ pub enum PromptError {
         argument: &'static str,
         description: &'static str,
     },
-    #[error("prompt {prompt} has no argument {argument:?}; its arguments: {valid}")]
+    #[error(
+        "prompt {prompt} has no argument {}; its arguments: {valid}",
+        short(argument)
+    )]
     UnknownArgument {
         prompt: &'static str,
         argument: String,
         valid: String,
+    },
+    #[error(
+        "prompt {prompt} argument {argument:?} is {} characters; the limit is {} ({description})",
+        thousands(*chars),
+        thousands(*limit)
+    )]
+    TooLong {
+        prompt: &'static str,
+        argument: &'static str,
+        description: &'static str,
+        chars: usize,
+        limit: usize,
     },
 }
 
@@ -239,6 +265,22 @@ pub fn render(
             });
         }
     }
+    for a in prompt.arguments {
+        if let Some(value) = args.get(a.name)
+            && value.len() > a.max_chars
+        {
+            let chars = value.chars().count();
+            if chars > a.max_chars {
+                return Err(PromptError::TooLong {
+                    prompt: prompt.name,
+                    argument: a.name,
+                    description: a.description,
+                    chars,
+                    limit: a.max_chars,
+                });
+            }
+        }
+    }
     for a in prompt.arguments.iter().filter(|a| a.required) {
         if args.get(a.name).is_none_or(|v| v.trim().is_empty()) {
             return Err(PromptError::MissingArgument {
@@ -254,6 +296,29 @@ pub fn render(
         .map(|(k, v)| (k.clone(), v.trim().to_string()))
         .collect();
     Ok((prompt, (prompt.build)(&args)))
+}
+
+/// Longest value `completion/complete` completes: the names it completes are Kubernetes names
+/// and runbook ids.
+pub const COMPLETION_VALUE_MAX_CHARS: usize = limits::NAME;
+
+/// Checks a `completion/complete` argument before any work: its value (what has been typed of a
+/// name) is at most [`COMPLETION_VALUE_MAX_CHARS`] characters. The message names the argument
+/// and the limit, and repeats neither in full.
+pub fn check_completion(argument: &str, value: &str) -> Result<(), String> {
+    if value.len() <= COMPLETION_VALUE_MAX_CHARS {
+        return Ok(());
+    }
+    let chars = value.chars().count();
+    if chars <= COMPLETION_VALUE_MAX_CHARS {
+        return Ok(());
+    }
+    Err(format!(
+        "completion value for {} is {} characters; the limit is {} (a name)",
+        short(argument),
+        thousands(chars),
+        COMPLETION_VALUE_MAX_CHARS
+    ))
 }
 
 /// Completion values for an argument named `service`, `namespace` or (runbook) `id`, of a
@@ -284,4 +349,63 @@ pub async fn complete(services: &Services, argument: &str, prefix: &str) -> Vec<
     values.sort();
     values.dedup();
     values
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn refusal(name: &str, pairs: &[(&str, String)]) -> String {
+        render(name, &args(pairs)).err().unwrap().to_string()
+    }
+
+    fn args(pairs: &[(&str, String)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.clone()))
+            .collect()
+    }
+
+    #[test]
+    fn every_argument_has_a_limit_checked_before_rendering() {
+        for prompt in PROMPTS {
+            for a in prompt.arguments {
+                assert!(a.max_chars >= 128, "{} {}", prompt.name, a.name);
+            }
+        }
+        let huge = "s".repeat(1_000_000);
+        let error = refusal("investigate-service", &[("service", huge.clone())]);
+        assert_eq!(
+            error,
+            "prompt investigate-service argument \"service\" is 1,000,000 characters; the limit is 253 (Service (Deployment) name, e.g. payment-gateway)"
+        );
+        let error = refusal("troubleshoot-issue", &[("description", "é".repeat(2_001))]);
+        assert!(
+            error.contains("2,001 characters; the limit is 2,000"),
+            "{error}"
+        );
+        render(
+            "troubleshoot-issue",
+            &args(&[("description", "é".repeat(2_000))]),
+        )
+        .unwrap();
+        // Unknown names are quoted by a short prefix only.
+        let error = refusal("investigate-service", &[(huge.as_str(), "x".into())]);
+        assert!(error.len() < 300, "{error}");
+        let error = refusal(&huge, &[]);
+        assert!(error.len() < 300, "{error}");
+    }
+
+    #[test]
+    fn completion_values_are_bounded() {
+        check_completion("service", &"a".repeat(253)).unwrap();
+        check_completion("service", &"é".repeat(253)).unwrap();
+        let error = check_completion("service", &"a".repeat(1_000_000)).unwrap_err();
+        assert_eq!(
+            error,
+            "completion value for \"service\" is 1,000,000 characters; the limit is 253 (a name)"
+        );
+        let error = check_completion(&"n".repeat(10_000), &"a".repeat(254)).unwrap_err();
+        assert!(error.len() < 200, "{error}");
+    }
 }

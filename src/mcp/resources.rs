@@ -11,6 +11,7 @@ use crate::cluster::{HealthStatus, ListQuery, view};
 use crate::pipeline::result_store::ReadError;
 use crate::tools::deploys::{DeployRecord, deploy_records};
 use crate::tools::{ToolError, health, lookup};
+use crate::util::quote::{short, thousands};
 use crate::util::suggest::suggest;
 
 /// A listed resource.
@@ -145,7 +146,22 @@ fn valid_uris() -> String {
     uris.join(", ")
 }
 
+/// Longest resource URI read: a runbook id or a `namespace/name` with room to spare; a longer
+/// one is refused before any work.
+pub const MAX_URI_CHARS: usize = 2_048;
+
 pub async fn read(services: &Services, uri: &str) -> Result<ResourceBody, ResourceError> {
+    if uri.len() > MAX_URI_CHARS {
+        let chars = uri.chars().count();
+        if chars > MAX_URI_CHARS {
+            return Err(ResourceError::Invalid(format!(
+                "the resource URI is {} characters; the limit is {} (valid resources: {})",
+                thousands(chars),
+                thousands(MAX_URI_CHARS),
+                valid_uris()
+            )));
+        }
+    }
     let body = |value: serde_json::Value| ResourceBody {
         uri: uri.to_string(),
         mime_type: JSON,
@@ -178,7 +194,8 @@ pub async fn read(services: &Services, uri: &str) -> Result<ResourceBody, Resour
                     text: runbook.markdown.clone(),
                 }),
                 None => Err(ResourceError::NotFound(format!(
-                    "no runbook {id:?}; closest ids: {}",
+                    "no runbook {}; closest ids: {}",
+                    short(&id),
                     suggest(&id, index.runbooks.iter().map(|r| r.id.as_str()))
                 ))),
             }
@@ -191,7 +208,8 @@ pub async fn read(services: &Services, uri: &str) -> Result<ResourceBody, Resour
                 ))
             }
             _ => Err(ResourceError::NotFound(format!(
-                "unknown resource {uri:?}; valid resources: {}",
+                "unknown resource {}; valid resources: {}",
+                short(uri),
                 valid_uris()
             ))),
         },

@@ -16,6 +16,7 @@ use super::result_store::{ResultStore, StoredResult, paginate};
 use super::shape::{ShapeRequest, ViewTokens, full_reply_tokens, shape};
 use super::{Call, Outcome, Rendered, Stage, StagedResult, ToolReply};
 use crate::tools::ToolDef;
+use crate::util::quote::{short, thousands};
 
 pub use crate::util::tokens::Encoding;
 
@@ -104,10 +105,13 @@ pub fn view_seen_by(setting: CountView, client: Option<&str>) -> (CountView, Str
     };
     match client {
         Some(name) => match HOST_VIEWS.iter().find(|(host, ..)| key(host) == key(name)) {
-            Some((_, view, why)) => (*view, format!("client {name:?}: {why}")),
+            Some((_, view, why)) => (*view, format!("client {}: {why}", short(name))),
             None => (
                 CountView::Auto,
-                format!("client {name:?} is not in the host table: the larger view is booked"),
+                format!(
+                    "client {} is not in the host table: the larger view is booked",
+                    short(name)
+                ),
             ),
         },
         None => (
@@ -156,6 +160,10 @@ pub struct BudgetConfig {
 /// saying what was dropped fit.
 pub const MIN_RESULT_TOKENS: usize = 500;
 
+/// The largest `max_tokens` a call may ask for (stated in every tool's input schema), and the
+/// highest `--max-result-tokens-ceiling`: a larger number is an error, not a cap.
+pub const MAX_TOKENS_LIMIT: usize = 10_000_000;
+
 /// Per-result caps and the full-result store.
 #[derive(Debug, Clone)]
 pub struct ShapingConfig {
@@ -199,8 +207,9 @@ impl Default for BudgetConfig {
 
 impl ShapingConfig {
     /// The cap for one call: the caller's `max_tokens` (clamped to the ceiling, with a note
-    /// saying so) or the default. Anything but a whole number of at least
-    /// [`MIN_RESULT_TOKENS`] is an error that says what is valid.
+    /// saying so) or the default. Anything but a whole number from [`MIN_RESULT_TOKENS`] to
+    /// [`MAX_TOKENS_LIMIT`] is an error that says what is valid (and quotes no more of the
+    /// value than a short prefix).
     pub fn resolve(&self, requested: Option<&Value>) -> Result<(usize, Option<String>), String> {
         let Some(requested) = requested.filter(|v| !v.is_null()) else {
             return Ok((self.max_result_tokens, None));
@@ -218,9 +227,25 @@ impl ShapingConfig {
             Value::String(s) => s.trim().parse::<u64>().ok(),
             _ => None,
         }
-        .ok_or_else(|| format!("{valid}; got {requested}"))?;
+        .ok_or_else(|| {
+            let got = match requested {
+                Value::String(s) => short(s),
+                other => short(&other.to_string()),
+            };
+            format!("{valid}; got {got}")
+        })?;
         if n < MIN_RESULT_TOKENS as u64 {
             return Err(format!("{valid}; got {n}"));
+        }
+        if n > MAX_TOKENS_LIMIT as u64 {
+            return Err(format!(
+                "max_tokens is {}; the limit is {} (a value above {} is lowered to {}; the default is {})",
+                thousands(n as usize),
+                thousands(MAX_TOKENS_LIMIT),
+                self.ceiling,
+                self.ceiling,
+                self.max_result_tokens
+            ));
         }
         if n > self.ceiling as u64 {
             return Ok((
@@ -461,8 +486,9 @@ impl BudgetTracker {
             let state = self.ledger.lock().unwrap_or_else(|e| e.into_inner());
             if self.used_fraction(&state) >= 1.0 {
                 return Err(super::result_store::ReadError::Invalid(format!(
-                    "session budget exhausted: spent {}. {uri} was not read. Raise the budget (restart with a larger --budget-tokens / --budget-usd); system://health and budget://usage stay readable.",
-                    self.spent_text(&state)
+                    "session budget exhausted: spent {}. {} was not read. Raise the budget (restart with a larger --budget-tokens / --budget-usd); system://health and budget://usage stay readable.",
+                    self.spent_text(&state),
+                    short(uri)
                 )));
             }
         }
@@ -679,6 +705,31 @@ mod tests {
     fn prices() {
         assert_eq!(price_for(DEFAULT_MODEL).unwrap(), 3.0);
         assert!(price_for("nope").unwrap_err().contains("claude-sonnet-4-5"));
+    }
+
+    #[test]
+    fn max_tokens_is_bounded_and_never_echoed_at_length() {
+        let caps = ShapingConfig::default();
+        let resolve = |v: Value| caps.resolve(Some(&v));
+        assert_eq!(resolve(json!(5000)).unwrap(), (5000, None));
+        assert_eq!(resolve(json!("5000")).unwrap(), (5000, None));
+        let (cap, note) = resolve(json!(MAX_TOKENS_LIMIT)).unwrap();
+        assert_eq!(cap, caps.ceiling);
+        assert!(note.unwrap().contains("ceiling"));
+        let above = resolve(json!(MAX_TOKENS_LIMIT + 1)).unwrap_err();
+        assert!(
+            above.starts_with("max_tokens is 10,000,001; the limit is 10,000,000"),
+            "{above}"
+        );
+        assert!(
+            resolve(json!(499))
+                .unwrap_err()
+                .contains("from 500 to 25000")
+        );
+        let long = resolve(json!("9".repeat(1_000_000))).unwrap_err();
+        assert!(long.len() < 300, "{long}");
+        let array = resolve(json!(vec![1; 100_000])).unwrap_err();
+        assert!(array.len() < 300, "{array}");
     }
 
     #[test]

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use super::shape::Truncation;
-use crate::tools::ToolDef;
+use crate::tools::{ToolDef, limits};
 
 /// Envelope field: runbook sections that address the problems in a result.
 pub const RELEVANT_RUNBOOKS: &str = "relevant_runbooks";
@@ -130,8 +130,9 @@ impl ReplyMeta {
     }
 }
 
-/// A tool's input schema with the `max_tokens` argument every tool accepts.
-pub fn input_schema(tool: &ToolDef, min_tokens: usize) -> JsonObject {
+/// A tool's input schema with the `max_tokens` argument every tool accepts (from `min_tokens`
+/// to `max_tokens`) and, for a tool that reads the cluster, `context`.
+pub fn input_schema(tool: &ToolDef, min_tokens: usize, max_tokens: usize) -> JsonObject {
     let mut schema = (*tool.input_schema).clone();
     let properties = schema
         .entry("properties")
@@ -148,7 +149,8 @@ pub fn input_schema(tool: &ToolDef, min_tokens: usize) -> JsonObject {
             serde_json::json!({
                 "type": "integer",
                 "minimum": min_tokens,
-                "description": "Token cap (default: the server's); larger results are shaped, the whole kept at result://."
+                "maximum": max_tokens,
+                "description": "Token cap; a larger result is shaped to fit it."
             }),
         );
         if tool.reads_cluster {
@@ -156,7 +158,8 @@ pub fn input_schema(tool: &ToolDef, min_tokens: usize) -> JsonObject {
                 CONTEXT.into(),
                 serde_json::json!({
                     "type": "string",
-                    "description": "kubeconfig context (default: the server's)."
+                    "maxLength": limits::NAME,
+                    "description": "kubeconfig context."
                 }),
             );
         }

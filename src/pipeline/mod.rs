@@ -1,11 +1,13 @@
 //! The result pipeline: every tool call — from the MCP server or the `call` subcommand — runs
-//! here: arguments → stages' admission → tool → stages (runbook augmenter, budget tracker…) →
-//! reply → every stage's after-call hook. Tools know nothing of the stages; stages know nothing
-//! of individual tools (they read a tool's declared kind and the meaning of result fields).
+//! here: arguments (checked against the tool's schema) → stages' admission → tool → stages
+//! (runbook augmenter, budget tracker…) → reply → every stage's after-call hook. Tools know
+//! nothing of the stages; stages know nothing of individual tools (they read a tool's declared
+//! kind and the meaning of result fields).
 //!
 //! To add a stage: implement [`Stage`] in a module here and add it in the composition root
 //! (`app.rs`), in order (the budget stays last so it counts what the client receives).
 
+pub mod arguments;
 pub mod augment;
 pub mod budget;
 pub mod client;
@@ -22,7 +24,7 @@ use std::time::Instant;
 use async_trait::async_trait;
 use serde_json::{Map, Value};
 
-use self::budget::{MIN_RESULT_TOKENS, ShapingConfig};
+use self::budget::{MAX_TOKENS_LIMIT, MIN_RESULT_TOKENS, ShapingConfig};
 use self::client::Client;
 use self::envelope::{ReplyMeta, render_reply};
 use self::stats::CallStats;
@@ -187,7 +189,7 @@ impl Pipeline {
     /// `max_tokens` argument, the envelope fields) and keep only standard formats.
     pub fn new(context: Arc<Context>, mut tools: ToolRegistry, caps: ShapingConfig) -> Pipeline {
         for tool in tools.iter_mut() {
-            let mut input = envelope::input_schema(tool, MIN_RESULT_TOKENS);
+            let mut input = envelope::input_schema(tool, MIN_RESULT_TOKENS, MAX_TOKENS_LIMIT);
             let mut output = envelope::output_schema(tool);
             standard_formats(&mut input);
             standard_formats(&mut output);
@@ -234,49 +236,46 @@ impl Pipeline {
             });
         };
         let started = Instant::now();
-        // `max_tokens` belongs to the pipeline (every tool accepts it), not to the tool.
-        let cap = self
+        // Bounded input, before any work: `max_tokens` belongs to the pipeline (every tool
+        // accepts it) and is resolved against the configured caps; every other argument is
+        // checked against the tool's schema (names, types, lengths, ranges).
+        let admitted = self
             .caps
-            .resolve(arguments.remove(envelope::MAX_TOKENS).as_ref());
+            .resolve(arguments.remove(envelope::MAX_TOKENS).as_ref())
+            .and_then(|cap| {
+                arguments::check(&tool.input_schema, &arguments)
+                    .map(|()| cap)
+                    .map_err(|message| {
+                        redact::mask(&format!("invalid arguments for {name}: {message}"))
+                            .into_owned()
+                    })
+            });
+        // `context` is the pipeline's too (checked above: a name, and only for a tool that
+        // reads the cluster).
         let cluster_context = match arguments.remove(envelope::CONTEXT) {
-            Some(Value::String(context)) if tool.reads_cluster && context.len() <= 253 => {
-                Some(context)
-            }
-            Some(Value::Null) | None => None,
-            Some(_) if tool.reads_cluster => {
-                return Ok(ToolReply::error(
-                    name,
-                    ToolError::InvalidArgument(
-                        "context must be the name of a context in the server's kubeconfig (a string of at most 253 characters)".into(),
-                    )
-                    .to_string(),
-                ));
-            }
-            // A tool that does not read the cluster has no `context`: put it back for the
-            // tool's own argument check to name.
-            Some(other) => {
-                arguments.insert(envelope::CONTEXT.into(), other);
-                None
-            }
+            Some(Value::String(context)) if tool.reads_cluster => Some(context),
+            _ => None,
         };
         let call = Call::new(tool, &arguments, client);
         let mut refusal = None;
-        for stage in &self.stages {
-            if let Err(message) = stage.admit(&call).await {
-                refusal = Some((stage.name(), message));
-                break;
+        if admitted.is_ok() {
+            for stage in &self.stages {
+                if let Err(message) = stage.admit(&call).await {
+                    refusal = Some((stage.name(), message));
+                    break;
+                }
             }
         }
-        let (mut reply, outcome) = match (refusal, cap) {
-            (Some((by, message)), _) => (
-                ToolReply::error(name, ToolError::Refused(message).to_string()),
-                Outcome::Refused { by },
-            ),
-            (None, Err(message)) => (
+        let (mut reply, outcome) = match (admitted, refusal) {
+            (Err(message), _) => (
                 ToolReply::error(name, ToolError::InvalidArgument(message).to_string()),
                 Outcome::Failed,
             ),
-            (None, Ok((max_tokens, cap_note))) => 'run: {
+            (Ok(_), Some((by, message))) => (
+                ToolReply::error(name, ToolError::Refused(message).to_string()),
+                Outcome::Refused { by },
+            ),
+            (Ok((max_tokens, cap_note)), None) => 'run: {
                 let context = match self.context_for(cluster_context.as_deref()).await {
                     Ok(context) => context,
                     Err(error) => {
@@ -506,6 +505,56 @@ mod tests {
                 "admit list_namespaces []",
                 "finish list_namespaces Completed error=false",
                 "admit list_pods [\"namespace\"]",
+                "finish list_pods Failed error=true",
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn arguments_outside_the_schema_are_refused_before_any_stage_admits_the_call() {
+        let (pipeline, seen) = probed(false, false);
+        let huge = "p".repeat(1_000_000);
+        let reply = call(
+            &pipeline,
+            "describe_pod",
+            json!({"namespace": "payments", "pod": huge}),
+        )
+        .await;
+        assert!(reply.is_error);
+        assert_eq!(
+            reply.text,
+            "invalid arguments for describe_pod: argument \"pod\" is 1,000,000 characters; the limit is 253 (a Kubernetes name)"
+        );
+        // `context` is an argument only of the tools that read the cluster.
+        let reply = call(
+            &pipeline,
+            "search_runbooks",
+            json!({"query": "oom", "context": "staging"}),
+        )
+        .await;
+        assert!(
+            reply.text.starts_with(
+                "invalid arguments for search_runbooks: unknown argument \"context\"; valid arguments: "
+            ),
+            "{}",
+            reply.text
+        );
+        let reply = call(
+            &pipeline,
+            "list_pods",
+            json!({"namespace": "payments", "context": "c".repeat(254)}),
+        )
+        .await;
+        assert!(
+            reply.text.contains("\"context\" is 254 characters"),
+            "{}",
+            reply.text
+        );
+        assert_eq!(
+            *seen.lock().unwrap(),
+            [
+                "finish describe_pod Failed error=true",
+                "finish search_runbooks Failed error=true",
                 "finish list_pods Failed error=true",
             ]
         );

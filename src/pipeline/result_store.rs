@@ -11,6 +11,7 @@ use jiff::Timestamp;
 use serde_json::{Map, Value};
 
 use super::shape::thousands;
+use crate::util::quote::short;
 use crate::util::tokens::Encoding;
 
 /// One stored full result.
@@ -218,7 +219,7 @@ impl ResultStore {
     pub fn read(&self, uri: &str) -> Result<String, ReadError> {
         let rest = uri
             .strip_prefix("result://")
-            .ok_or_else(|| ReadError::Invalid(format!("{uri:?} is not a result:// URI")))?;
+            .ok_or_else(|| ReadError::Invalid(format!("{} is not a result:// URI", short(uri))))?;
         let (id, query) = rest.split_once('?').unwrap_or((rest, ""));
         let mut page = 1;
         for pair in query.split('&').filter(|p| !p.is_empty()) {
@@ -226,13 +227,16 @@ impl ResultStore {
                 Some(("page", n)) => {
                     page = n.parse::<usize>().map_err(|_| {
                         ReadError::Invalid(format!(
-                            "page must be a whole number from 1, not {n:?} (result://{id}?page=2)"
+                            "page must be a whole number from 1, not {} (result://<id>?page=2)",
+                            short(n)
                         ))
                     })?;
                 }
                 _ => {
                     return Err(ReadError::Invalid(format!(
-                        "unknown query {pair:?} in {uri:?}; the only one is page=N"
+                        "unknown query {} in {}; the only one is page=N",
+                        short(pair),
+                        short(uri)
                     )));
                 }
             }
@@ -240,7 +244,8 @@ impl ResultStore {
         let Some(result) = self.touch(|r| r.id == id) else {
             let (count, bytes) = self.usage();
             return Err(ReadError::NotFound(format!(
-                "result://{id} is not stored: it is from an earlier session, or it was evicted (the store keeps the most recent full results up to {} MB; now {count} results, {:.1} MB; raise --result-store-mb). Run the tool again, with narrower arguments if you can.",
+                "{} is not stored: it is from an earlier session, or it was evicted (the store keeps the most recent full results up to {} MB; now {count} results, {:.1} MB; raise --result-store-mb). Run the tool again, with narrower arguments if you can.",
+                short(&format!("result://{id}")),
                 self.max_bytes / (1024 * 1024),
                 bytes as f64 / (1024.0 * 1024.0)
             )));

@@ -9,7 +9,7 @@ use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::Context;
+use super::{Context, limits};
 use super::{RenderText, ToolDef, ToolKind, ToolResult, define_tool, lookup};
 use crate::cluster::{ListQuery, view};
 use crate::util::timefmt::{age, rfc3339};
@@ -18,6 +18,7 @@ use crate::util::timefmt::{age, rfc3339};
 #[serde(deny_unknown_fields)]
 pub struct ListDeploymentsParams {
     /// Namespace to list.
+    #[schemars(length(max = limits::NAME))]
     pub namespace: String,
 }
 
@@ -159,8 +160,10 @@ impl RenderText for DeploymentList {
 #[serde(deny_unknown_fields)]
 pub struct GetRecentDeploysParams {
     /// Service (Deployment) name, or `namespace/name`.
+    #[schemars(length(max = limits::NAME))]
     pub service: String,
-    /// How far back to look, in hours (default 168 = 7 days, 1–2160).
+    /// How far back to look, in hours (default 168 = 7 days).
+    #[schemars(range(min = limits::HOURS_BACK_MIN, max = limits::HOURS_BACK_MAX))]
     pub hours_back: Option<i64>,
 }
 
@@ -252,7 +255,14 @@ async fn get_recent_deploys(
     params: GetRecentDeploysParams,
 ) -> ToolResult<DeployHistory> {
     let mut notes = Vec::new();
-    let hours_back = lookup::clamp("hours_back", params.hours_back, 168, 1, 2160, &mut notes);
+    let hours_back = lookup::clamp(
+        "hours_back",
+        params.hours_back,
+        168,
+        limits::HOURS_BACK_MIN,
+        limits::HOURS_BACK_MAX,
+        &mut notes,
+    );
     let deployment = lookup::find_service(&ctx, &params.service).await?;
     let namespace = view::namespace(&deployment.metadata).to_string();
     let replica_sets = ctx

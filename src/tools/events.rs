@@ -9,21 +9,25 @@ use k8s_openapi::api::core::v1::Event;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::Context;
+use super::{Context, limits};
 use super::{RenderText, ToolDef, ToolError, ToolKind, ToolResult, define_tool, lookup};
 use crate::cluster::{FieldSelector, ListQuery, view};
 use crate::util::logs::normalise_message;
+use crate::util::quote::short;
 use crate::util::timefmt::age;
 
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct GetEventsParams {
     /// Namespace; omit for all namespaces.
+    #[schemars(length(max = limits::NAME))]
     pub namespace: Option<String>,
     /// `Warning` or `Normal`.
     #[serde(rename = "type")]
+    #[schemars(length(max = limits::WORD))]
     pub type_: Option<String>,
     /// `Kind/name` (`Pod/web-1`) or a name; a name prefix also finds its ReplicaSets and pods.
+    #[schemars(length(max = limits::NAME))]
     pub object: Option<String>,
 }
 
@@ -149,7 +153,8 @@ async fn get_events(ctx: Arc<Context>, params: GetEventsParams) -> ToolResult<Ev
         Some(t) if t.eq_ignore_ascii_case("normal") => Some("Normal"),
         Some(t) => {
             return Err(ToolError::InvalidArgument(format!(
-                "invalid type {t:?}; valid types: Warning, Normal"
+                "invalid type {}; valid types: Warning, Normal",
+                short(t)
             )));
         }
     };

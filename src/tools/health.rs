@@ -11,7 +11,7 @@ use k8s_openapi::api::core::v1::{Event, Pod};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::Context;
+use super::{Context, limits};
 use super::{RenderText, ToolDef, ToolKind, ToolResult, define_tool, is_empty, lookup};
 use crate::cluster::{HealthStatus, ListQuery, ServiceMetrics, view};
 use crate::util::timefmt::age;
@@ -20,6 +20,7 @@ use crate::util::timefmt::age;
 #[serde(deny_unknown_fields)]
 pub struct CheckServiceHealthParams {
     /// Service (Deployment) name, or `namespace/name`. Omit to check every service.
+    #[schemars(length(max = limits::NAME))]
     pub service: Option<String>,
 }
 

@@ -12,12 +12,15 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::Context;
-use super::{RenderText, ToolDef, ToolError, ToolKind, ToolResult, define_tool, is_empty, lookup};
+use super::{
+    RenderText, ToolDef, ToolError, ToolKind, ToolResult, define_tool, is_empty, limits, lookup,
+};
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::Deployment;
 
 use crate::cluster::{ListQuery, LogLines, LogQuery, view};
 use crate::util::logs::{Level, LogEntry, is_trace_id, normalise_message};
+use crate::util::quote::{short, thousands};
 use crate::util::timefmt::{parse_since, rfc3339};
 
 /// One log entry as tools return it.
@@ -52,19 +55,39 @@ impl LogLine {
     }
 }
 
+/// Most memory a client's regular expression may compile to (its program, then its lazy
+/// DFA's cache): a pathological pattern such as `(a{1,100}){1,100}` is refused at once.
+const REGEX_SIZE_LIMIT: usize = 1 << 20;
+const REGEX_DFA_SIZE_LIMIT: usize = 2 << 20;
+
 fn compile_pattern(name: &str, pattern: Option<&str>) -> ToolResult<Option<Regex>> {
     let Some(pattern) = pattern.filter(|p| !p.is_empty()) else {
         return Ok(None);
     };
     RegexBuilder::new(pattern)
         .case_insensitive(true)
-        .size_limit(1 << 20)
+        .size_limit(REGEX_SIZE_LIMIT)
+        .dfa_size_limit(REGEX_DFA_SIZE_LIMIT)
         .build()
         .map(Some)
         .map_err(|e| {
-            ToolError::InvalidArgument(format!(
-                "invalid regular expression in {name}={pattern:?}: {e}. Escape special characters such as ( [ . * with a backslash, or pass plain words"
-            ))
+            ToolError::InvalidArgument(match e {
+                regex::Error::CompiledTooBig(limit) => format!(
+                    "{name}={} is too large a regular expression: compiled, it exceeds the limit of {} bytes. Use plain words or fewer, smaller repetitions",
+                    short(pattern),
+                    thousands(limit)
+                ),
+                // The parser's message repeats the pattern; only its last line (what is wrong)
+                // is kept.
+                other => {
+                    let other = other.to_string();
+                    let what = other.rsplit("error: ").next().unwrap_or(&other).trim();
+                    format!(
+                        "invalid regular expression in {name}={}: {what}. Escape special characters such as ( [ . * with a backslash, or pass plain words",
+                        short(pattern)
+                    )
+                }
+            })
         })
 }
 
@@ -108,18 +131,25 @@ fn entry_matches(
 #[serde(deny_unknown_fields)]
 pub struct GetPodLogsParams {
     /// Namespace of the pod.
+    #[schemars(length(max = limits::NAME))]
     pub namespace: String,
     /// Pod name.
+    #[schemars(length(max = limits::NAME))]
     pub pod: String,
     /// Needed only when the pod has several containers.
+    #[schemars(length(max = limits::NAME))]
     pub container: Option<String>,
     /// Newest matching entries to return (default 100).
+    #[schemars(range(min = limits::LOG_LINES_MIN, max = limits::LOG_LINES_MAX))]
     pub tail_lines: Option<i64>,
-    /// A duration back (`15m`, `2h`) or an RFC 3339 time.
+    /// `15m`, `2h` back, or an RFC 3339 time.
+    #[schemars(length(max = limits::SINCE))]
     pub since: Option<String>,
     /// Minimum level: trace, debug, info, warn, error, fatal.
+    #[schemars(length(max = limits::WORD))]
     pub level: Option<String>,
     /// Regex (case-insensitive) on message, logger and stack lines.
+    #[schemars(length(max = limits::PATTERN))]
     pub grep: Option<String>,
     /// The previous, crashed instance (`kubectl logs --previous`).
     pub previous: Option<bool>,
@@ -163,7 +193,8 @@ async fn get_pod_logs(ctx: Arc<Context>, params: GetPodLogsParams) -> ToolResult
         Some(c) if containers.iter().any(|x| x == c) => c.to_string(),
         Some(c) => {
             return Err(ToolError::NotFound(format!(
-                "container {c:?} not found in pod {}; containers: {}",
+                "container {} not found in pod {}; containers: {}",
+                short(c),
                 params.pod,
                 containers.join(", ")
             )));
@@ -184,7 +215,7 @@ async fn get_pod_logs(ctx: Arc<Context>, params: GetPodLogsParams) -> ToolResult
         "tail_lines",
         params.tail_lines,
         100.min(max),
-        1,
+        limits::LOG_LINES_MIN,
         max,
         &mut notes,
     ) as usize;
@@ -514,18 +545,25 @@ fn render_service_line(out: &mut String, line: &ServiceLogLine) {
 #[serde(deny_unknown_fields)]
 pub struct SearchLogsParams {
     /// A service (Deployment name or `namespace/name`).
+    #[schemars(length(max = limits::NAME))]
     pub service: Option<String>,
     /// Only pods in this namespace.
+    #[schemars(length(max = limits::NAME))]
     pub namespace: Option<String>,
     /// Minimum level: trace, debug, info, warn, error, fatal.
+    #[schemars(length(max = limits::WORD))]
     pub level: Option<String>,
     /// Regex (case-insensitive) on message, logger and stack lines.
+    #[schemars(length(max = limits::PATTERN))]
     pub pattern: Option<String>,
     /// Trace id (32 hex digits).
+    #[schemars(length(max = limits::TRACE_ID))]
     pub trace_id: Option<String>,
-    /// A duration back (`15m`, `2h`) or an RFC 3339 time.
+    /// `15m`, `2h` back, or an RFC 3339 time.
+    #[schemars(length(max = limits::SINCE))]
     pub since: Option<String>,
     /// Newest entries to return (default 50).
+    #[schemars(range(min = limits::LOG_LINES_MIN, max = limits::LOG_LINES_MAX))]
     pub limit: Option<i64>,
 }
 
@@ -579,7 +617,14 @@ async fn resolve_scope(
 async fn search_logs(ctx: Arc<Context>, params: SearchLogsParams) -> ToolResult<LogSearch> {
     let mut notes = Vec::new();
     let max = ctx.limits.max_log_lines as i64;
-    let limit = lookup::clamp("limit", params.limit, 50.min(max), 1, max, &mut notes) as usize;
+    let limit = lookup::clamp(
+        "limit",
+        params.limit,
+        50.min(max),
+        limits::LOG_LINES_MIN,
+        max,
+        &mut notes,
+    ) as usize;
     let now = Timestamp::now();
     let since = parse_since_arg(params.since.as_deref(), now)?;
     let level = parse_level(params.level.as_deref())?;
@@ -593,7 +638,8 @@ async fn search_logs(ctx: Arc<Context>, params: SearchLogsParams) -> ToolResult<
         Some(t) if is_trace_id(&t.to_ascii_lowercase()) => Some(t.to_ascii_lowercase()),
         Some(t) => {
             return Err(ToolError::InvalidArgument(format!(
-                "invalid trace_id {t:?}: expected 32 (or 16) hexadecimal digits"
+                "invalid trace_id {}: expected 32 (or 16) hexadecimal digits",
+                short(t)
             )));
         }
         None => None,
@@ -672,9 +718,11 @@ pub enum GroupBy {
 pub struct CountErrorsParams {
     /// service (default), message (ids and numbers normalised away) or pod.
     pub group_by: Option<GroupBy>,
-    /// A duration back (`15m`, `2h`) or an RFC 3339 time (default 1h).
+    /// `15m`, `2h` back, or an RFC 3339 time (default 1h).
+    #[schemars(length(max = limits::SINCE))]
     pub since: Option<String>,
     /// Only pods in this namespace.
+    #[schemars(length(max = limits::NAME))]
     pub namespace: Option<String>,
 }
 
@@ -823,7 +871,8 @@ impl RenderText for ErrorCounts {
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TraceTransactionParams {
-    /// Trace id: 32 hexadecimal digits (W3C trace-context), as found in log entries.
+    /// Trace id (32 hex digits, W3C trace-context), as found in log entries.
+    #[schemars(length(max = limits::TRACE_ID))]
     pub trace_id: String,
 }
 
@@ -875,8 +924,8 @@ async fn trace_transaction(
     let trace_id = params.trace_id.trim().to_ascii_lowercase();
     if !is_trace_id(&trace_id) {
         return Err(ToolError::InvalidArgument(format!(
-            "invalid trace_id {:?}: expected 32 (or 16) hexadecimal digits, e.g. 4bf92f3577b34da6a3ce929d0e0e4736",
-            params.trace_id
+            "invalid trace_id {}: expected 32 (or 16) hexadecimal digits, e.g. 4bf92f3577b34da6a3ce929d0e0e4736",
+            short(&params.trace_id)
         )));
     }
     let mut notes = Vec::new();
@@ -1050,6 +1099,23 @@ mod tests {
             "{bad}"
         );
         assert!(compile_pattern("grep", Some("")).unwrap().is_none());
+        // A pattern within its length limit that compiles to too much is refused at once,
+        // naming the argument and quoting only its start.
+        let started = std::time::Instant::now();
+        let big = compile_pattern("pattern", Some(r"\w{1,100}\w{1,100}\w{1,100}"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            big.starts_with("pattern=\"\\\\w{1,100}") && big.contains("too large"),
+            "{big}"
+        );
+        assert!(started.elapsed() < std::time::Duration::from_secs(1));
+        // The parser's message is not repeated with the whole pattern in it.
+        let long = format!("({}", "a".repeat(900));
+        let bad = compile_pattern("grep", Some(&long))
+            .unwrap_err()
+            .to_string();
+        assert!(bad.len() < 300 && bad.contains("unclosed group"), "{bad}");
         let level = parse_level(Some("loud")).unwrap_err().to_string();
         assert!(level.contains("error"), "{level}");
         assert_eq!(parse_level(Some(" WARN ")).unwrap(), Some(Level::Warn));

@@ -4,15 +4,16 @@
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Pod;
 
-use super::{Context, ToolError, ToolResult};
+use super::{Context, ToolError, ToolResult, limits};
 use std::future::Future;
 
 use crate::cluster::{ClusterError, ClusterResult, FieldSelector, ListQuery, view};
+use crate::util::quote::short;
 use crate::util::suggest::suggest;
 
 /// Checks a Kubernetes name: DNS-1123 label (namespaces, services) or subdomain (pods).
 pub fn validate_name(kind: &str, name: &str, subdomain: bool) -> ToolResult<()> {
-    let max = if subdomain { 253 } else { 63 };
+    let max = if subdomain { limits::NAME } else { 63 };
     let valid_char = |c: char| {
         c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || (subdomain && c == '.')
     };
@@ -25,7 +26,8 @@ pub fn validate_name(kind: &str, name: &str, subdomain: bool) -> ToolResult<()> 
         Ok(())
     } else {
         Err(ToolError::InvalidArgument(format!(
-            "invalid {kind} name {name:?}: Kubernetes names are at most {max} characters of lowercase letters, digits and '-'{}, starting and ending with a letter or digit",
+            "invalid {kind} name {}: Kubernetes names are at most {max} characters of lowercase letters, digits and '-'{}, starting and ending with a letter or digit",
+            short(name),
             if subdomain { " or '.'" } else { "" }
         )))
     }
@@ -77,7 +79,8 @@ pub async fn require_namespace(ctx: &Context, namespace: &str) -> ToolResult<()>
             })
             .await?;
             Err(ToolError::NotFound(format!(
-                "namespace {namespace:?} not found; valid namespaces: {}",
+                "namespace {} not found; valid namespaces: {}",
+                short(namespace),
                 suggest(namespace, existing.iter().map(String::as_str))
             )))
         }
@@ -117,12 +120,14 @@ pub async fn find_service(ctx: &Context, service: &str) -> ToolResult<Deployment
         0 => {
             let names = view::names(&ctx.backend.deployments(&ListQuery::all()).await?.items);
             Err(ToolError::NotFound(format!(
-                "service {service:?} not found; valid services: {}",
+                "service {} not found; valid services: {}",
+                short(service),
                 suggest(name, names.iter().map(String::as_str))
             )))
         }
         _ => Err(ToolError::InvalidArgument(format!(
-            "service {name:?} exists in several namespaces ({}); name it as namespace/{name}",
+            "service {} exists in several namespaces ({}); name it as namespace/{name}",
+            short(name),
             matches
                 .iter()
                 .map(|d| view::namespace(&d.metadata))
@@ -170,7 +175,9 @@ pub async fn find_pod(ctx: &Context, namespace: &str, pod: &str) -> ToolResult<P
             })
             .await?;
             Err(ToolError::NotFound(format!(
-                "pod {pod:?} not found in namespace {namespace:?}; pods there: {}",
+                "pod {} not found in namespace {}; pods there: {}",
+                short(pod),
+                short(namespace),
                 suggest(pod, existing.iter().map(String::as_str))
             )))
         }

@@ -3,13 +3,15 @@
 //! tool sees only a narrow [`Context`] (cluster, runbooks, limits), never the application.
 //! Tool names are stable API.
 //!
-//! To add a tool: a module here with its params, output (+ `RenderText`) and an async function
-//! of `(Arc<Context>, Params)`, built with [`define_tool`] and listed in
+//! To add a tool: a module here with its params (every argument bounded in its schema with a
+//! constant of [`limits`], which the pipeline checks before any work), output (+ `RenderText`)
+//! and an async function of `(Arc<Context>, Params)`, built with [`define_tool`] and listed in
 //! [`ToolRegistry::standard`].
 
 pub mod deploys;
 pub mod events;
 pub mod health;
+pub mod limits;
 pub mod logs;
 pub mod lookup;
 pub mod namespaces;
@@ -29,6 +31,7 @@ use serde_json::Value;
 
 use crate::cluster::{ClusterBackend, ClusterError};
 use crate::runbooks::knowledge::KnowledgeBase;
+use crate::util::quote::{clip, short};
 use crate::util::suggest::suggest;
 
 /// What a tool may use: the cluster, the runbook knowledge, the limits that shape its answer
@@ -182,7 +185,7 @@ impl From<ClusterError> for ToolError {
             } => {
                 let place = namespace
                     .as_ref()
-                    .map(|ns| format!(" in namespace {ns:?}"))
+                    .map(|ns| format!(" in namespace {}", short(ns)))
                     .unwrap_or_default();
                 let names = match existing {
                     Some(existing) => format!(
@@ -191,7 +194,7 @@ impl From<ClusterError> for ToolError {
                     ),
                     None => String::new(),
                 };
-                ToolError::NotFound(format!("{kind} {name:?} not found{place}{names}"))
+                ToolError::NotFound(format!("{kind} {} not found{place}{names}", short(name)))
             }
             ClusterError::Invalid(message) => ToolError::InvalidArgument(message),
             other => ToolError::Cluster(other),
@@ -310,7 +313,12 @@ where
         let function = function.clone();
         Box::pin(async move {
             let params: P = serde_json::from_value(arguments).map_err(|e| {
-                ToolError::InvalidArgument(format!("invalid arguments for {name}: {e}"))
+                // Serde may quote the value it could not read: at most a short part of it.
+                let e = e.to_string();
+                ToolError::InvalidArgument(format!(
+                    "invalid arguments for {name}: {}",
+                    clip(&e, 200)
+                ))
             })?;
             let output = function(context, params).await?;
             serde_json::to_value(output)

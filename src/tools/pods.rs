@@ -10,19 +10,23 @@ use k8s_openapi::api::core::v1::{Container, ContainerState, Pod, Probe};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::Context;
+use super::{Context, limits};
 use super::{RenderText, ToolDef, ToolError, ToolKind, ToolResult, define_tool, is_empty, lookup};
 use crate::cluster::{FieldSelector, LabelSelector, ListQuery, view};
+use crate::util::quote::short;
 use crate::util::timefmt::{age, rfc3339};
 
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ListPodsParams {
     /// Namespace to list.
+    #[schemars(length(max = limits::NAME))]
     pub namespace: String,
     /// A status or phase (CrashLoopBackOff, Pending…), or `unhealthy` (not running and ready).
+    #[schemars(length(max = limits::WORD))]
     pub status: Option<String>,
     /// Label selector, e.g. `app=web,tier!=db`.
+    #[schemars(length(max = limits::LABEL_SELECTOR))]
     pub label_selector: Option<String>,
 }
 
@@ -169,7 +173,8 @@ async fn list_pods(ctx: Arc<Context>, params: ListPodsParams) -> ToolResult<PodL
             && !known.iter().any(|s| s.eq_ignore_ascii_case(wanted))
         {
             return Err(ToolError::InvalidArgument(format!(
-                "unknown status {wanted:?}; use a phase ({}), a container reason such as CrashLoopBackOff or ImagePullBackOff, or `unhealthy`",
+                "unknown status {}; use a phase ({}), a container reason such as CrashLoopBackOff or ImagePullBackOff, or `unhealthy`",
+                short(wanted),
                 "Pending, Running, Succeeded, Failed, Unknown"
             )));
         }
@@ -287,8 +292,10 @@ impl RenderText for PodList {
 #[serde(deny_unknown_fields)]
 pub struct DescribePodParams {
     /// Namespace of the pod.
+    #[schemars(length(max = limits::NAME))]
     pub namespace: String,
     /// Pod name.
+    #[schemars(length(max = limits::NAME))]
     pub pod: String,
 }
 

@@ -7,19 +7,24 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::Context;
-use super::{RenderText, ToolDef, ToolError, ToolKind, ToolResult, define_tool, lookup};
+use super::{RenderText, ToolDef, ToolError, ToolKind, ToolResult, define_tool, limits, lookup};
 use crate::runbooks::index::{DocHit, Filter, RunbookIndex};
+use crate::util::quote::thousands;
 
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SearchRunbooksParams {
     /// A symptom, error message, event reason or alert name.
+    #[schemars(length(max = limits::TEXT))]
     pub query: String,
-    /// Most runbooks to return (default 5, 1–20).
+    /// Most runbooks to return (default 5).
+    #[schemars(range(min = limits::RUNBOOKS_MIN, max = limits::RUNBOOKS_MAX))]
     pub limit: Option<i64>,
     /// Only this team's runbooks (front matter `team`).
+    #[schemars(length(max = limits::NAME))]
     pub team: Option<String>,
     /// Only runbooks carrying all of these tags.
+    #[schemars(length(max = limits::TAGS), inner(length(max = limits::TAG)))]
     pub tags: Option<Vec<String>>,
 }
 
@@ -116,14 +121,23 @@ async fn search_runbooks(
             "query is empty; describe the symptom, e.g. \"pods OOMKilled exit code 137\"".into(),
         ));
     }
-    if query.len() > 2000 {
+    let chars = query.chars().count();
+    if chars > limits::TEXT {
         return Err(ToolError::InvalidArgument(format!(
-            "query is {} characters; keep it under 2000",
-            query.len()
+            "query is {} characters; the limit is {}",
+            thousands(chars),
+            thousands(limits::TEXT)
         )));
     }
     let mut notes = Vec::new();
-    let limit = lookup::clamp("limit", params.limit, 5, 1, 20, &mut notes) as usize;
+    let limit = lookup::clamp(
+        "limit",
+        params.limit,
+        5,
+        limits::RUNBOOKS_MIN,
+        limits::RUNBOOKS_MAX,
+        &mut notes,
+    ) as usize;
     let filter = Filter {
         team: params.team.filter(|t| !t.trim().is_empty()),
         tags: params.tags.unwrap_or_default(),

@@ -29,11 +29,13 @@ use super::deploys::{DeployRecord, deploy_records};
 use super::health::{self, ServiceHealth};
 use super::logs::{self, ErrorGroup};
 use super::{
-    Context, RenderText, ToolDef, ToolError, ToolKind, ToolResult, define_tool, is_empty, lookup,
+    Context, RenderText, ToolDef, ToolError, ToolKind, ToolResult, define_tool, is_empty, limits,
+    lookup,
 };
 use crate::cluster::{HealthStatus, ListQuery, LogQuery, view};
 use crate::runbooks::index::{Filter, SectionRole, section_role};
 use crate::util::logs::{Level, normalise_message};
+use crate::util::quote::thousands;
 use crate::util::timefmt::{age, parse_duration};
 
 /// Services matched in a description, or taken from a scan, that are investigated first.
@@ -66,10 +68,13 @@ const ROLLOUT_WINDOW: SignedDuration = SignedDuration::from_hours(2);
 #[serde(deny_unknown_fields)]
 pub struct TroubleshootIssueParams {
     /// The problem as reported; names in it are matched to services.
+    #[schemars(length(max = limits::TEXT))]
     pub description: String,
     /// Service name or `namespace/name`, if known.
+    #[schemars(length(max = limits::NAME))]
     pub service: Option<String>,
     /// Only this namespace's services.
+    #[schemars(length(max = limits::NAME))]
     pub namespace: Option<String>,
 }
 
@@ -273,10 +278,12 @@ async fn troubleshoot_issue(
                 .into(),
         ));
     }
-    if description.len() > 2000 {
+    let chars = description.chars().count();
+    if chars > limits::TEXT {
         return Err(ToolError::InvalidArgument(format!(
-            "description is {} characters; keep it under 2000",
-            description.len()
+            "description is {} characters; the limit is {}",
+            thousands(chars),
+            thousands(limits::TEXT)
         )));
     }
     let service = params

@@ -8,6 +8,8 @@ use jiff::{SignedDuration, Timestamp};
 use regex::Regex;
 use serde::{Deserialize, Serialize};
 
+use super::quote::short;
+
 /// Log severity, ordered from least to most severe.
 #[derive(
     Debug,
@@ -60,8 +62,13 @@ impl Level {
 
     /// Parses a user-supplied minimum level, with an error that lists the valid values.
     pub fn parse_arg(text: &str) -> Result<Level, String> {
-        Level::parse(text.trim())
-            .ok_or_else(|| format!("invalid level {text:?}; valid levels: {}", Level::NAMES))
+        Level::parse(text.trim()).ok_or_else(|| {
+            format!(
+                "invalid level {}; valid levels: {}",
+                short(text),
+                Level::NAMES
+            )
+        })
     }
 }
 

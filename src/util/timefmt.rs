@@ -2,6 +2,8 @@
 
 use jiff::{SignedDuration, Timestamp};
 
+use super::quote::short;
+
 /// Parses a compact duration such as `45s`, `15m`, `2h30m`, `3d` or `1d2h`. Units must appear
 /// in descending order (d, h, m, s) and each at most once.
 pub fn parse_duration(text: &str) -> Result<SignedDuration, String> {
@@ -22,24 +24,31 @@ pub fn parse_duration(text: &str) -> Result<SignedDuration, String> {
             'h' => (2, 3_600),
             'm' => (3, 60),
             's' => (4, 1),
-            _ => return Err(format!("unexpected character {ch:?} in duration {text:?}")),
+            _ => {
+                return Err(format!(
+                    "unexpected character {ch:?} in duration {}",
+                    short(text)
+                ));
+            }
         };
         if digits.is_empty() || rank <= last_unit_rank {
-            return Err(format!("malformed duration {text:?}"));
+            return Err(format!("malformed duration {}", short(text)));
         }
         let value: i64 = digits
             .parse()
-            .map_err(|_| format!("number too large in duration {text:?}"))?;
+            .map_err(|_| format!("number too large in duration {}", short(text)))?;
         total = value
             .checked_mul(seconds)
             .and_then(|v| total.checked_add(v))
-            .ok_or_else(|| format!("duration {text:?} is too large"))?;
+            .ok_or_else(|| format!("duration {} is too large", short(text)))?;
         digits.clear();
         last_unit_rank = rank;
     }
     if !digits.is_empty() {
         return Err(format!(
-            "duration {text:?} needs a unit after {digits:?} (s, m, h or d)"
+            "duration {} needs a unit after {} (s, m, h or d)",
+            short(text),
+            short(&digits)
         ));
     }
     Ok(SignedDuration::from_secs(total))
@@ -62,10 +71,10 @@ pub fn parse_since(text: &str, now: Timestamp) -> Result<Timestamp, String> {
         return Ok(ts);
     }
     let duration = parse_duration(text).map_err(|e| {
-        format!("invalid since={text:?}: {e}; use a duration such as 15m, 2h, 1d or an RFC 3339 time such as 2026-01-02T15:04:05Z")
+        format!("invalid since={}: {e}; use a duration such as 15m, 2h, 1d or an RFC 3339 time such as 2026-01-02T15:04:05Z", short(text))
     })?;
     now.checked_sub(duration)
-        .map_err(|_| format!("since={text:?} reaches too far back"))
+        .map_err(|_| format!("since={} reaches too far back", short(text)))
 }
 
 /// `kubectl`-style age: `45s`, `14m`, `3h12m`, `6d`.
