@@ -84,7 +84,9 @@ pub async fn wait_for_runbook_index(client: &Client) {
     let started = std::time::Instant::now();
     loop {
         let health = client
-            .read_resource(rmcp::model::ReadResourceRequestParams::new("system://health"))
+            .read_resource(rmcp::model::ReadResourceRequestParams::new(
+                "system://health",
+            ))
             .await
             .expect("system://health");
         let text = match &health.contents[0] {
