@@ -49,7 +49,7 @@ pub struct Cli {
 
     /// Most log entries one call of get_pod_logs or search_logs may read (tail_lines and
     /// limit are clamped to it). What reaches the client is bounded by --max-result-tokens.
-    #[arg(long, env = "SRE_MCP_MAX_LOG_LINES", default_value_t = Limits::DEFAULT_MAX_LOG_LINES as u32, value_parser = clap::value_parser!(u32).range(1..=1_000_000), global = true)]
+    #[arg(long, env = "SRE_MCP_MAX_LOG_LINES", default_value_t = Limits::DEFAULT_MAX_LOG_LINES as u32, value_parser = clap::value_parser!(u32).range(1..=crate::tools::limits::LOG_LINES_MAX), global = true)]
     pub max_log_lines: u32,
 
     /// Most pods one list_pods call reads, page by page, in a huge namespace; past it the
@@ -233,7 +233,7 @@ pub struct Cli {
     pub max_result_tokens: u32,
 
     /// Highest cap a call's max_tokens argument may set; larger requests are clamped to it.
-    #[arg(long, env = "SRE_MCP_MAX_RESULT_TOKENS_CEILING", default_value_t = ShapingConfig::DEFAULT_CEILING as u32, value_parser = clap::value_parser!(u32).range(MIN_RESULT_TOKENS as i64..=10_000_000), global = true)]
+    #[arg(long, env = "SRE_MCP_MAX_RESULT_TOKENS_CEILING", default_value_t = ShapingConfig::DEFAULT_CEILING as u32, value_parser = clap::value_parser!(u32).range(MIN_RESULT_TOKENS as i64..=crate::pipeline::budget::MAX_TOKENS_LIMIT as i64), global = true)]
     pub max_result_tokens_ceiling: u32,
 
     /// Memory for full versions of shaped results (result://{id}), in MB; the least
@@ -778,6 +778,7 @@ async fn serve(services: Arc<Services>, limits: ServeLimits) -> anyhow::Result<(
         eprintln!("{}", banner());
     }
     tracing::info!(backend = %services.backend().info().description, "serving MCP on stdio");
+    let _ = services.protocol.limits.set(limits);
     // Calls run on their own threads: the protocol loop (reading, the guard, writing, ping)
     // keeps its own and never waits behind a CPU-heavy call.
     let work = tokio::runtime::Builder::new_multi_thread()

@@ -203,6 +203,23 @@ async fn oversized_frames_are_refused_with_their_id_and_memory_stays_bounded() {
     }
     let pong = raw.request(ping(3)).await;
     assert_eq!(pong["id"], 3);
+    // system://health reports the largest request seen and the limits in force.
+    let health = raw
+        .request(json!({"jsonrpc":"2.0","id":4,"method":"resources/read","params":{"uri":"system://health"}}))
+        .await;
+    let health: Value =
+        serde_json::from_str(health["result"]["contents"][0]["text"].as_str().unwrap()).unwrap();
+    let protocol = &health["protocol"];
+    assert!(
+        protocol["largest_request_bytes"].as_u64().unwrap() > 16 * 1024 * 1024,
+        "{protocol}"
+    );
+    assert!(protocol["largest_reply_bytes"].as_u64().unwrap() > 0);
+    assert!(
+        protocol["refused_frames"].as_u64().unwrap() >= 2,
+        "{protocol}"
+    );
+    assert_eq!(protocol["limits"]["max_request_bytes"], 1024 * 1024);
     let peak = raw.peak_rss_mb();
     eprintln!("peak RSS after 1 MB and 16 MB frames: {peak:.0} MB");
     assert!(peak < 150.0, "peak RSS {peak:.0} MB");

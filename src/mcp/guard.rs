@@ -28,6 +28,8 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::sync::{Notify, mpsc};
 
+use crate::util::quote::short;
+
 /// Limits the guard applies.
 #[derive(Debug, Clone, Copy)]
 pub struct GuardConfig {
@@ -54,9 +56,27 @@ pub struct ProtocolStats {
     pub refused_frames: AtomicU64,
     /// Frames it dropped without a reply (notifications and responses it could not pass on).
     pub ignored_frames: AtomicU64,
+    /// The limits in force, once serving.
+    pub limits: std::sync::OnceLock<super::ServeLimits>,
 }
 
 impl ProtocolStats {
+    /// For `system://health`.
+    pub fn snapshot(&self) -> Value {
+        json!({
+            "largest_request_bytes": self.largest_request.load(Ordering::Relaxed),
+            "largest_reply_bytes": self.largest_reply.load(Ordering::Relaxed),
+            "refused_frames": self.refused_frames.load(Ordering::Relaxed),
+            "ignored_frames": self.ignored_frames.load(Ordering::Relaxed),
+            "limits": self.limits.get().map(|l| json!({
+                "max_request_bytes": l.max_request_bytes,
+                "max_concurrent_calls": l.max_concurrent_calls,
+                "max_in_flight": l.max_in_flight,
+                "call_timeout_seconds": l.call_timeout.as_secs_f64(),
+            })),
+        })
+    }
+
     fn saw_request(&self, bytes: usize) {
         self.largest_request.fetch_max(bytes, Ordering::Relaxed);
     }
@@ -598,15 +618,6 @@ fn check_params(method: &str, params: Option<&Value>) -> Result<(), String> {
                 json_kind(other)
             )),
         },
-    }
-}
-
-/// At most a short prefix of what the client sent, quoted, with its length when cut.
-fn short(text: &str) -> String {
-    const SHOWN: usize = 40;
-    match text.char_indices().nth(SHOWN) {
-        None => format!("{text:?}"),
-        Some((cut, _)) => format!("{:?}… ({} characters)", &text[..cut], text.chars().count()),
     }
 }
 

@@ -332,6 +332,9 @@ async fn system_health(services: &Services) -> Result<serde_json::Value, Resourc
         "runbooks": runbook_status(services),
         "budget": budget_summary(services),
         "tools": services.pipeline.stats().snapshot(),
+        // The largest request and reply seen, what the protocol guard answered itself, and
+        // the limits (frame size, calls at once, deadline).
+        "protocol": services.protocol.snapshot(),
     }))
 }
 

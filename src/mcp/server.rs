@@ -130,10 +130,6 @@ fn mcp_tool(def: &ToolDef) -> Tool {
         )
 }
 
-/// Longest value `completion/complete` completes (the names it completes are Kubernetes names
-/// and runbook ids).
-const COMPLETION_VALUE_MAX_CHARS: usize = 253;
-
 /// The `data` of a resource error: the URI, as the specification's examples show, unless it is
 /// too long to repeat.
 fn uri_data(uri: &str) -> Option<Value> {
@@ -354,17 +350,8 @@ impl ServerHandler for SreServer {
             return Ok(CompleteResult::default());
         }
         // Completion values are names being typed: no work for anything longer.
-        let typed = request.argument.value.chars().count();
-        if typed > COMPLETION_VALUE_MAX_CHARS {
-            return Err(McpError::invalid_params(
-                format!(
-                    "completion value for {:?} is {typed} characters; the limit is \
-                     {COMPLETION_VALUE_MAX_CHARS} (a name)",
-                    request.argument.name.chars().take(64).collect::<String>()
-                ),
-                None,
-            ));
-        }
+        prompts::check_completion(&request.argument.name, &request.argument.value)
+            .map_err(|message| McpError::invalid_params(message, None))?;
         let mut values = prompts::complete(
             &self.services,
             &request.argument.name,
