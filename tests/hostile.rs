@@ -10,6 +10,10 @@ use std::time::{Duration, Instant};
 use common::raw::Raw;
 use serde_json::{Value, json};
 
+/// The tests that load the machine (heavy calls, huge frames) run one at a time, so that the
+/// latency and memory they measure are the server's, not the neighbouring test's.
+static ALONE: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 fn ping(id: i64) -> Value {
     json!({"jsonrpc":"2.0","id":id,"method":"ping"})
 }
@@ -145,6 +149,7 @@ async fn a_second_request_with_an_id_in_flight_is_refused() {
 
 #[tokio::test]
 async fn closing_stdin_with_50_calls_in_flight_delivers_50_replies() {
+    let _alone = ALONE.lock().await;
     let mut raw = Raw::start(&["--no-embeddings"]).await;
     let tools = [
         ("check_service_health", json!({})),
@@ -178,6 +183,7 @@ async fn closing_stdin_with_50_calls_in_flight_delivers_50_replies() {
 
 #[tokio::test]
 async fn oversized_frames_are_refused_with_their_id_and_memory_stays_bounded() {
+    let _alone = ALONE.lock().await;
     let mut raw = Raw::start(&["--no-embeddings"]).await;
     for (id, size) in [(1, 1024 * 1024 + 1), (2, 16 * 1024 * 1024)] {
         let frame = call(
@@ -227,6 +233,7 @@ async fn oversized_frames_are_refused_with_their_id_and_memory_stays_bounded() {
 
 #[tokio::test]
 async fn pings_are_answered_quickly_while_heavy_calls_run() {
+    let _alone = ALONE.lock().await;
     let mut raw = Raw::start(&["--no-embeddings"]).await;
     let heavy: Vec<String> = (1000..1008)
         .map(|id| heavy_search(id).to_string())
@@ -258,6 +265,7 @@ async fn pings_are_answered_quickly_while_heavy_calls_run() {
 
 #[tokio::test]
 async fn three_hundred_heavy_calls_each_get_a_result_or_a_busy_reply() {
+    let _alone = ALONE.lock().await;
     let mut raw = Raw::start(&["--no-embeddings"]).await;
     let frames: Vec<String> = (1..=300).map(|id| heavy_search(id).to_string()).collect();
     raw.send_line(&frames.join("\n")).await;

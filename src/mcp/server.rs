@@ -133,7 +133,12 @@ fn mcp_tool(def: &ToolDef) -> Tool {
 /// The `data` of a resource error: the URI, as the specification's examples show, unless it is
 /// too long to repeat.
 fn uri_data(uri: &str) -> Option<Value> {
-    (uri.len() <= 256).then(|| serde_json::json!({ "uri": uri }))
+    (uri.len() <= 256).then(|| serde_json::json!({ "uri": mask(uri) }))
+}
+
+/// Credentials masked, as everything that leaves the server.
+fn mask(text: &str) -> String {
+    crate::util::redact::mask(text).into_owned()
 }
 
 /// Converts a pipeline reply into an MCP tool result.
@@ -263,20 +268,22 @@ impl ServerHandler for SreServer {
             .map_err(|stopped| stopped.into_mcp("resources/read"))?;
         match read {
             Ok(body) => Ok(ReadResourceResult::new(vec![
-                ResourceContents::text(crate::util::redact::mask(&body.text), body.uri)
+                ResourceContents::text(mask(&body.text), mask(&body.uri))
                     .with_mime_type(body.mime_type),
             ])
             .into()),
+            // An error may quote the URI, which may carry what a client pasted into it.
             Err(resources::ResourceError::NotFound(message)) => Err(McpError::resource_not_found(
-                message,
+                mask(&message),
                 uri_data(&request.uri),
             )),
             Err(resources::ResourceError::Failed(message)) => {
-                Err(McpError::internal_error(message, None))
+                Err(McpError::internal_error(mask(&message), None))
             }
-            Err(resources::ResourceError::Invalid(message)) => {
-                Err(McpError::invalid_params(message, uri_data(&request.uri)))
-            }
+            Err(resources::ResourceError::Invalid(message)) => Err(McpError::invalid_params(
+                mask(&message),
+                uri_data(&request.uri),
+            )),
         }
     }
 

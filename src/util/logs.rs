@@ -274,9 +274,11 @@ static NORMALISE: LazyLock<[(Regex, &'static str); 7]> = LazyLock::new(|| {
 
 /// Normalises a log message for grouping: uuids, IPs, timestamps, hex ids, pod names and
 /// numbers become placeholders, so "timeout after 5012ms for order 8812" and
-/// "timeout after 5000ms for order 17" fall in one group.
+/// "timeout after 5000ms for order 17" fall in one group. Credentials are masked first:
+/// once digits became placeholders, a key no longer has the shape the masker knows
+/// (`AKIA…1…` would come back as `AKIA…<n>…`).
 pub fn normalise_message(message: &str) -> String {
-    let mut text = message.to_string();
+    let mut text = crate::util::redact::mask(message).into_owned();
     let last = NORMALISE.len() - 1;
     for (pattern, placeholder) in &NORMALISE[..last] {
         if pattern.is_match(&text) {

@@ -9,10 +9,21 @@ pub const SHORT_CHARS: usize = 32;
 /// `"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa…" (1,000,000 characters)`. Linear in `s` at worst (the
 /// length is counted once).
 pub fn short(s: &str) -> String {
-    match s.char_indices().nth(SHORT_CHARS) {
-        None => format!("{s:?}"),
+    // Credentials are masked before the cut, while they still have their whole shape: a
+    // pasted token's first 32 characters would otherwise be most of it.
+    const MASKED_UP_TO: usize = 4096;
+    let mut end = s.len().min(MASKED_UP_TO);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    let head = &s[..end];
+    let masked = crate::util::redact::mask(head);
+    let shown: &str = &masked;
+    match shown.char_indices().nth(SHORT_CHARS) {
+        None if head.len() == s.len() => format!("{shown:?}"),
+        None => format!("{shown:?}… ({} characters)", thousands(s.chars().count())),
         Some((cut, _)) => {
-            let quoted = format!("{:?}", &s[..cut]);
+            let quoted = format!("{:?}", &shown[..cut]);
             format!(
                 "{}…\" ({} characters)",
                 &quoted[..quoted.len() - 1],
