@@ -975,3 +975,311 @@ mod tests {
         ));
     }
 }
+
+/// Property tests of the frame judgement (issue 12): for any bytes and any JSON value, `judge`
+/// returns, a request (a string or integer id and a method) is passed on or answered with its
+/// id, anything unparseable or not a request object is answered with `"id": null`, and a
+/// notification never gets a reply. And `id_from_prefix` (the id of an oversized frame) never
+/// names an id the frame does not have.
+#[cfg(test)]
+mod proptests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn config() -> GuardConfig {
+        GuardConfig {
+            max_request_bytes: 1 << 20,
+            max_in_flight: 8,
+            drain_timeout: Duration::from_secs(1),
+        }
+    }
+
+    fn shared(initialized: bool) -> Shared {
+        let shared = Shared::default();
+        shared.initialized.store(initialized, Ordering::Release);
+        shared
+    }
+
+    /// The verdict on `frame` is what JSON-RPC 2.0 asks for.
+    fn judged_as_the_specification_says(
+        frame: &[u8],
+        initialized: bool,
+    ) -> Result<(), TestCaseError> {
+        let shared = shared(initialized);
+        let verdict = judge(frame, &shared, &config());
+        let reply = match &verdict {
+            Verdict::Reply(line) => {
+                let reply: Value = serde_json::from_str(line)
+                    .map_err(|e| TestCaseError::fail(format!("a reply that is not JSON: {e}")))?;
+                prop_assert_eq!(&reply["jsonrpc"], "2.0", "{}", line);
+                prop_assert!(
+                    reply.as_object().is_some_and(|r| r.contains_key("id")),
+                    "{}",
+                    line
+                );
+                let error =
+                    reply["error"]["code"].is_i64() && reply["error"]["message"].is_string();
+                let busy_tool = reply["result"]["isError"] == true;
+                prop_assert!(error != busy_tool, "{}", line);
+                Some(reply)
+            }
+            Verdict::Pass | Verdict::Ignore(_) => None,
+        };
+        let text = frame.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(frame);
+        if text.iter().all(u8::is_ascii_whitespace) {
+            prop_assert!(matches!(verdict, Verdict::Ignore(_)));
+            return Ok(());
+        }
+        let Ok(value) = serde_json::from_slice::<Value>(text) else {
+            let reply = reply.ok_or_else(|| TestCaseError::fail("unparseable, no reply"))?;
+            prop_assert_eq!(&reply["id"], &Value::Null);
+            prop_assert_eq!(&reply["error"]["code"], &json!(code::PARSE_ERROR));
+            return Ok(());
+        };
+        let Value::Object(message) = &value else {
+            let reply = reply.ok_or_else(|| TestCaseError::fail("not an object, no reply"))?;
+            prop_assert_eq!(&reply["id"], &Value::Null);
+            prop_assert_eq!(&reply["error"]["code"], &json!(code::INVALID_REQUEST));
+            return Ok(());
+        };
+        match (message.get("method"), message.get("id")) {
+            (Some(_), None) => prop_assert!(reply.is_none(), "a notification was answered"),
+            (Some(_), Some(id)) if id.is_string() || id.is_i64() => match &reply {
+                Some(reply) => prop_assert_eq!(&reply["id"], id),
+                None => {
+                    prop_assert!(matches!(verdict, Verdict::Pass), "a request was dropped");
+                    // Passed on: the same id again while it is in flight is refused, with it.
+                    let again = match judge(frame, &shared, &config()) {
+                        Verdict::Reply(line) => serde_json::from_str::<Value>(&line).unwrap(),
+                        _ => return Err(TestCaseError::fail("a duplicate id in flight passed")),
+                    };
+                    prop_assert_eq!(&again["id"], id);
+                    prop_assert_eq!(&again["error"]["code"], &json!(code::INVALID_REQUEST));
+                }
+            },
+            (Some(_), Some(_)) => {
+                let reply = reply.ok_or_else(|| TestCaseError::fail("a bad id, no reply"))?;
+                prop_assert_eq!(&reply["id"], &Value::Null);
+            }
+            // A response, or an object that is neither: no reply, or one with its id or null.
+            (None, id) => {
+                if let Some(reply) = &reply {
+                    prop_assert!(reply["id"].is_null() || Some(&reply["id"]) == id);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn text() -> impl Strategy<Value = String> {
+        prop_oneof![
+            4 => ".{0,12}",
+            1 => Just(String::new()),
+            1 => "[\u{0}-\u{1f}\u{202e}\u{feff}\u{10ffff}\"\\\\]{1,6}",
+            1 => Just("x".repeat(300)),
+        ]
+    }
+
+    fn number() -> impl Strategy<Value = Value> {
+        prop_oneof![
+            any::<i64>().prop_map(Value::from),
+            any::<u64>().prop_map(Value::from),
+            any::<f64>()
+                .prop_map(|f| serde_json::Number::from_f64(f).map_or(Value::Null, Value::Number)),
+            Just(json!(-0.0)),
+        ]
+    }
+
+    fn json_value() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            number(),
+            text().prop_map(Value::String),
+        ];
+        leaf.prop_recursive(4, 48, 6, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..5).prop_map(Value::Array),
+                prop::collection::btree_map(text(), inner, 0..5)
+                    .prop_map(|map| Value::Object(map.into_iter().collect())),
+            ]
+        })
+    }
+
+    const NOTIFICATIONS: &[&str] = &[
+        "notifications/initialized",
+        "notifications/cancelled",
+        "notifications/progress",
+        "notifications/roots/list_changed",
+    ];
+
+    /// Params shaped like the methods' own, with any values in them.
+    fn params() -> impl Strategy<Value = Value> {
+        let field = prop_oneof![
+            Just("name"),
+            Just("uri"),
+            Just("arguments"),
+            Just("ref"),
+            Just("argument"),
+            Just("value"),
+            Just("type"),
+            Just("requestId"),
+            Just("protocolVersion"),
+            Just("capabilities"),
+            Just("clientInfo"),
+            Just("cursor"),
+            Just("_meta"),
+            Just("level"),
+        ];
+        let nested =
+            prop::collection::btree_map(field.clone(), json_value(), 0..4).prop_map(|map| {
+                Value::Object(map.into_iter().map(|(k, v)| (k.to_string(), v)).collect())
+            });
+        let value = prop_oneof![json_value(), nested];
+        prop::collection::btree_map(field, value, 0..5).prop_map(|map| {
+            Value::Object(map.into_iter().map(|(k, v)| (k.to_string(), v)).collect())
+        })
+    }
+
+    /// A well-formed request of a method the server serves, with values of any kind where the
+    /// method's parameters leave them open.
+    fn request() -> impl Strategy<Value = Value> {
+        let id = prop_oneof![
+            any::<i64>().prop_map(Value::from),
+            text().prop_map(Value::String)
+        ];
+        let strings = prop::collection::btree_map(text(), text(), 0..3);
+        let body = prop_oneof![
+            Just(json!({"method": "ping"})),
+            Just(json!({"method": "tools/list"})),
+            (text(), prop::collection::btree_map(text(), json_value(), 0..4)).prop_map(
+                |(name, arguments)| json!({"method": "tools/call", "params": {"name": name, "arguments": arguments}})
+            ),
+            text().prop_map(|uri| json!({"method": "resources/read", "params": {"uri": uri}})),
+            (text(), strings).prop_map(
+                |(name, arguments)| json!({"method": "prompts/get", "params": {"name": name, "arguments": arguments}})
+            ),
+            (text(), text(), text()).prop_map(|(name, argument, value)| json!({
+                "method": "completion/complete",
+                "params": {"ref": {"type": "ref/prompt", "name": name}, "argument": {"name": argument, "value": value}},
+            })),
+        ];
+        (id, body).prop_map(|(id, mut body)| {
+            body["jsonrpc"] = json!("2.0");
+            body["id"] = id;
+            body
+        })
+    }
+
+    /// A message built from JSON-RPC's members, each present or not, right or wrong; or a
+    /// well-formed request.
+    fn message() -> impl Strategy<Value = Value> {
+        prop_oneof![3 => loose_message(), 1 => request()]
+    }
+
+    fn loose_message() -> impl Strategy<Value = Value> {
+        let version = prop_oneof![8 => Just(json!("2.0")), 1 => json_value()];
+        let id = prop_oneof![
+            3 => any::<i64>().prop_map(Value::from),
+            2 => text().prop_map(Value::String),
+            1 => json_value(),
+        ];
+        let method = prop_oneof![
+            6 => prop::sample::select(KNOWN_METHODS).prop_map(Value::from),
+            2 => prop::sample::select(NOTIFICATIONS).prop_map(Value::from),
+            1 => text().prop_map(Value::String),
+            1 => json_value(),
+        ];
+        let params = prop_oneof![3 => params(), 1 => json_value()];
+        let extra = prop::collection::btree_map(text(), json_value(), 0..2);
+        (
+            prop::option::weighted(0.9, version),
+            prop::option::weighted(0.8, id),
+            prop::option::weighted(0.85, method),
+            prop::option::weighted(0.7, params),
+            prop::option::weighted(0.1, json_value()),
+            extra,
+        )
+            .prop_map(|(version, id, method, params, result, extra)| {
+                let mut message: serde_json::Map<String, Value> = extra.into_iter().collect();
+                for (key, value) in [
+                    ("jsonrpc", version),
+                    ("id", id),
+                    ("method", method),
+                    ("params", params),
+                    ("result", result),
+                ] {
+                    if let Some(value) = value {
+                        message.insert(key.into(), value);
+                    }
+                }
+                Value::Object(message)
+            })
+    }
+
+    /// A serialised message, then damaged or not: cut, a byte changed or added, a BOM, a CR.
+    fn frame() -> impl Strategy<Value = Vec<u8>> {
+        (message(), any::<prop::sample::Index>(), any::<u8>(), 0..8u8).prop_map(
+            |(message, at, byte, damage)| {
+                let mut frame = serde_json::to_vec(&message).unwrap();
+                let at = at.index(frame.len() + 1);
+                match damage {
+                    0 => frame.truncate(at),
+                    1 => frame.insert(at, byte),
+                    2 if at < frame.len() => frame[at] = byte,
+                    3 => {
+                        frame.splice(0..0, *b"\xEF\xBB\xBF");
+                    }
+                    4 => frame.push(b'\r'),
+                    _ => {}
+                }
+                frame
+            },
+        )
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig {
+            cases: 2000,
+            failure_persistence: None,
+            ..ProptestConfig::default()
+        })]
+
+        #[test]
+        fn any_bytes_are_judged_as_the_specification_says(
+            frame in prop::collection::vec(any::<u8>(), 0..200),
+            initialized in any::<bool>(),
+        ) {
+            judged_as_the_specification_says(&frame, initialized)?;
+        }
+
+        #[test]
+        fn any_json_value_is_judged_as_the_specification_says(
+            value in json_value(),
+            initialized in any::<bool>(),
+        ) {
+            judged_as_the_specification_says(&serde_json::to_vec(&value).unwrap(), initialized)?;
+        }
+
+        #[test]
+        fn any_message_whole_or_damaged_is_judged_as_the_specification_says(
+            frame in frame(),
+            initialized in any::<bool>(),
+        ) {
+            judged_as_the_specification_says(&frame, initialized)?;
+        }
+
+        #[test]
+        fn the_id_read_from_any_start_of_a_frame_is_its_id_or_none(
+            message in message(),
+            cut in any::<prop::sample::Index>(),
+        ) {
+            let frame = serde_json::to_vec(&message).unwrap();
+            let start = &frame[..cut.index(frame.len() + 1)];
+            if let Some(id) = id_from_prefix(start) {
+                prop_assert_eq!(Some(&id), message.get("id"), "{}", String::from_utf8_lossy(start));
+            }
+        }
+    }
+}
