@@ -745,19 +745,20 @@ async fn write_loop<O: AsyncWrite + Unpin>(
     let mut library_open = true;
     let mut own_open = true;
     while library_open || own_open {
-        let next: Option<Vec<u8>> = tokio::select! {
+        // (line, whether the library wrote it)
+        let next: Option<(Vec<u8>, bool)> = tokio::select! {
             read = library.read_until(b'\n', &mut line), if library_open => match read {
                 Ok(0) | Err(_) => {
                     library_open = false;
                     None
                 }
-                Ok(_) => Some(std::mem::take(&mut line)),
+                Ok(_) => Some((std::mem::take(&mut line), true)),
             },
             reply = own_replies.recv(), if own_open => match reply {
                 Some(reply) => {
                     let mut bytes = reply.into_bytes();
                     bytes.push(b'\n');
-                    Some(bytes)
+                    Some((bytes, false))
                 }
                 None => {
                     own_open = false;
@@ -765,7 +766,9 @@ async fn write_loop<O: AsyncWrite + Unpin>(
                 }
             },
         };
-        let Some(bytes) = next else { continue };
+        let Some((bytes, from_library)) = next else {
+            continue;
+        };
         stats.wrote_reply(bytes.len().saturating_sub(1));
         let written = async {
             output.write_all(&bytes).await?;
@@ -776,7 +779,10 @@ async fn write_loop<O: AsyncWrite + Unpin>(
             return;
         }
         // Note the answer after it is written: the drain waits for the bytes, not the intent.
-        if let Ok(message) = serde_json::from_slice::<Outgoing>(&bytes)
+        // Only the library's answers free an id: the guard's own refusal of a frame that
+        // reused the id of a running request must leave that request in flight.
+        if from_library
+            && let Ok(message) = serde_json::from_slice::<Outgoing>(&bytes)
             && message.method.is_none()
             && let Some(id) = message.id.filter(|id| !id.is_null())
         {

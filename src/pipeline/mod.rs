@@ -170,7 +170,10 @@ pub trait Stage: Send + Sync {
 
 /// The tool could not be called at all (unknown name): a protocol error, not a tool failure.
 #[derive(Debug, thiserror::Error)]
-#[error("unknown tool {name:?}; available tools: {available}")]
+#[error(
+    "unknown tool {}; available tools: {available}",
+    crate::util::quote::short(name)
+)]
 pub struct UnknownTool {
     pub name: String,
     pub available: String,

@@ -95,6 +95,10 @@ pub fn paginate(text: &str, page_tokens: usize, encoding: Encoding) -> Vec<Range
     let mut start = 0;
     while start < text.len() {
         let mut end = (start + page_bytes).min(text.len());
+        // A page never ends inside a character (the fuzzer found `—` cut in two).
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
         if end < text.len() {
             match text[start..end].rfind('\n') {
                 Some(newline) if newline > 0 => end = start + newline + 1,
