@@ -16,9 +16,10 @@
 // (troubleshoot_issue's synthesis), so the client here offers it.
 #![allow(deprecated)]
 
+mod common;
+
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 
 use rmcp::model::{
@@ -28,7 +29,6 @@ use rmcp::model::{
     SamplingMessage,
 };
 use rmcp::service::{NotificationContext, RequestContext, RunningService};
-use rmcp::transport::TokioChildProcess;
 use rmcp::{ClientHandler, ErrorData, RoleClient, ServiceExt};
 use serde_json::{Value, json};
 use serde_yaml_ng::Value as Yaml;
@@ -856,19 +856,18 @@ impl ClientHandler for Recorder {
 type Client = RunningService<RoleClient, Recorder>;
 
 async fn start(seeded: &Seeded, recorder: Recorder) -> Client {
-    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_sre-mcp"));
-    command
-        .arg("--demo-fixtures")
-        .arg(seeded.fixtures())
-        .arg("--runbooks")
-        .arg(seeded.runbooks())
-        .arg("--no-embeddings")
-        .env("SRE_MCP_LOG", "warn")
-        .env("SRE_MCP_BACKEND", "demo");
-    let (transport, _stderr) = TokioChildProcess::builder(command)
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("spawn sre-mcp");
+    let path = |p: &std::path::Path| p.to_str().expect("a UTF-8 temp path").to_string();
+    let (fixtures, runbooks) = (
+        path(seeded.fixtures().as_ref()),
+        path(seeded.runbooks().as_ref()),
+    );
+    let transport = common::spawn(&[
+        "--demo-fixtures",
+        &fixtures,
+        "--runbooks",
+        &runbooks,
+        "--no-embeddings",
+    ]);
     recorder.serve(transport).await.expect("MCP initialize")
 }
 

@@ -46,7 +46,7 @@ pub fn binary() -> &'static str {
 
 /// The real binary as a child process on stdio. The demo cluster unless the test names a
 /// backend: a developer's own kubeconfig must not decide what the tests read.
-fn spawn(args: &[&str]) -> TokioChildProcess {
+pub fn spawn(args: &[&str]) -> TokioChildProcess {
     let mut command = tokio::process::Command::new(binary());
     command
         .args(args)
