@@ -10,8 +10,8 @@ use k8s_openapi::api::core::v1::{Event, Namespace, Node, Pod};
 use tokio::sync::watch;
 
 use super::{
-    BackendInfo, ClusterBackend, ClusterError, ClusterResult, ListQuery, LogLines, LogQuery,
-    ObjectList, ServiceMetrics,
+    BackendInfo, ClusterBackend, ClusterError, ClusterResult, DeploymentWrite, ListQuery, LogLines,
+    LogQuery, ObjectList, ServiceMetrics,
 };
 
 type Loaded = Result<Arc<dyn ClusterBackend>, String>;
@@ -177,6 +177,10 @@ impl ClusterBackend for DeferredBackend {
 
     async fn service_metrics(&self, namespace: Option<&str>) -> ClusterResult<Vec<ServiceMetrics>> {
         self.get().await?.service_metrics(namespace).await
+    }
+
+    async fn write_deployment(&self, write: &DeploymentWrite) -> ClusterResult<Deployment> {
+        self.get().await?.write_deployment(write).await
     }
 
     async fn for_context(&self, context: &str) -> ClusterResult<Arc<dyn ClusterBackend>> {

@@ -23,7 +23,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use jiff::Timestamp;
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
-use k8s_openapi::api::core::v1::{Event, Namespace, Node, Pod};
+use k8s_openapi::api::core::v1::{Event, Namespace, Node, Pod, PodTemplateSpec};
 use serde::{Deserialize, Serialize};
 
 pub use selector::{FieldSelector, LabelSelector, SelectorError};
@@ -74,6 +74,13 @@ pub enum ClusterError {
     /// The request itself is wrong (a selector the API does not support, a bad query).
     #[error("invalid request: {0}")]
     Invalid(String),
+    /// The object changed since it was read (HTTP 409): the write was not made; read it again
+    /// and review the change anew.
+    #[error("conflict: {message}")]
+    Conflict { message: String },
+    /// This backend does not change the cluster (read-only by construction or by flag).
+    #[error("{0}")]
+    ReadOnly(String),
     /// Anything else the backend reports.
     #[error("{message}")]
     Other {
@@ -363,9 +370,48 @@ pub struct BackendInfo {
     pub selected_because: Option<String>,
 }
 
-/// One cluster, read-only view. Lists take a [`ListQuery`]; a backend that talks to an API
-/// server passes its selectors and page size on, one that holds objects in memory filters
-/// them itself with the same meaning.
+/// A change to one Deployment's spec: what the write tools ask a backend to make.
+#[derive(Debug, Clone, PartialEq)]
+pub enum DeploymentChange {
+    /// Set one container's image (a rollout to a new ReplicaSet revision).
+    Image { container: String, image: String },
+    /// Set `spec.replicas` (no new revision).
+    Replicas(i32),
+    /// Restart every pod, as `kubectl rollout restart`: the pod template gains the annotation
+    /// [`RESTARTED_AT_ANNOTATION`] with this time (a new revision).
+    Restart { at: Timestamp },
+    /// Replace the pod template with an earlier revision's, as `kubectl rollout undo`: the
+    /// template of that revision's ReplicaSet without its `pod-template-hash` label.
+    Template {
+        revision: i64,
+        template: Box<PodTemplateSpec>,
+    },
+}
+
+/// One write to a Deployment, made with field manager [`FIELD_MANAGER`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeploymentWrite {
+    pub namespace: String,
+    pub name: String,
+    pub change: DeploymentChange,
+    /// Recorded as the change-cause annotation (what `kubectl rollout history` shows) for
+    /// changes that make a new revision.
+    pub change_cause: String,
+    /// Recorded in [`DEPLOYED_BY_ANNOTATION`] for changes that make a new revision.
+    pub deployed_by: String,
+    /// Only ask the backend what the object would become (the API server's `dryRun=All`):
+    /// nothing is stored.
+    pub dry_run: bool,
+    /// The `resourceVersion` the review read: the write is refused with
+    /// [`ClusterError::Conflict`] when the Deployment changed since.
+    pub resource_version: Option<String>,
+}
+
+/// One cluster. Reads are the bulk of the trait: lists take a [`ListQuery`]; a backend that
+/// talks to an API server passes its selectors and page size on, one that holds objects in
+/// memory filters them itself with the same meaning. The one write,
+/// [`ClusterBackend::write_deployment`], changes a Deployment's spec; the rollout that follows
+/// is read back through the same reads (the Deployment's status, its ReplicaSets and pods).
 #[async_trait]
 pub trait ClusterBackend: Send + Sync {
     fn info(&self) -> BackendInfo;
@@ -384,6 +430,18 @@ pub trait ClusterBackend: Send + Sync {
     async fn pod_logs(&self, query: &LogQuery) -> ClusterResult<LogLines>;
     /// Service metrics, where the backend has a metrics source; empty otherwise.
     async fn service_metrics(&self, namespace: Option<&str>) -> ClusterResult<Vec<ServiceMetrics>>;
+    /// Makes (or, with `dry_run`, validates) one change to a Deployment and returns the
+    /// Deployment as stored (or as it would be). Backends that do not write refuse with
+    /// [`ClusterError::ReadOnly`].
+    async fn write_deployment(&self, write: &DeploymentWrite) -> ClusterResult<Deployment> {
+        Err(ClusterError::ReadOnly(format!(
+            "the {} backend does not change the cluster (deployment {}/{} left as it is)",
+            self.info().kind,
+            write.namespace,
+            write.name
+        )))
+    }
+
     /// The same cluster source through another kubeconfig context (a tool's `context`
     /// argument). Backends without contexts refuse.
     async fn for_context(&self, context: &str) -> ClusterResult<Arc<dyn ClusterBackend>> {
@@ -398,3 +456,8 @@ pub trait ClusterBackend: Send + Sync {
 pub const DEPLOYED_BY_ANNOTATION: &str = "sre-mcp/deployed-by";
 pub const REVISION_ANNOTATION: &str = "deployment.kubernetes.io/revision";
 pub const CHANGE_CAUSE_ANNOTATION: &str = "kubernetes.io/change-cause";
+/// The pod-template annotation `kubectl rollout restart` sets (the same one, so either tool
+/// reads the other's restarts).
+pub const RESTARTED_AT_ANNOTATION: &str = "kubectl.kubernetes.io/restartedAt";
+/// The field manager of every write this server makes (server-side apply / patch).
+pub const FIELD_MANAGER: &str = "sre-mcp";
