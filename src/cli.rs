@@ -13,7 +13,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use rmcp::ServiceExt;
 use serde_json::{Map, Value};
 
-use crate::app::{AugmentSettings, Settings};
+use crate::app::{AugmentSettings, Settings, WriteSettings};
 use crate::cluster::ClusterBackend;
 use crate::cluster::deferred::DeferredBackend;
 use crate::cluster::demo::DemoCluster;
@@ -31,6 +31,9 @@ use crate::pipeline::budget::{
 use crate::pipeline::client::NoClient;
 use crate::runbooks::embed::{self, EmbeddingCache, ModelLocation};
 use crate::runbooks::knowledge::{KnowledgeBase, KnowledgeConfig};
+use crate::tools::writes::confirm::ConfirmationBook;
+use crate::tools::writes::environment::EnvironmentMap;
+use crate::tools::writes::{WriteMode, WritePolicy};
 use crate::tools::{Limits, ToolRegistry};
 
 /// sre-mcp: an MCP server (stdio) with the tools an on-call SRE uses — service health, pods,
@@ -241,8 +244,77 @@ pub struct Cli {
     #[arg(long, env = "SRE_MCP_RESULT_STORE_MB", default_value_t = ShapingConfig::DEFAULT_STORE_MB as u32, value_parser = clap::value_parser!(u32).range(1..=65_536), global = true)]
     pub result_store_mb: u32,
 
+    /// Whether the write tools (deploy_with_review, rollback_deployment, restart_deployment,
+    /// scale_deployment) may change the cluster: `off` refuses them all; `review` allows dry
+    /// runs and reviews only; `on` applies changes after the review and the approval the
+    /// environment needs. Default: on for the demo cluster (its writes are simulated in
+    /// memory), off for a Kubernetes cluster.
+    #[arg(long, env = "SRE_MCP_WRITE_MODE", value_enum, global = true)]
+    pub write_mode: Option<WriteModeFlag>,
+
+    /// Map a namespace to an environment, e.g. payments=production,payments-stg=staging
+    /// (repeatable). Unmapped namespaces whose name or environment/env/tier label contains
+    /// "prod" are production; production changes need a person's approval.
+    #[arg(long = "environment", env = "SRE_MCP_ENVIRONMENTS", value_name = "NS=ENV", value_delimiter = ',', global = true)]
+    pub environments: Vec<String>,
+
+    /// Let a write whose review is NO-GO be applied when the call gives override_reason
+    /// (production still needs its approval).
+    #[arg(long, env = "SRE_MCP_ALLOW_OVERRIDE", global = true)]
+    pub allow_override: bool,
+
+    /// Outside production: `auto` applies a change after a GO review without asking; `ask`
+    /// asks for approval there too.
+    #[arg(long, env = "SRE_MCP_NON_PRODUCTION_APPROVAL", value_enum, default_value_t = NonProductionApproval::Auto, global = true)]
+    pub non_production_approval: NonProductionApproval,
+
+    /// Seconds a write watches its rollout before reporting it as not complete (with the
+    /// rollback call).
+    #[arg(long, env = "SRE_MCP_ROLLOUT_TIMEOUT", default_value_t = WritePolicy::DEFAULT_ROLLOUT_TIMEOUT.as_secs(), value_parser = clap::value_parser!(u64).range(1..=3600), global = true)]
+    pub rollout_timeout: u64,
+
+    /// Roll back at once when a rollout fails or times out (otherwise the reply gives the
+    /// exact rollback call).
+    #[arg(long, env = "SRE_MCP_AUTO_ROLLBACK", global = true)]
+    pub auto_rollback: bool,
+
+    /// Seconds a confirmation token (the two-step approval of a production change) stays
+    /// valid.
+    #[arg(long, env = "SRE_MCP_CONFIRMATION_TTL", default_value_t = ConfirmationBook::DEFAULT_TTL.as_secs(), value_parser = clap::value_parser!(u64).range(1..=86_400), global = true)]
+    pub confirmation_ttl: u64,
+
+    /// Folder of the history and audit database (history.sqlite3). Default: the per-user
+    /// data directory (~/.local/share/sre-mcp on Linux).
+    #[arg(long, env = "SRE_MCP_DATA_DIR", value_name = "DIR", global = true)]
+    pub data_dir: Option<PathBuf>,
+
     #[command(subcommand)]
     pub command: Option<Command>,
+}
+
+/// `--write-mode`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum WriteModeFlag {
+    Off,
+    Review,
+    On,
+}
+
+impl From<WriteModeFlag> for WriteMode {
+    fn from(flag: WriteModeFlag) -> WriteMode {
+        match flag {
+            WriteModeFlag::Off => WriteMode::Off,
+            WriteModeFlag::Review => WriteMode::Review,
+            WriteModeFlag::On => WriteMode::On,
+        }
+    }
+}
+
+/// `--non-production-approval`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum NonProductionApproval {
+    Auto,
+    Ask,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -360,6 +432,18 @@ pub fn settings(cli: &Cli) -> anyhow::Result<Settings> {
             enabled: cli.augment == Switch::On,
             threshold: cli.augment_threshold,
             max_runbooks: cli.augment_max_runbooks as usize,
+        },
+        writes: WriteSettings {
+            mode: cli.write_mode.map(WriteMode::from),
+            environments: EnvironmentMap::parse(&cli.environments)
+                .map_err(|e| anyhow::anyhow!("--environment: {e}"))?,
+            allow_override: cli.allow_override,
+            auto_approve_non_production: cli.non_production_approval
+                == NonProductionApproval::Auto,
+            rollout_timeout: Duration::from_secs(cli.rollout_timeout),
+            auto_rollback: cli.auto_rollback,
+            confirmation_ttl: Duration::from_secs(cli.confirmation_ttl),
+            data_dir: cli.data_dir.clone(),
         },
     })
 }

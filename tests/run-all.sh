@@ -17,6 +17,10 @@ cd "$(dirname "$0")/.."
 # The demo cluster for every test that does not name a backend, whatever kubeconfig this
 # machine has.
 export SRE_MCP_BACKEND=demo
+# The history and audit database of the servers the tests start: a fresh folder per run, never
+# the user's own (tests that read records back pass --data-dir of their own).
+SRE_MCP_DATA_DIR="$(mktemp -d "${TMPDIR:-/tmp}/sre-mcp-test-data.XXXXXX")"
+export SRE_MCP_DATA_DIR
 
 corpus=../shared/corpora/prometheus-operator-runbooks
 

@@ -18,6 +18,8 @@ pub struct PeerClient {
     peer: Peer<RoleServer>,
     /// Set when the request asked for progress notifications.
     progress_token: Option<ProgressToken>,
+    /// Cancelled when the caller stops waiting for the call.
+    stopped: tokio_util::sync::CancellationToken,
 }
 
 impl PeerClient {
@@ -25,7 +27,14 @@ impl PeerClient {
         PeerClient {
             peer,
             progress_token,
+            stopped: tokio_util::sync::CancellationToken::new(),
         }
+    }
+
+    /// The same client, whose call is stopped by `stopped`.
+    pub fn stopped_by(mut self, stopped: tokio_util::sync::CancellationToken) -> PeerClient {
+        self.stopped = stopped;
+        self
     }
 }
 
@@ -44,8 +53,12 @@ impl Client for PeerClient {
         }
     }
 
+    fn stopped(&self) -> tokio_util::sync::CancellationToken {
+        self.stopped.clone()
+    }
+
     async fn elicit(&self, message: &str, schema: Value) -> Result<Elicited, ClientError> {
-        if !self.facts().elicitation {
+        if !self.facts().can_elicit() {
             return Err(ClientError::Unsupported("elicitation"));
         }
         let requested_schema = serde_json::from_value(schema)
@@ -75,7 +88,7 @@ impl Client for PeerClient {
         prompt: &str,
         max_tokens: u32,
     ) -> Result<String, ClientError> {
-        if !self.facts().sampling {
+        if !self.facts().can_sample() {
             return Err(ClientError::Unsupported("sampling"));
         }
         let mut params =

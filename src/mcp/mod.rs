@@ -26,6 +26,10 @@ use crate::runbooks::knowledge::KnowledgeBase;
 pub struct Services {
     pub pipeline: Arc<Pipeline>,
     pub budget: Arc<BudgetTracker>,
+    /// The durable history and audit store, or why it is unavailable.
+    pub history: crate::pipeline::audit::HistorySlot,
+    /// How writes are gated (for the instructions and `system://health`).
+    pub writes: Arc<crate::tools::writes::WritePolicy>,
     pub protocol: Arc<guard::ProtocolStats>,
     pub started: Instant,
     pub started_at: Timestamp,

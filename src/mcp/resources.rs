@@ -1,6 +1,7 @@
 //! MCP resources: `system://health` (server and cluster status, per-tool statistics),
-//! `budget://usage` (the session ledger), `deployment://history` (every rollout, newest
-//! first), and the templates `deployment://history/{service}`, `runbook://{id}` and
+//! `budget://usage` (the session ledger), `deployment://history` (the write attempts recorded
+//! in the history database, paged, and every rollout in the cluster), `audit://log` (every
+//! call, paged), and the templates `deployment://history/{service}`, `runbook://{id}` and
 //! `result://{id}` (full versions of shaped tool results, page by page).
 
 use jiff::Timestamp;
@@ -108,7 +109,14 @@ fn fixed() -> Vec<ResourceInfo> {
             uri: "deployment://history".into(),
             name: "deployment-history".into(),
             title: "Deployment history".into(),
-            description: "Every rollout of every service, newest first: revision, images, change-cause, who and when.".into(),
+            description: "Every write this server reviewed or made (deploys, rollbacks, restarts, scaling — dry runs and refusals included), newest first and paged (?before=ID&limit=N), from the history database; and every rollout in the cluster (revision, images, change-cause, who and when).".into(),
+            mime_type: JSON,
+        },
+        ResourceInfo {
+            uri: "audit://log".into(),
+            name: "audit-log".into(),
+            title: "Audit log".into(),
+            description: "Every tool call, newest first and paged (?before=ID&limit=N): time, client, tool, arguments (secrets masked), outcome, duration; write attempts with their change, review verdict and evidence, approval and revisions. Shared by every sre-mcp process using the same data directory.".into(),
             mime_type: JSON,
         },
     ]
@@ -120,7 +128,7 @@ pub fn templates() -> Vec<TemplateInfo> {
             uri_template: "deployment://history/{service}",
             name: "service-deployment-history",
             title: "Deployment history of one service",
-            description: "Rollout history of one service (Deployment name or namespace/name), newest first.",
+            description: "One service (Deployment name or namespace/name): the writes this server reviewed or made, newest first and paged (?before=ID&limit=N), and its rollout history in the cluster.",
             mime_type: JSON,
         },
         TemplateInfo {
@@ -170,7 +178,18 @@ pub async fn read(services: &Services, uri: &str) -> Result<ResourceBody, Resour
     match uri {
         "system://health" => Ok(body(system_health(services).await?)),
         "budget://usage" => Ok(body(services.budget.usage())),
-        "deployment://history" => Ok(body(json!({ "deploys": history(services, None).await? }))),
+        _ if uri == "audit://log" || uri.starts_with("audit://log?") => {
+            let page = Paging::parse(uri)?;
+            Ok(body(audit_log(services, &page)?))
+        }
+        _ if uri == "deployment://history" || uri.starts_with("deployment://history?") => {
+            let page = Paging::parse(uri)?;
+            let mut value = writes(services, None, &page, "deployment://history")?;
+            if page.before.is_none() {
+                value["rollouts"] = json!(history(services, None).await?);
+            }
+            Ok(body(value))
+        }
         _ if uri.starts_with("result://") => match services.budget.read_result_page(uri) {
             Ok(text) => Ok(ResourceBody {
                 uri: uri.to_string(),
@@ -201,11 +220,21 @@ pub async fn read(services: &Services, uri: &str) -> Result<ResourceBody, Resour
             }
         }
         _ => match uri.strip_prefix("deployment://history/") {
-            Some(service) if !service.is_empty() => {
-                let service = percent_decode(service);
-                Ok(body(
-                    json!({ "service": service, "deploys": history(services, Some(&service)).await? }),
-                ))
+            Some(rest) if !rest.is_empty() && !rest.starts_with('?') => {
+                let page = Paging::parse(uri)?;
+                let service = percent_decode(rest.split('?').next().unwrap_or(rest));
+                let deployment = lookup::find_service(services.pipeline.context(), &service).await?;
+                let key = (
+                    view::namespace(&deployment.metadata).to_string(),
+                    view::name(&deployment.metadata).to_string(),
+                );
+                let base = format!("deployment://history/{}/{}", key.0, key.1);
+                let mut value = writes(services, Some((&key.0, &key.1)), &page, &base)?;
+                value["service"] = json!(format!("{}/{}", key.0, key.1));
+                if page.before.is_none() {
+                    value["rollouts"] = json!(history(services, Some(&service)).await?);
+                }
+                Ok(body(value))
             }
             _ => Err(ResourceError::NotFound(format!(
                 "unknown resource {}; valid resources: {}",
@@ -213,6 +242,112 @@ pub async fn read(services: &Services, uri: &str) -> Result<ResourceBody, Resour
                 valid_uris()
             ))),
         },
+    }
+}
+
+/// A page of records: older than `before` (an id), at most `limit`.
+struct Paging {
+    before: Option<i64>,
+    limit: usize,
+}
+
+impl Paging {
+    const DEFAULT_LIMIT: usize = 50;
+    const MAX_LIMIT: usize = 500;
+
+    /// Reads `?before=ID&limit=N` from a URI.
+    fn parse(uri: &str) -> Result<Paging, ResourceError> {
+        let mut page = Paging {
+            before: None,
+            limit: Self::DEFAULT_LIMIT,
+        };
+        let Some((_, query)) = uri.split_once('?') else {
+            return Ok(page);
+        };
+        for pair in query.split('&').filter(|p| !p.is_empty()) {
+            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+            match key {
+                "before" => {
+                    page.before = Some(value.parse::<i64>().ok().filter(|v| *v > 0).ok_or_else(|| {
+                        ResourceError::Invalid(format!(
+                            "before={} is not a record id (a whole number above 0, from next_page)",
+                            short(value)
+                        ))
+                    })?);
+                }
+                "limit" => {
+                    page.limit = value
+                        .parse::<usize>()
+                        .ok()
+                        .filter(|l| (1..=Self::MAX_LIMIT).contains(l))
+                        .ok_or_else(|| {
+                            ResourceError::Invalid(format!(
+                                "limit={} is not a page size from 1 to {}",
+                                short(value),
+                                Self::MAX_LIMIT
+                            ))
+                        })?;
+                }
+                other => {
+                    return Err(ResourceError::Invalid(format!(
+                        "unknown query parameter {}; valid: before=ID, limit=1..{}",
+                        short(other),
+                        Self::MAX_LIMIT
+                    )));
+                }
+            }
+        }
+        Ok(page)
+    }
+
+    fn next(&self, base: &str, next_before: Option<i64>) -> serde_json::Value {
+        match next_before {
+            Some(id) if self.limit == Self::DEFAULT_LIMIT => json!(format!("{base}?before={id}")),
+            Some(id) => json!(format!("{base}?before={id}&limit={}", self.limit)),
+            None => serde_json::Value::Null,
+        }
+    }
+}
+
+fn history_store(
+    services: &Services,
+) -> Result<&std::sync::Arc<crate::history::HistoryStore>, String> {
+    services
+        .history
+        .as_ref()
+        .map_err(|e| format!("the history database is unavailable: {e}"))
+}
+
+fn audit_log(services: &Services, page: &Paging) -> Result<serde_json::Value, ResourceError> {
+    let store = history_store(services).map_err(ResourceError::Failed)?;
+    let found = store
+        .audit(page.before, page.limit)
+        .map_err(|e| ResourceError::Failed(e.to_string()))?;
+    Ok(json!({
+        "database": store.path().display().to_string(),
+        "records": found.records,
+        "next_page": page.next("audit://log", found.next_before),
+    }))
+}
+
+/// The write attempts recorded for one service or all, newest first.
+fn writes(
+    services: &Services,
+    service: Option<(&str, &str)>,
+    page: &Paging,
+    base: &str,
+) -> Result<serde_json::Value, ResourceError> {
+    match history_store(services) {
+        Ok(store) => {
+            let found = store
+                .writes(service, page.before, page.limit)
+                .map_err(|e| ResourceError::Failed(e.to_string()))?;
+            Ok(json!({
+                "writes": found.records,
+                "next_page": page.next(base, found.next_before),
+            }))
+        }
+        Err(reason) => Ok(json!({ "writes": [], "writes_unavailable": reason })),
     }
 }
 
@@ -330,6 +465,18 @@ async fn system_health(services: &Services) -> Result<serde_json::Value, Resourc
             "firing_alerts": assessed.iter().flat_map(|h| h.firing_alerts.iter().map(move |a| format!("{} ({}/{}, {})", a.name, h.namespace, h.name, a.severity))).collect::<Vec<_>>(),
         },
         "runbooks": runbook_status(services),
+        "writes": {
+            "mode": services.writes.mode.as_str(),
+            "allow_override": services.writes.allow_override,
+            "auto_approve_non_production": services.writes.auto_approve_non_production,
+            "rollout_timeout_seconds": services.writes.rollout_timeout.as_secs(),
+            "auto_rollback": services.writes.auto_rollback,
+            "confirmation_ttl_seconds": services.writes.confirmations.ttl().as_secs(),
+            "history": match &services.history {
+                Ok(store) => json!({"database": store.path().display().to_string(), "records": store.count().ok()}),
+                Err(e) => json!({"unavailable": e}),
+            },
+        },
         "budget": budget_summary(services),
         "tools": services.pipeline.stats().snapshot(),
         // The largest request and reply seen, what the protocol guard answered itself, and

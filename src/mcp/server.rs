@@ -39,7 +39,17 @@ pub struct SreServer {
 pub const INSTRUCTIONS: &str = "SRE tools for a Kubernetes cluster. For a reported problem, call troubleshoot_issue first (one call: ranked causes with evidence, actions, next calls). \
 To see what is wrong overall, check_service_health (no arguments); then drill down with list_pods, describe_pod, get_pod_logs (previous=true for crashed containers), get_events and get_recent_deploys. \
 search_logs, count_errors and trace_transaction work across services. Results that show a problem carry relevant_runbooks (the runbook sections that fix it); search_runbooks searches them directly. The prompts investigate-service, troubleshoot-issue and \
-daily-health-report give complete investigation plans. All tools are read-only.";
+daily-health-report give complete investigation plans.";
+
+/// What the instructions say about the write tools, by write mode.
+pub fn write_instructions(mode: crate::tools::writes::WriteMode) -> &'static str {
+    use crate::tools::writes::WriteMode;
+    match mode {
+        WriteMode::Off => " Writes are off on this server: deploy_with_review, rollback_deployment, restart_deployment and scale_deployment are refused; every other tool only reads.",
+        WriteMode::Review => " Writes are in review mode: deploy_with_review, rollback_deployment, restart_deployment and scale_deployment review and plan a change (dry run) but never apply it.",
+        WriteMode::On => " deploy_with_review, rollback_deployment, restart_deployment and scale_deployment change the cluster: call them with dry_run=true (the default) first and show the user the review (verdict, risk, diff). Production changes need the user's approval: the server asks them in the client, or the dry run returns a confirmation_token — never apply one without the user's explicit yes. Prefer rollback_deployment to a new deploy when a recent rollout broke a service.",
+    }
+}
 
 impl SreServer {
     /// Serves `services`; tool calls, resource reads and prompts run on `limits.work`.
@@ -67,27 +77,56 @@ impl SreServer {
         T: Send + 'static,
         Fut: Future<Output = T> + Send + 'static,
     {
+        self.offload_with(what, ct, self.timeout, None, work).await
+    }
+
+    /// [`Self::offload`] with a deadline of its own. With `wind_down`, a call that is cancelled
+    /// or runs past its deadline is not aborted at once: `wind_down` is cancelled and the call
+    /// gets [`WIND_DOWN`] to finish what it started (a write stops its watch and is recorded)
+    /// before it is aborted.
+    async fn offload_with<T, Fut>(
+        &self,
+        what: &str,
+        ct: &tokio_util::sync::CancellationToken,
+        deadline: Duration,
+        wind_down: Option<tokio_util::sync::CancellationToken>,
+        work: Fut,
+    ) -> Result<T, Stopped>
+    where
+        T: Send + 'static,
+        Fut: Future<Output = T> + Send + 'static,
+    {
         let slots = self.slots.clone();
-        let task = self.work.spawn(async move {
+        let mut task = self.work.spawn(async move {
             // The semaphore is never closed.
             let _slot = slots.acquire_owned().await;
             work.await
         });
         let abort = task.abort_handle();
         let outcome = tokio::select! {
-            joined = task => joined.map_err(|e| {
+            joined = &mut task => joined.map_err(|e| {
                 tracing::error!(what, error = %e, "call failed unexpectedly");
                 Stopped::Failed
             }),
-            _ = tokio::time::sleep(self.timeout) => Err(Stopped::TimedOut(self.timeout)),
+            _ = tokio::time::sleep(deadline) => Err(Stopped::TimedOut(deadline)),
             _ = ct.cancelled() => Err(Stopped::Cancelled),
         };
         if outcome.is_err() {
+            if let Some(wind_down) = wind_down {
+                wind_down.cancel();
+                if tokio::time::timeout(WIND_DOWN, &mut task).await.is_ok() {
+                    tracing::info!(what, "call stopped its wait and finished after the caller stopped waiting");
+                    return outcome;
+                }
+            }
             abort.abort();
         }
         outcome
     }
 }
+
+/// How long a write may take to finish what it started once its caller stopped waiting.
+const WIND_DOWN: Duration = Duration::from_secs(15);
 
 /// Why a call ended without its result.
 #[derive(Debug)]
@@ -169,7 +208,10 @@ impl ServerHandler for SreServer {
                 env!("CARGO_PKG_NAME"),
                 env!("CARGO_PKG_VERSION"),
             ))
-            .with_instructions(INSTRUCTIONS)
+            .with_instructions(format!(
+                "{INSTRUCTIONS}{}",
+                write_instructions(self.services.writes.mode)
+            ))
     }
 
     async fn on_initialized(&self, context: NotificationContext<RoleServer>) {
@@ -202,13 +244,33 @@ impl ServerHandler for SreServer {
         request: CallToolRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, McpError> {
-        let client = PeerClient::new(context.peer.clone(), context.meta.get_progress_token());
+        let stopped = tokio_util::sync::CancellationToken::new();
+        let client = PeerClient::new(context.peer.clone(), context.meta.get_progress_token())
+            .stopped_by(stopped.clone());
         let arguments = request.arguments.unwrap_or_default();
         let services = self.services.clone();
         let name = request.name.to_string();
         let what = format!("tool call {}", request.name);
+        // A write waits for a person and a rollout: a deadline of its own, and a wind-down
+        // instead of an abort, so it never stops between applying and recording.
+        let writes = services
+            .pipeline
+            .tools()
+            .get(&name)
+            .is_some_and(|t| !t.kind.read_only());
+        let (deadline, wind_down) = if writes {
+            (
+                self.timeout.max(services.writes.call_deadline()),
+                Some(stopped),
+            )
+        } else {
+            (self.timeout, None)
+        };
         let call = async move { services.pipeline.call(&name, arguments, &client).await };
-        match self.offload(&what, &context.ct, call).await {
+        match self
+            .offload_with(&what, &context.ct, deadline, wind_down, call)
+            .await
+        {
             Ok(Ok(reply)) => Ok(call_tool_result(reply).into()),
             Ok(Err(unknown)) => Err(McpError::invalid_params(unknown.to_string(), None)),
             // The library sends no reply to a cancelled request.

@@ -516,8 +516,10 @@ impl BudgetTracker {
         result.meta.max_tokens = Some(cap);
         let json = result.structured.to_string();
         let text = render_reply(tool, &result.structured, &result.notes);
-        // A token is at least one byte: a view with no more bytes than the cap fits.
-        if json.len().max(text.len()) <= cap {
+        // A token is at least one byte: a view with no more bytes than the cap fits. A write's
+        // reply is never shaped — its diff, verdict and confirmation token must all arrive —
+        // and is small by construction (every list in it is bounded).
+        if json.len().max(text.len()) <= cap || !tool.kind.read_only() {
             result.rendered = Some(Rendered {
                 json,
                 text,
@@ -685,6 +687,10 @@ impl Stage for std::sync::Arc<BudgetTracker> {
     }
 
     async fn apply(&self, call: &Call<'_>, result: &mut StagedResult) -> anyhow::Result<()> {
+        // What the tool asked the client's model (a write's review) is booked like a synthesis.
+        for (prompt, answer) in &result.sampled {
+            self.book_sampling(prompt, answer);
+        }
         self.shape_to_cap(call.tool, call.arguments, result);
         Ok(())
     }

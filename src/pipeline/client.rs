@@ -61,6 +61,35 @@ pub trait Client: Send + Sync {
 
     /// Reports progress of the running call, when the client asked for it (a no-op otherwise).
     async fn progress(&self, progress: f64, total: Option<f64>, message: &str);
+
+    /// Cancelled when the caller stops waiting for this call (the request was cancelled or ran
+    /// past its deadline). A call that must finish what it started (a write) watches it.
+    fn stopped(&self) -> tokio_util::sync::CancellationToken {
+        tokio_util::sync::CancellationToken::new()
+    }
+}
+
+/// The last protocol version on which a server may send requests to the client (elicitation,
+/// sampling) during a call; later sessions (2026-07-28) refuse them.
+pub const LAST_VERSION_WITH_CLIENT_REQUESTS: &str = "2025-11-25";
+
+impl ClientFacts {
+    /// The client declared elicitation and the session's protocol lets the server ask.
+    pub fn can_elicit(&self) -> bool {
+        self.elicitation && self.requests_allowed()
+    }
+
+    /// The client declared sampling and the session's protocol lets the server ask.
+    pub fn can_sample(&self) -> bool {
+        self.sampling && self.requests_allowed()
+    }
+
+    /// Protocol versions are dates: up to the last one that allows server-to-client requests.
+    fn requests_allowed(&self) -> bool {
+        self.protocol_version
+            .as_deref()
+            .is_none_or(|v| v <= LAST_VERSION_WITH_CLIENT_REQUESTS)
+    }
 }
 
 /// No client to ask: the terminal subcommands, tests and benches.

@@ -8,6 +8,7 @@
 //! (`app.rs`), in order (the budget stays last so it counts what the client receives).
 
 pub mod arguments;
+pub mod audit;
 pub mod augment;
 pub mod budget;
 pub mod client;
@@ -25,10 +26,12 @@ use async_trait::async_trait;
 use serde_json::{Map, Value};
 
 use self::budget::{MAX_TOKENS_LIMIT, MIN_RESULT_TOKENS, ShapingConfig};
-use self::client::Client;
+use self::client::{Client, Elicited};
 use self::envelope::{ReplyMeta, render_reply};
 use self::stats::CallStats;
-use crate::tools::{Context, ProgressSender, ToolDef, ToolError, ToolRegistry};
+use crate::tools::{
+    Answer, Ask, Asker, Caller, Context, ProgressSender, ToolDef, ToolError, ToolRegistry,
+};
 use crate::util::redact;
 use crate::util::schema::standard_formats;
 
@@ -45,6 +48,8 @@ pub struct StagedResult {
     /// The final serialisation and text, when the last stage already produced them (so the
     /// pipeline does not do it twice). A stage that edits the result must clear it.
     pub rendered: Option<Rendered>,
+    /// What the tool asked the client's model during the call (prompt, answer), for the ledger.
+    pub sampled: Vec<(String, String)>,
 }
 
 impl StagedResult {
@@ -74,6 +79,7 @@ impl StagedResult {
             meta: ReplyMeta::default(),
             max_tokens,
             rendered: None,
+            sampled: Vec::new(),
         }
     }
 }
@@ -122,6 +128,8 @@ pub struct Call<'a> {
     pub tool: &'a ToolDef,
     pub arguments: &'a Map<String, Value>,
     pub client: &'a dyn Client,
+    /// When the call arrived (its duration, for the audit log).
+    pub started: Instant,
 }
 
 impl<'a> Call<'a> {
@@ -134,6 +142,7 @@ impl<'a> Call<'a> {
             tool,
             arguments,
             client,
+            started: Instant::now(),
         }
     }
 }
@@ -259,7 +268,8 @@ impl Pipeline {
             Some(Value::String(context)) if tool.reads_cluster => Some(context),
             _ => None,
         };
-        let call = Call::new(tool, &arguments, client);
+        let mut call = Call::new(tool, &arguments, client);
+        call.started = started;
         let mut refusal = None;
         if admitted.is_ok() {
             for stage in &self.stages {
@@ -287,13 +297,16 @@ impl Pipeline {
                     }
                 };
                 let info = context.backend.info();
-                match run_tool(tool, context, Value::Object(arguments.clone()), client).await {
+                let (result, sampled) =
+                    run_tool(tool, context, Value::Object(arguments.clone()), client).await;
+                match result {
                     Ok(mut structured) => {
                         // Credentials a log line or an event carried stop here, before any
                         // stage counts or shows the result.
                         redact::mask_json(&mut structured);
                         crate::util::compact::compact(&mut structured);
                         let mut staged = StagedResult::new(structured, max_tokens);
+                        staged.sampled = sampled;
                         staged.meta.backend = Some(info.kind.to_string());
                         staged.meta.context = info.context;
                         if let Some(note) = cap_note {
@@ -365,20 +378,41 @@ impl Pipeline {
     }
 }
 
-/// Runs the tool; when the client asked for progress, forwards what the tool reports while it
-/// runs (in order, all of it before the result).
+/// Runs the tool. A read tool runs straight unless the client asked for progress; a write tool
+/// always gets the caller's facts, a way to ask the client (elicitation, sampling) and the
+/// caller's stop signal. What the tool reports is forwarded in order, all of it before the
+/// result; what it asked the client's model is returned for the ledger.
 async fn run_tool(
     tool: &ToolDef,
     context: Arc<Context>,
     arguments: Value,
     client: &dyn Client,
-) -> Result<Value, ToolError> {
-    if !client.wants_progress() {
-        return (tool.handler)(context, arguments).await;
+) -> (Result<Value, ToolError>, Vec<(String, String)>) {
+    let writes = !tool.kind.read_only();
+    if !client.wants_progress() && !writes {
+        return ((tool.handler)(context, arguments).await, Vec::new());
     }
     let (sender, mut updates) = tokio::sync::mpsc::unbounded_channel();
-    let context = Arc::new(context.with_progress(ProgressSender::new(sender)));
-    let run = (tool.handler)(context, arguments);
+    let (ask, mut asks) = tokio::sync::mpsc::unbounded_channel();
+    let mut context = context.with_progress(if client.wants_progress() {
+        ProgressSender::new(sender)
+    } else {
+        ProgressSender::default()
+    });
+    if writes {
+        let facts = client.facts();
+        let caller = Caller {
+            client: facts.name.as_ref().map(|name| match &facts.version {
+                Some(version) => format!("{name} {version}"),
+                None => name.clone(),
+            }),
+            can_elicit: facts.can_elicit(),
+            can_sample: facts.can_sample(),
+        };
+        context = context.for_call(caller, Asker::new(ask), client.stopped());
+    }
+    let mut sampled = Vec::new();
+    let run = (tool.handler)(Arc::new(context), arguments);
     tokio::pin!(run);
     let result = loop {
         tokio::select! {
@@ -386,6 +420,24 @@ async fn run_tool(
             Some(update) = updates.recv() => {
                 client.progress(update.done.into(), update.total.map(f64::from), &update.message).await;
             }
+            Some(question) = asks.recv() => match question {
+                Ask::Elicit { message, schema, reply } => {
+                    let answer = match client.elicit(&message, schema).await {
+                        Ok(Elicited::Accepted(content)) => Answer::Accepted(content),
+                        Ok(Elicited::Declined) => Answer::Declined,
+                        Ok(Elicited::Cancelled) => Answer::Cancelled,
+                        Err(error) => Answer::Unavailable(error.to_string()),
+                    };
+                    let _ = reply.send(answer);
+                }
+                Ask::Sample { system, prompt, max_tokens, reply } => {
+                    let answer = client.sample(&system, &prompt, max_tokens).await;
+                    if let Ok(text) = &answer {
+                        sampled.push((format!("{system}\n{prompt}"), text.clone()));
+                    }
+                    let _ = reply.send(answer.map_err(|e| e.to_string()));
+                }
+            },
             result = &mut run => break result,
         }
     };
@@ -398,7 +450,7 @@ async fn run_tool(
             )
             .await;
     }
-    result
+    (result, sampled)
 }
 
 /// An error and its chain of causes on one line, for the log.

@@ -76,3 +76,14 @@ mod tests {
         assert_eq!(what_string(7), None);
     }
 }
+
+/// A container image reference (`registry/repo/name:tag@sha256:…`).
+pub const IMAGE: usize = 512;
+/// Most replicas a write may ask for.
+pub const REPLICAS_MAX: i64 = 1_000;
+/// A confirmation token (`cf_` and 32 hex digits), with room to spare.
+pub const TOKEN: usize = 64;
+/// An environment name (`production`, `staging`).
+pub const ENVIRONMENT: usize = 63;
+/// Highest revision number accepted.
+pub const REVISION_MAX: i64 = 1_000_000_000;

@@ -18,6 +18,7 @@ pub mod namespaces;
 pub mod pods;
 pub mod runbooks;
 pub mod troubleshoot;
+pub mod writes;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -34,15 +35,24 @@ use crate::runbooks::knowledge::KnowledgeBase;
 use crate::util::quote::{clip, short};
 use crate::util::suggest::suggest;
 
-/// What a tool may use: the cluster, the runbook knowledge, the limits that shape its answer
-/// and a way to say how far a long call has got. Tools see nothing else of the application
-/// (no ledger, no stages, no server, no client).
+/// What a tool may use: the cluster, the runbook knowledge, the limits that shape its answer,
+/// the write policy, and — for the call in hand — a way to say how far it has got, what the
+/// caller can do, a way to ask the caller (approval, a model's review) and a signal that the
+/// caller stopped waiting. Tools see nothing else of the application (no ledger, no stages, no
+/// server, no client).
 #[derive(Clone)]
 pub struct Context {
     pub backend: Arc<dyn ClusterBackend>,
     pub knowledge: Arc<KnowledgeBase>,
     pub limits: Limits,
+    /// How writes are gated (mode, environments, approvals, rollout watch).
+    pub writes: Arc<writes::WritePolicy>,
     pub progress: ProgressSender,
+    pub caller: Caller,
+    pub ask: Asker,
+    /// Cancelled when the caller stopped waiting (the request was cancelled or timed out):
+    /// a long wait (a rollout watch, an approval) ends early and says so.
+    pub stop: tokio_util::sync::CancellationToken,
 }
 
 impl Context {
@@ -55,8 +65,18 @@ impl Context {
             backend,
             knowledge,
             limits,
+            writes: Arc::new(writes::WritePolicy::default()),
             progress: ProgressSender::default(),
+            caller: Caller::default(),
+            ask: Asker::default(),
+            stop: tokio_util::sync::CancellationToken::new(),
         }
+    }
+
+    /// The same context with another write policy.
+    pub fn with_writes(mut self, writes: Arc<writes::WritePolicy>) -> Context {
+        self.writes = writes;
+        self
     }
 
     /// The same context, reporting progress to `progress`.
@@ -65,6 +85,112 @@ impl Context {
             progress,
             ..self.clone()
         }
+    }
+
+    /// The same context for one call of `caller`, asking through `ask`, stopped by `stop`.
+    pub fn for_call(
+        &self,
+        caller: Caller,
+        ask: Asker,
+        stop: tokio_util::sync::CancellationToken,
+    ) -> Context {
+        Context {
+            caller,
+            ask,
+            stop,
+            ..self.clone()
+        }
+    }
+}
+
+/// Who is calling and what their host can do, as far as the tools need to know.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Caller {
+    /// The client's name and version (`claude-ai 0.1.0`), when it said.
+    pub client: Option<String>,
+    /// The host can show the user a form and return the answer (MCP elicitation, on a
+    /// protocol version that allows it).
+    pub can_elicit: bool,
+    /// The host can run a prompt through its model (MCP sampling).
+    pub can_sample: bool,
+}
+
+/// A question for the caller's host, answered by the pipeline through the client.
+#[derive(Debug)]
+pub enum Ask {
+    /// Show `message` and a form (a flat JSON object schema) to the user.
+    Elicit {
+        message: String,
+        schema: Value,
+        reply: tokio::sync::oneshot::Sender<Answer>,
+    },
+    /// Ask the host's model; the text of its answer, or why there is none.
+    Sample {
+        system: String,
+        prompt: String,
+        max_tokens: u32,
+        reply: tokio::sync::oneshot::Sender<Result<String, String>>,
+    },
+}
+
+/// The user's answer to an elicitation.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Answer {
+    Accepted(Value),
+    Declined,
+    Cancelled,
+    /// No answer: the host cannot ask, or the request failed (the reason).
+    Unavailable(String),
+}
+
+/// Where a tool sends its questions for the caller. Without a connected channel (the terminal
+/// subcommands, tests) every question is answered "unavailable".
+#[derive(Debug, Clone, Default)]
+pub struct Asker(Option<tokio::sync::mpsc::UnboundedSender<Ask>>);
+
+impl Asker {
+    pub fn new(sender: tokio::sync::mpsc::UnboundedSender<Ask>) -> Asker {
+        Asker(Some(sender))
+    }
+
+    /// Asks the user to fill in a form.
+    pub async fn elicit(&self, message: String, schema: Value) -> Answer {
+        let Some(sender) = &self.0 else {
+            return Answer::Unavailable("no client to ask".into());
+        };
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        if sender
+            .send(Ask::Elicit {
+                message,
+                schema,
+                reply,
+            })
+            .is_err()
+        {
+            return Answer::Unavailable("the call has ended".into());
+        }
+        answer
+            .await
+            .unwrap_or_else(|_| Answer::Unavailable("the call has ended".into()))
+    }
+
+    /// Asks the host's model.
+    pub async fn sample(&self, system: String, prompt: String, max_tokens: u32) -> Result<String, String> {
+        let Some(sender) = &self.0 else {
+            return Err("no client to ask".into());
+        };
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        sender
+            .send(Ask::Sample {
+                system,
+                prompt,
+                max_tokens,
+                reply,
+            })
+            .map_err(|_| "the call has ended".to_string())?;
+        answer
+            .await
+            .unwrap_or_else(|_| Err("the call has ended".into()))
     }
 }
 
@@ -197,6 +323,7 @@ impl From<ClusterError> for ToolError {
                 ToolError::NotFound(format!("{kind} {} not found{place}{names}", short(name)))
             }
             ClusterError::Invalid(message) => ToolError::InvalidArgument(message),
+            ClusterError::ReadOnly(message) => ToolError::Refused(message),
             other => ToolError::Cluster(other),
         }
     }
@@ -347,7 +474,7 @@ pub struct ToolRegistry {
 }
 
 impl ToolRegistry {
-    /// The standard read-only tool set.
+    /// The standard tool set: the reads, then the writes (gated by the write policy).
     pub fn standard() -> ToolRegistry {
         ToolRegistry {
             tools: vec![
@@ -364,6 +491,10 @@ impl ToolRegistry {
                 logs::trace_transaction_tool(),
                 runbooks::tool(),
                 troubleshoot::tool(),
+                writes::deploy::tool(),
+                writes::rollback::tool(),
+                writes::restart::tool(),
+                writes::scale::tool(),
             ],
         }
     }

@@ -267,7 +267,7 @@ struct Gathered {
     notes: Vec<String>,
 }
 
-async fn troubleshoot_issue(
+pub async fn troubleshoot_issue(
     ctx: Arc<Context>,
     params: TroubleshootIssueParams,
 ) -> ToolResult<Troubleshooting> {

@@ -40,6 +40,25 @@ pub fn shared_corpus(what: &str) -> Option<std::path::PathBuf> {
     None
 }
 
+/// The data directory the test binaries' servers share (one per test process).
+pub fn test_data_dir() -> std::path::PathBuf {
+    std::env::temp_dir().join(format!("sre-mcp-test-data-{}", std::process::id()))
+}
+
+/// A fresh, empty data directory for one test.
+pub fn fresh_data_dir(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "sre-mcp-{name}-{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
 pub fn binary() -> &'static str {
     env!("CARGO_BIN_EXE_sre-mcp")
 }
@@ -51,7 +70,10 @@ pub fn spawn(args: &[&str]) -> TokioChildProcess {
     command
         .args(args)
         .env("SRE_MCP_LOG", "warn")
-        .env("SRE_MCP_BACKEND", "demo");
+        .env("SRE_MCP_BACKEND", "demo")
+        // The history database of test runs stays out of the developer's own (a test that
+        // reads it back passes --data-dir of its own).
+        .env("SRE_MCP_DATA_DIR", test_data_dir());
     let (transport, _stderr) = TokioChildProcess::builder(command)
         .stderr(Stdio::inherit())
         .spawn()
