@@ -156,7 +156,7 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 async fn every_argument_past_its_limit_is_refused_quickly_and_briefly() {
     let client = common::start(&["--no-embeddings"]).await;
     let tools = client.list_all_tools().await.unwrap();
-    assert_eq!(tools.len(), 13);
+    assert_eq!(tools.len(), 17);
     let cases = cases(&tools);
     // Warm-up: the first calls pay for lazily built state.
     for case in cases.iter().take(5) {

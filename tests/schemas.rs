@@ -31,7 +31,7 @@ fn formats(value: &Value, path: &str, out: &mut Vec<(String, String)>) {
 async fn every_listed_schema_is_valid_2020_12_with_standard_formats_only() {
     let client = common::start(&["--no-embeddings"]).await;
     let tools = client.list_all_tools().await.unwrap();
-    assert_eq!(tools.len(), 13);
+    assert_eq!(tools.len(), 17);
     let mut problems = Vec::new();
     for tool in &tools {
         let mut schemas = vec![("input", Value::Object((*tool.input_schema).clone()))];

@@ -72,11 +72,19 @@ pub trait Client: Send + Sync {
 /// The last protocol version on which a server may send requests to the client (elicitation,
 /// sampling) during a call; later sessions (2026-07-28) refuse them.
 pub const LAST_VERSION_WITH_CLIENT_REQUESTS: &str = "2025-11-25";
+/// The first protocol version with elicitation.
+pub const FIRST_VERSION_WITH_ELICITATION: &str = "2025-06-18";
 
 impl ClientFacts {
-    /// The client declared elicitation and the session's protocol lets the server ask.
+    /// The client declared elicitation and the session's protocol has it and lets the server
+    /// ask.
     pub fn can_elicit(&self) -> bool {
-        self.elicitation && self.requests_allowed()
+        self.elicitation
+            && self.requests_allowed()
+            && self
+                .protocol_version
+                .as_deref()
+                .is_none_or(|v| v >= FIRST_VERSION_WITH_ELICITATION)
     }
 
     /// The client declared sampling and the session's protocol lets the server ask.

@@ -144,16 +144,20 @@ pub fn input_schema(tool: &ToolDef, min_tokens: usize, max_tokens: usize) -> Jso
         for property in properties.values_mut() {
             drop_null_alternative(property);
         }
-        properties.insert(
-            MAX_TOKENS.into(),
-            serde_json::json!({
-                "type": "integer",
-                "minimum": min_tokens,
-                "maximum": max_tokens,
-                "description": "Token cap; a larger result is shaped to fit it."
-            }),
-        );
-        if tool.reads_cluster {
+        // A write's reply is never shaped, and a write goes to the server's own context only
+        // (a write elsewhere is a deliberate server configuration, not an argument).
+        if tool.kind.read_only() {
+            properties.insert(
+                MAX_TOKENS.into(),
+                serde_json::json!({
+                    "type": "integer",
+                    "minimum": min_tokens,
+                    "maximum": max_tokens,
+                    "description": "Token cap; a larger result is shaped to fit it."
+                }),
+            );
+        }
+        if tool.reads_cluster && tool.kind.read_only() {
             properties.insert(
                 CONTEXT.into(),
                 serde_json::json!({

@@ -265,7 +265,9 @@ impl Pipeline {
         // `context` is the pipeline's too (checked above: a name, and only for a tool that
         // reads the cluster).
         let cluster_context = match arguments.remove(envelope::CONTEXT) {
-            Some(Value::String(context)) if tool.reads_cluster => Some(context),
+            Some(Value::String(context)) if tool.reads_cluster && tool.kind.read_only() => {
+                Some(context)
+            }
             _ => None,
         };
         let mut call = Call::new(tool, &arguments, client);
@@ -737,7 +739,13 @@ mod tests {
         let pipeline = pipeline();
         for tool in pipeline.tools().iter() {
             let input = tool.input_schema["properties"].as_object().unwrap();
-            assert!(input.contains_key(envelope::MAX_TOKENS), "{}", tool.name);
+            // A write's reply is never shaped: no cap to ask for.
+            assert_eq!(
+                input.contains_key(envelope::MAX_TOKENS),
+                tool.kind.read_only(),
+                "{}",
+                tool.name
+            );
             let output = tool.output_schema["properties"].as_object().unwrap();
             assert!(
                 output.contains_key(envelope::RELEVANT_RUNBOOKS),

@@ -18,19 +18,22 @@ use crate::tools::{Context, ToolDef, ToolError, ToolKind, ToolResult, define_too
 pub struct DeployParams {
     #[serde(flatten)]
     pub common: Common,
-    /// The image to run, with a version tag or digest (e.g. registry.example/payments/payment-gateway:2.14.1).
-    #[schemars(length(min = 1, max = limits::IMAGE))]
+    /// With a version tag or digest.
+    #[schemars(length(max = limits::IMAGE))]
     pub image: String,
-    /// The container to change (default: the only one; required when there are several).
+    /// Default: the only one.
     #[schemars(length(max = limits::NAME))]
     pub container: Option<String>,
+    /// Refused unless the namespace is this environment.
+    #[schemars(length(max = limits::ENVIRONMENT))]
+    pub environment: Option<String>,
 }
 
 pub fn tool() -> ToolDef {
     define_tool(
         "deploy_with_review",
         "Deploy with review",
-        "Change a service's image safely. Always reviews first (health, dependencies, crashing pods, errors, events, recent deploys, the change as a diff from a server dry run) and returns GO/NO-GO with risk, reasons and a checklist. dry_run=true (default) changes nothing. dry_run=false applies after the approval the environment needs (production: the user approves in the client, or the dry run's confirmation_token), then watches the rollout and gives the rollback call if it fails.",
+        "Change a service's image after a review (health, dependencies, pods, errors, events, deploys, dry-run diff: GO/NO-GO, risk, checklist) and the approval production needs; watches the rollout, gives the rollback call if it fails.",
         ToolKind::Write {
             destructive: true,
             idempotent: false,
@@ -48,7 +51,9 @@ async fn deploy(ctx: Arc<Context>, params: DeployParams) -> ToolResult<WriteRepo
         ));
     }
     let container = params.container.clone();
-    flow::run(&ctx, Action::Deploy, params.common, move |deployment, _| {
+    let mut common = params.common;
+    common.environment = params.environment;
+    flow::run(&ctx, Action::Deploy, common, move |deployment, _| {
         let container = pick_container(deployment, container.as_deref())?;
         let mut arguments = serde_json::Map::new();
         arguments.insert("image".into(), json!(image));

@@ -98,27 +98,25 @@ impl Default for WritePolicy {
 /// The arguments every write tool takes besides its own change.
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
 pub struct Common {
-    /// Service (Deployment) name, or `namespace/name`.
-    #[schemars(length(min = 1, max = limits::NAME))]
+    /// Deployment name or namespace/name.
+    #[schemars(length(max = limits::NAME))]
     pub service: String,
-    /// The service's namespace (or write `namespace/name` in `service`).
     #[schemars(length(max = limits::NAME))]
     pub namespace: Option<String>,
-    /// Why: recorded as the change-cause and in the audit log (e.g. "PAY-1850: roll back the OOM in 2.14.0").
-    #[schemars(length(min = 1, max = limits::TEXT))]
+    // Why: kept as the change-cause and in the audit log (the name says enough to the model).
+    #[schemars(length(max = limits::TEXT))]
     pub reason: String,
-    /// true (the default): review and plan only, change nothing. false: apply after the review
-    /// and the approval the environment needs.
+    /// Default true: review only.
     pub dry_run: Option<bool>,
-    /// The single-use token a dry run returned for a production change (clients that cannot
-    /// ask their user for approval).
+    // From the dry run, after the user approved (the dry run's reply and the server's
+    // instructions say so; each word here is paid on every turn).
     #[schemars(length(max = limits::TOKEN))]
     pub confirmation_token: Option<String>,
-    /// The environment you mean to change (`production`, `staging`); refused when the
-    /// namespace is another.
-    #[schemars(length(max = limits::ENVIRONMENT))]
-    pub environment: Option<String>,
-    /// Apply despite a NO-GO review, and why (only with --allow-override).
+    /// Why to override NO-GO (--allow-override).
     #[schemars(length(max = limits::TEXT))]
     pub override_reason: Option<String>,
+    /// The environment meant; refused if the namespace is another.
+    #[serde(skip)]
+    #[schemars(skip)]
+    pub environment: Option<String>,
 }

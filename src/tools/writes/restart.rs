@@ -23,7 +23,7 @@ pub fn tool() -> ToolDef {
     define_tool(
         "restart_deployment",
         "Restart a deployment",
-        "Replace every pod of a service one at a time (kubectl rollout restart). Reviewed first (a restart does not fix pods that crash on their code), approved like any production change; dry_run=true (default) changes nothing. Watches the rollout.",
+        "Replace a service's pods one at a time (kubectl rollout restart); reviewed and approved like every write.",
         ToolKind::Write {
             destructive: true,
             idempotent: false,

@@ -18,7 +18,7 @@ use crate::tools::{Context, ToolDef, ToolError, ToolKind, ToolResult, define_too
 pub struct RollbackParams {
     #[serde(flatten)]
     pub common: Common,
-    /// The revision to return to (default: the one before the current; get_recent_deploys lists them).
+    /// Default: the previous.
     #[schemars(range(min = 1, max = limits::REVISION_MAX))]
     pub to_revision: Option<i64>,
 }
@@ -27,7 +27,7 @@ pub fn tool() -> ToolDef {
     define_tool(
         "rollback_deployment",
         "Roll back a deployment",
-        "Return a service to an earlier revision (default: the previous one), as kubectl rollout undo. Reviewed like every write (is the target revision in the history, what runs now) and approved like any production change; dry_run=true (default) changes nothing. Never blocked by the token budget. Watches the rollout.",
+        "Roll a service back to an earlier revision (kubectl rollout undo); reviewed and approved like every write; never blocked by the budget.",
         ToolKind::Write {
             destructive: true,
             idempotent: false,

@@ -17,7 +17,6 @@ use crate::tools::{Context, ToolDef, ToolKind, ToolResult, define_tool, limits};
 pub struct ScaleParams {
     #[serde(flatten)]
     pub common: Common,
-    /// The replica count to set.
     #[schemars(range(min = 0, max = limits::REPLICAS_MAX))]
     pub replicas: i64,
 }
@@ -26,7 +25,7 @@ pub fn tool() -> ToolDef {
     define_tool(
         "scale_deployment",
         "Scale a deployment",
-        "Set a service's replica count. Reviewed first (scaling to 0 in production is NO-GO; a single replica or a big jump raise the risk), approved like any production change; dry_run=true (default) changes nothing. Watches until the pods are ready.",
+        "Set a service's replica count; reviewed (0 in production is NO-GO) and approved like every write.",
         ToolKind::Write {
             destructive: true,
             idempotent: true,
