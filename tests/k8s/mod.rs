@@ -520,3 +520,121 @@ pub async fn warn_event(
     .unwrap();
     events.create(&PostParams::default(), &event).await.unwrap();
 }
+
+/// Applies a Deployment `app` whose pod template has these `containers` (a JSON array), as
+/// `kubectl apply` would, with `cause` as its change-cause. The controller-manager makes a new
+/// ReplicaSet revision whenever the template differs from the last; see
+/// [`replica_set_of_revision`] to wait for it.
+pub async fn apply_deployment(
+    client: &kube::Client,
+    namespace: &str,
+    app: &str,
+    replicas: i32,
+    containers: Value,
+    cause: &str,
+) -> Deployment {
+    let deployments = Api::<Deployment>::namespaced(client.clone(), namespace);
+    let body = json!({
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": app, "labels": {"app": app},
+            "annotations": {"kubernetes.io/change-cause": cause}},
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": {"app": app}},
+            "template": {
+                "metadata": {"labels": {"app": app}},
+                "spec": {"containers": containers}
+            }
+        }
+    });
+    deployments
+        .patch(
+            app,
+            &PatchParams::apply("sre-mcp-tests").force(),
+            &Patch::Apply(&body),
+        )
+        .await
+        .unwrap()
+}
+
+/// The ReplicaSets of `app` (by its `app` label), oldest revision first.
+pub async fn replica_sets_of(client: &kube::Client, namespace: &str, app: &str) -> Vec<ReplicaSet> {
+    let replica_sets = Api::<ReplicaSet>::namespaced(client.clone(), namespace);
+    let mut all = replica_sets
+        .list(&ListParams::default().labels(&format!("app={app}")))
+        .await
+        .unwrap()
+        .items;
+    all.sort_by_key(|rs| revision_of(rs).parse::<u32>().unwrap_or(0));
+    all
+}
+
+/// The ReplicaSet of `app` at `revision`, once the controller-manager has made (or, for a
+/// rollback, renumbered) it.
+pub async fn replica_set_of_revision(
+    client: &kube::Client,
+    namespace: &str,
+    app: &str,
+    revision: u32,
+) -> ReplicaSet {
+    let want = revision.to_string();
+    eventually(&format!("{app} revision {want}"), || {
+        let want = want.clone();
+        async move {
+            replica_sets_of(client, namespace, app)
+                .await
+                .into_iter()
+                .find(|rs| revision_of(rs) == want)
+        }
+    })
+    .await
+}
+
+/// Lets `group` get and list Deployments and ReplicaSets in one namespace (what the README's
+/// read-only role gives there), through a Role and RoleBinding of that namespace only.
+pub async fn grant_deployment_reads(client: &kube::Client, namespace: &str, group: &str) {
+    use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
+    let name = format!("{group}-deployment-reads");
+    let role: Role = serde_json::from_value(json!({
+        "metadata": {"name": name},
+        "rules": [{"apiGroups": ["apps"], "resources": ["deployments", "replicasets"],
+                   "verbs": ["get", "list"]}]
+    }))
+    .unwrap();
+    Api::<Role>::namespaced(client.clone(), namespace)
+        .create(&PostParams::default(), &role)
+        .await
+        .unwrap();
+    let binding: RoleBinding = serde_json::from_value(json!({
+        "metadata": {"name": name},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name},
+        "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": group}]
+    }))
+    .unwrap();
+    Api::<RoleBinding>::namespaced(client.clone(), namespace)
+        .create(&PostParams::default(), &binding)
+        .await
+        .unwrap();
+}
+
+/// `app` once the deployment controller has caught up with its spec and stopped updating its
+/// status for a second (no kubelet runs, so no pod becomes ready and nothing changes after
+/// that): a `resourceVersion` read now stays current until someone writes.
+pub async fn settled_deployment(client: &kube::Client, namespace: &str, app: &str) -> Deployment {
+    let deployments = Api::<Deployment>::namespaced(client.clone(), namespace);
+    eventually(&format!("{app} to settle"), || {
+        let deployments = deployments.clone();
+        async move {
+            let first = deployments.get(app).await.ok()?;
+            if first.status.as_ref()?.observed_generation != first.metadata.generation {
+                return None;
+            }
+            // The ReplicaSets' pods are made and counted within this (a rollout that cannot
+            // finish, with no pod ever ready, stays as it is).
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            let second = deployments.get(app).await.ok()?;
+            (second.metadata.resource_version == first.metadata.resource_version).then_some(second)
+        }
+    })
+    .await
+}

@@ -1,6 +1,8 @@
 //! Turns kube-rs errors into [`ClusterError`]s that say what the user can act on: which verb,
 //! resource and namespace RBAC denied and with which context, what was not found, whether the
-//! API server throttled, failed or did not answer. The kube error is kept as the cause.
+//! API server throttled, failed or did not answer, and for a write, whether the object changed
+//! since it was reviewed (409) or may have been changed after all (a timeout). The kube error is
+//! kept as the cause.
 
 use std::time::Duration;
 
@@ -21,6 +23,11 @@ pub struct Request<'a> {
 }
 
 impl Request<'_> {
+    /// Whether the request changes the cluster (then a timeout leaves its outcome unknown).
+    fn writes(&self) -> bool {
+        matches!(self.verb, "patch" | "update" | "create" | "delete")
+    }
+
     fn describe(&self) -> String {
         let mut text = format!("{} {}", self.verb, self.resource);
         if let Some(name) = self.name {
@@ -33,15 +40,41 @@ impl Request<'_> {
     }
 }
 
-/// The request took longer than `--api-timeout`.
+/// The request took longer than `--api-timeout`. A write may still have been made: the API
+/// server may have stored it after the client stopped waiting.
 pub fn timeout(request: &Request<'_>, after: Duration) -> ClusterError {
+    let outcome = if request.writes() {
+        format!(
+            "; the change may have been made anyway: read the {} again before retrying",
+            request.kind
+        )
+    } else {
+        String::new()
+    };
     ClusterError::Timeout {
         operation: format!(
-            "{} (context {:?}); the API server did not answer in time, raise --api-timeout if it is slow",
+            "{} (context {:?}); the API server did not answer in time, raise --api-timeout if it is slow{outcome}",
             request.describe(),
             request.context
         ),
         after,
+    }
+}
+
+/// The object is not at the version the write was reviewed against (`detail` says how we
+/// know): nothing was changed.
+pub fn conflict(request: &Request<'_>, detail: &str) -> ClusterError {
+    let mut object = request.kind.to_string();
+    if let Some(name) = request.name {
+        object.push_str(&format!(" {name:?}"));
+    }
+    if let Some(ns) = request.namespace {
+        object.push_str(&format!(" in namespace {ns:?}"));
+    }
+    ClusterError::Conflict {
+        message: format!(
+            "the {object} changed since it was reviewed, so the change was not made ({detail}); read it again and review the change anew"
+        ),
     }
 }
 
@@ -79,6 +112,8 @@ pub fn from_kube(request: &Request<'_>, error: kube::Error) -> ClusterError {
                     ),
                     cause: Some(Box::new(kube::Error::Api(status))),
                 },
+                // A `metadata.resourceVersion` precondition that no longer holds.
+                409 => conflict(request, &format!("the API server answered 409: {message}")),
                 400 | 422 => ClusterError::Invalid(format!(
                     "the API server refused to {}: {message}",
                     request.describe()
@@ -180,5 +215,56 @@ mod tests {
         ));
         let timed_out = timeout(&request(), Duration::from_secs(10)).to_string();
         assert!(timed_out.contains("--api-timeout"), "{timed_out}");
+        assert!(!timed_out.contains("may have been made"), "{timed_out}");
+    }
+
+    fn patch() -> Request<'static> {
+        Request {
+            verb: "patch",
+            resource: "deployments",
+            kind: "deployment",
+            namespace: Some("payments"),
+            name: Some("checkout"),
+            context: "viewer",
+        }
+    }
+
+    #[test]
+    fn write_statuses_read_as_what_to_do() {
+        match from_kube(&patch(), status(409, "Conflict")) {
+            ClusterError::Conflict { message } => {
+                assert!(
+                    message.contains("deployment \"checkout\" in namespace \"payments\" changed since it was reviewed"),
+                    "{message}"
+                );
+                assert!(message.contains("review the change anew"), "{message}");
+                assert!(message.contains("Conflict message"), "{message}");
+            }
+            other => panic!("409 read as {other:?}"),
+        }
+        assert!(matches!(
+            from_kube(&patch(), status(403, "Forbidden")),
+            ClusterError::Forbidden {
+                verb: "patch",
+                resource: "deployments",
+                ..
+            }
+        ));
+        match from_kube(&patch(), status(422, "Invalid")) {
+            ClusterError::Invalid(message) => {
+                assert!(message.contains("Invalid message"), "{message}");
+                assert!(message.contains("patch deployments"), "{message}");
+            }
+            other => panic!("422 read as {other:?}"),
+        }
+        assert!(matches!(
+            from_kube(&patch(), status(404, "NotFound")),
+            ClusterError::NotFound { kind: "deployment", ref name, .. } if name == "checkout"
+        ));
+        let timed_out = timeout(&patch(), Duration::from_secs(10)).to_string();
+        assert!(
+            timed_out.contains("may have been made anyway: read the deployment again"),
+            "{timed_out}"
+        );
     }
 }

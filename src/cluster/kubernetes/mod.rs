@@ -2,10 +2,12 @@
 //! kube-rs, typed with k8s-openapi. Selectors, page sizes and log parameters (`tailLines`,
 //! `sinceSeconds`, `previous`, `limitBytes`) go to the API server; logs are read as a stream
 //! and parsed line by line, so no whole log text is held. Every request is bounded by
-//! `--api-timeout`, and a `--namespaces` allowlist is checked before any request is made.
+//! `--api-timeout`, and a `--namespaces` allowlist is checked before any request is made. The one
+//! write, a Deployment patch, is in [`write`].
 
 pub mod config;
 pub mod error;
+mod write;
 
 use std::collections::HashMap;
 use std::fmt::Debug;
@@ -24,8 +26,8 @@ use self::config::{KubeSettings, KubeSource};
 use self::error::Request;
 use super::prometheus::Scope;
 use super::{
-    BackendInfo, ClusterBackend, ClusterError, ClusterResult, ListQuery, LogLines, LogQuery,
-    ObjectList, ServiceMetrics,
+    BackendInfo, ClusterBackend, ClusterError, ClusterResult, DeploymentWrite, ListQuery, LogLines,
+    LogQuery, ObjectList, ServiceMetrics,
 };
 use crate::util::logs::TimestampedLogParser;
 
@@ -334,7 +336,7 @@ impl ClusterBackend for KubeBackend {
                 self.context
             ),
             context: Some(self.context.clone()),
-            read_only: true,
+            read_only: false,
             metrics: match &self.settings.prometheus {
                 Some(prometheus) => prometheus.describe(),
                 None => "none (start with --prometheus URL for error rate, latency and alerts; they read unknown)".into(),
@@ -552,6 +554,10 @@ impl ClusterBackend for KubeBackend {
             (None, None) => Scope::All,
         };
         prometheus.service_metrics(&scope).await
+    }
+
+    async fn write_deployment(&self, write: &DeploymentWrite) -> ClusterResult<Deployment> {
+        self.patch_deployment(write).await
     }
 
     async fn for_context(&self, context: &str) -> ClusterResult<Arc<dyn ClusterBackend>> {
