@@ -11,11 +11,14 @@ inspector="$node_dir/node_modules/.bin/mcp-inspector"
 passed=0
 failed=0
 schema_warnings=0
+# The Inspector gives the server a filtered environment: the history database goes to the test
+# run's data directory (never the user's own).
+data_dir="${SRE_MCP_DATA_DIR:-$(mktemp -d)}"
 
 run() { # run NAME EXPECTED_SUBSTRING inspector-args...
   local name="$1" expect="$2"; shift 2
   local out
-  out="$(SRE_MCP_LOG=warn timeout 60 "$inspector" --cli -e SRE_MCP_BACKEND=demo "$bin" "$@" 2>&1)"
+  out="$(SRE_MCP_LOG=warn timeout 60 "$inspector" --cli -e SRE_MCP_BACKEND=demo -e "SRE_MCP_DATA_DIR=$data_dir" "$bin" "$@" 2>&1)"
   local status=$?
   # The Inspector validates results against each tool's outputSchema and warns about formats
   # it does not know; the schemas must give it nothing to warn about.
@@ -27,17 +30,17 @@ run() { # run NAME EXPECTED_SUBSTRING inspector-args...
   fi
 }
 
-tools_json="$(SRE_MCP_LOG=warn timeout 60 "$inspector" --cli -e SRE_MCP_BACKEND=demo "$bin" --method tools/list 2>/dev/null)"
+tools_json="$(SRE_MCP_LOG=warn timeout 60 "$inspector" --cli -e SRE_MCP_BACKEND=demo -e "SRE_MCP_DATA_DIR=$data_dir" "$bin" --method tools/list 2>/dev/null)"
 for tool in check_service_health list_namespaces list_pods describe_pod get_pod_logs get_events \
             list_deployments get_recent_deploys search_logs count_errors trace_transaction search_runbooks \
-            troubleshoot_issue; do
+            troubleshoot_issue deploy_with_review rollback_deployment restart_deployment scale_deployment; do
   if grep -q "\"$tool\"" <<<"$tools_json"; then passed=$((passed + 1)); echo "ok   tools/list has $tool"
   else failed=$((failed + 1)); echo "FAIL tools/list lacks $tool"; fi
 done
 
-pod="$(SRE_MCP_LOG=warn timeout 60 "$inspector" --cli -e SRE_MCP_BACKEND=demo "$bin" --method tools/call --tool-name list_pods \
+pod="$(SRE_MCP_LOG=warn timeout 60 "$inspector" --cli -e SRE_MCP_BACKEND=demo -e "SRE_MCP_DATA_DIR=$data_dir" "$bin" --method tools/call --tool-name list_pods \
         --tool-arg namespace=payments 2>/dev/null | grep -o 'payment-gateway-[a-z0-9]*-[a-z0-9]*' | head -1)"
-trace="$(SRE_MCP_LOG=warn timeout 60 "$inspector" --cli -e SRE_MCP_BACKEND=demo "$bin" --method tools/call --tool-name search_logs \
+trace="$(SRE_MCP_LOG=warn timeout 60 "$inspector" --cli -e SRE_MCP_BACKEND=demo -e "SRE_MCP_DATA_DIR=$data_dir" "$bin" --method tools/call --tool-name search_logs \
         --tool-arg service=order-service level=error limit=5 2>/dev/null | grep -o '"trace_id": *"[0-9a-f]\{32\}"' | head -1 | grep -o '[0-9a-f]\{32\}')"
 
 run "call check_service_health" '"services"' --method tools/call --tool-name check_service_health
@@ -59,7 +62,12 @@ run "resources/read runbook://oomkilled-crashloop" 'Mitigation' --method resourc
 run "resources/templates/list" 'deployment://history/{service}' --method resources/templates/list
 run "resources/templates/list has result://{id}" 'result://{id}' --method resources/templates/list
 run "resources/read system://health" 'uptime_seconds' --method resources/read --uri system://health
-run "resources/read deployment://history" 'deploys' --method resources/read --uri deployment://history
+run "resources/read deployment://history" '"rollouts"' --method resources/read --uri deployment://history
+run "call rollback_deployment (dry run: review and a confirmation token)" 'Confirmation token: cf_' --method tools/call --tool-name rollback_deployment \
+  --tool-arg service=payments/payment-gateway to_revision=6 'reason=PAY-1850 OOM in 2.14.0'
+run "call deploy_with_review (a NO-GO review blocks)" 'NO-GO' --method tools/call --tool-name deploy_with_review \
+  --tool-arg service=payment-gateway image=registry.acme.internal/payments/payment-gateway:2.14.0 reason=again dry_run=false
+run "resources/read audit://log" '"deploy_with_review"' --method resources/read --uri audit://log
 run "resources/read deployment://history/{service}" 'payment-gateway' --method resources/read --uri deployment://history/payment-gateway
 run "prompts/list" 'troubleshoot-issue' --method prompts/list
 for prompt in "investigate-service service=payment-gateway" "pre-deploy-check service=order-service" \
@@ -76,7 +84,7 @@ done
 # The Kubernetes backend, when the test command started the test API server.
 if [ -n "${SRE_MCP_TEST_KUBECONFIG:-}" ]; then
   out="$(SRE_MCP_LOG=warn timeout 60 "$inspector" --cli -e SRE_MCP_BACKEND=kube \
-    -e "SRE_MCP_KUBECONFIG=$SRE_MCP_TEST_KUBECONFIG" "$bin" \
+    -e "SRE_MCP_KUBECONFIG=$SRE_MCP_TEST_KUBECONFIG" -e "SRE_MCP_DATA_DIR=$data_dir" "$bin" \
     --method tools/call --tool-name list_namespaces 2>&1)"
   if grep -q '"kubernetes"' <<<"$out" && grep -q 'kube-system' <<<"$out"; then
     passed=$((passed + 1)); echo "ok   kube: tools/call list_namespaces"

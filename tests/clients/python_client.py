@@ -4,6 +4,7 @@ prompts and completion. Usage: python_client.py PATH_TO_SRE_MCP"""
 
 import asyncio
 import json
+import os
 import sys
 
 import jsonschema
@@ -15,9 +16,18 @@ EXPECTED_TOOLS = {
     "get_events", "list_deployments", "get_recent_deploys", "search_logs", "count_errors",
     "trace_transaction", "search_runbooks", "troubleshoot_issue",
 }
+WRITE_TOOLS = {"deploy_with_review", "rollback_deployment", "restart_deployment", "scale_deployment"}
 
 passed = 0
 failed = 0
+
+
+def server_env(env):
+    """The SDK gives the server a filtered environment: pass on the test run's data directory
+    (the history database), so the tests never write to the user's own."""
+    if os.environ.get("SRE_MCP_DATA_DIR"):
+        env = dict(env, SRE_MCP_DATA_DIR=os.environ["SRE_MCP_DATA_DIR"])
+    return env
 
 
 def check(name, condition, detail=""):
@@ -32,7 +42,7 @@ def check(name, condition, detail=""):
 
 async def main(binary):
     params = StdioServerParameters(
-        command=binary, args=[], env={"SRE_MCP_LOG": "warn", "SRE_MCP_BACKEND": "demo"}
+        command=binary, args=[], env=server_env({"SRE_MCP_LOG": "warn", "SRE_MCP_BACKEND": "demo"})
     )
     async with stdio_client(params) as (read, write):
         async with ClientSession(read, write) as session:
@@ -41,9 +51,13 @@ async def main(binary):
 
             tools = (await session.list_tools()).tools
             names = {t.name for t in tools}
-            check("tools/list has every tool", EXPECTED_TOOLS <= names, names)
+            check("tools/list has every tool", EXPECTED_TOOLS | WRITE_TOOLS == names, names)
             schemas = {t.name: t.output_schema for t in tools}
-            check("every tool is read-only", all(t.annotations and t.annotations.read_only_hint for t in tools))
+            check("every read tool is read-only", all(t.annotations and t.annotations.read_only_hint for t in tools if t.name in EXPECTED_TOOLS))
+            hints = {t.name: (t.annotations.read_only_hint, t.annotations.destructive_hint, t.annotations.idempotent_hint) for t in tools if t.name in WRITE_TOOLS}
+            check("write tools say they change the cluster, honestly",
+                  hints == {"deploy_with_review": (False, True, False), "rollback_deployment": (False, True, False),
+                            "restart_deployment": (False, True, False), "scale_deployment": (False, True, True)}, hints)
 
             calls = [
                 ("check_service_health", {}),
@@ -122,6 +136,7 @@ async def main(binary):
             check("completion/complete", completion.completion.values == ["inventory-service"], completion.completion.values)
 
     await sampling(binary)
+    await writes(binary)
     await kube_backend(binary)
     print(f"python-mcp-client: {passed} passed, {failed} failed")
     return failed == 0
@@ -132,7 +147,7 @@ async def sampling(binary):
     back beside the deterministic answer and the ledger books it; a client whose sampling
     fails gets the deterministic answer with a note."""
     params = StdioServerParameters(
-        command=binary, args=["--no-embeddings"], env={"SRE_MCP_LOG": "warn", "SRE_MCP_BACKEND": "demo"}
+        command=binary, args=["--no-embeddings"], env=server_env({"SRE_MCP_LOG": "warn", "SRE_MCP_BACKEND": "demo"})
     )
     prompts = []
 
@@ -184,6 +199,82 @@ async def sampling(binary):
                   and result.structured_content.get("hypotheses"), synthesis)
 
 
+async def writes(binary):
+    """The write tools with a client that can ask its user (elicitation) and run prompts
+    (sampling): a production rollback approved in the client is applied and watched (progress);
+    a declined one changes nothing; the client's model's NO-GO makes a GO review NO-GO and its
+    tokens are booked."""
+    params = StdioServerParameters(
+        command=binary, args=["--no-embeddings"], env=server_env({"SRE_MCP_LOG": "warn", "SRE_MCP_BACKEND": "demo"})
+    )
+    asked = []
+
+    async def approve(context, request):
+        asked.append(request)
+        return types.ElicitResult(action="accept", content={"approve": True})
+
+    async def decline(context, request):
+        asked.append(request)
+        return types.ElicitResult(action="decline")
+
+    rollback = {"service": "payments/payment-gateway", "to_revision": 6, "reason": "PAY-1850: 2.14.0 is OOMKilled", "dry_run": False}
+    async with stdio_client(params) as (read, write):
+        async with ClientSession(read, write, elicitation_callback=approve) as session:
+            await session.initialize()
+            steps = []
+
+            async def on_progress(progress, total, message):
+                steps.append((progress, total, message))
+
+            result = await session.call_tool("rollback_deployment", rollback, progress_callback=on_progress)
+            report = result.structured_content or {}
+            check("writes: a production rollback approved in the client is applied and completes",
+                  not result.is_error and report.get("outcome") == "applied"
+                  and report.get("approval", {}).get("how", "").startswith("elicitation")
+                  and report.get("rollout", {}).get("status") == "complete", result.content[0].text[:600])
+            message = asked[0].message if asked else ""
+            check("writes: the approval shows the diff, the verdict and the reason",
+                  "2.13.2" in message and "Review: GO" in message and "PAY-1850" in message, message)
+            check("writes: the rollout is reported as progress",
+                  any("ready" in (m or "") for _, _, m in steps) and all(a[0] < b[0] for a, b in zip(steps, steps[1:])), steps)
+            health = (await session.call_tool("check_service_health", {"service": "payments/payment-gateway"})).structured_content
+            check("writes: payment-gateway is healthy again", health["services"][0]["status"] == "healthy", health["services"][0].get("verdict"))
+            log = json.loads((await session.read_resource("audit://log")).contents[0].text)
+            mine = [r for r in log["records"] if r["tool"] == "rollback_deployment" and r.get("client") == "mcp"]
+            check("writes: the audit log has the write with its approval and revisions",
+                  mine and mine[0]["outcome"] == "applied" and mine[0]["write"]["approval"].startswith("elicitation")
+                  and mine[0]["write"]["revision_before"] == 7, mine[:1])
+    async with stdio_client(params) as (read, write):
+        async with ClientSession(read, write, elicitation_callback=decline) as session:
+            await session.initialize()
+            result = await session.call_tool("rollback_deployment", rollback)
+            report = result.structured_content or {}
+            health = (await session.call_tool("check_service_health", {"service": "payments/payment-gateway"})).structured_content
+            check("writes: a declined approval changes nothing",
+                  report.get("outcome") == "declined" and health["services"][0]["status"] == "down", result.content[0].text[:300])
+
+    async def no_go(context, request):
+        return types.CreateMessageResult(
+            role="assistant",
+            content=types.TextContent(type="text", text="VERDICT: NO-GO\nRISK: high\nThe previous revision is two releases old."),
+            model="test-model",
+        )
+
+    async with stdio_client(params) as (read, write):
+        async with ClientSession(read, write, sampling_callback=no_go) as session:
+            await session.initialize()
+            dry = dict(rollback, dry_run=True)
+            result = await session.call_tool("rollback_deployment", dry)
+            review = (result.structured_content or {}).get("review", {})
+            model = review.get("model_review", {})
+            check("writes: the client's model can make a GO review NO-GO, shown beside it",
+                  review.get("verdict") == "NO-GO" and model.get("verdict") == "NO-GO" and model.get("made_stricter")
+                  and "two releases old" in result.content[0].text, review)
+            usage = json.loads((await session.read_resource("budget://usage")).contents[0].text)
+            check("writes: the model's review is booked in the ledger",
+                  usage["sampling"]["calls"] == 1 and usage["sampling"]["prompt_tokens"] > 0, usage.get("sampling"))
+
+
 async def kube_backend(binary):
     """The same client against the Kubernetes backend, when the test command started the test
     API server (SRE_MCP_TEST_KUBECONFIG); the SDK passes the server a filtered environment, so
@@ -197,7 +288,7 @@ async def kube_backend(binary):
     params = StdioServerParameters(
         command=binary,
         args=["--backend", "kube", "--kubeconfig", kubeconfig, "--no-embeddings"],
-        env={"SRE_MCP_LOG": "warn"},
+        env=server_env({"SRE_MCP_LOG": "warn"}),
     )
     async with stdio_client(params) as (read, write):
         async with ClientSession(read, write) as session:

@@ -363,21 +363,7 @@ pub async fn run(
         },
         by: approval.by,
     });
-    // The Deployment must still be the one reviewed: its spec (generation) unchanged.
-    let current = ctx.backend.deployment(&namespace, &name).await?;
-    if current.metadata.generation != reviewed_generation {
-        return Err(ToolError::Cluster(crate::cluster::ClusterError::Conflict {
-            message: format!(
-                "{key} changed since it was reviewed (generation {} → {}); nothing was changed. Run the call with dry_run=true to review it again",
-                reviewed_generation.map_or("?".into(), |g| g.to_string()),
-                current.metadata.generation.map_or("?".into(), |g| g.to_string())
-            ),
-        }));
-    }
-    let applied = ctx
-        .backend
-        .write_deployment(&write_of(ctx, &namespace, &name, &planned.change, &common, false, &current))
-        .await?;
+    let applied = apply_reviewed(ctx, &namespace, &name, &planned.change, &common, reviewed_generation).await?;
     ctx.progress.step(
         None,
         format!("applied: {}", report.change.summary),
@@ -444,6 +430,42 @@ pub async fn run(
     Ok(report)
 }
 
+/// Applies `change` to the Deployment as reviewed. Its spec must be unchanged since (the same
+/// generation); its status may have moved on (the controller writes it all through a rollout,
+/// changing the resourceVersion), so a conflict with an unchanged spec is read again and
+/// retried a few times.
+async fn apply_reviewed(
+    ctx: &Context,
+    namespace: &str,
+    name: &str,
+    change: &DeploymentChange,
+    common: &Common,
+    reviewed_generation: Option<i64>,
+) -> ToolResult<Deployment> {
+    const ATTEMPTS: usize = 4;
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let current = ctx.backend.deployment(namespace, name).await?;
+        if current.metadata.generation != reviewed_generation {
+            return Err(ToolError::Cluster(crate::cluster::ClusterError::Conflict {
+                message: format!(
+                    "{namespace}/{name} changed since it was reviewed (generation {} → {}); nothing was changed. Run the call with dry_run=true to review it again",
+                    reviewed_generation.map_or("?".into(), |g| g.to_string()),
+                    current.metadata.generation.map_or("?".into(), |g| g.to_string())
+                ),
+            }));
+        }
+        let write = write_of(ctx, namespace, name, change, common, false, &current);
+        match ctx.backend.write_deployment(&write).await {
+            Err(crate::cluster::ClusterError::Conflict { .. }) if attempt < ATTEMPTS => {
+                tokio::time::sleep(std::time::Duration::from_millis(100 * attempt as u64)).await;
+            }
+            other => return Ok(other?),
+        }
+    }
+}
+
 /// The write for `change`, checked against `seen`'s resourceVersion.
 fn write_of(
     ctx: &Context,
@@ -475,7 +497,11 @@ fn write_of(
                 .unwrap_or_default()
         ),
         dry_run,
-        resource_version: seen.metadata.resource_version.clone(),
+        // A dry run stores nothing: no precondition (the status a rollout keeps writing would
+        // only make it fail).
+        resource_version: (!dry_run)
+            .then(|| seen.metadata.resource_version.clone())
+            .flatten(),
     }
 }
 
