@@ -4,6 +4,7 @@
 //! Each check passes, warns (raises the risk) or fails (NO-GO). The verdict is deterministic;
 //! the client's model, when it can be asked, may only make it stricter.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use jiff::{SignedDuration, Timestamp};
@@ -44,7 +45,8 @@ pub async fn review(ctx: &Context, subject: &Subject<'_>) -> ToolResult<Review> 
     ctx.progress.step(None, format!("reviewing {} of {}", subject.action.as_str(), subject.key));
     let namespace = view::namespace(&subject.deployment.metadata).to_string();
     let name = view::name(&subject.deployment.metadata).to_string();
-    let (health, investigation, errors) = tokio::join!(
+    let events_scope = crate::cluster::ListQuery::in_namespace(&namespace);
+    let (health, investigation, errors, events) = tokio::join!(
         assess_services(&quiet, Some(subject.key)),
         troubleshoot_issue(
             quiet.clone(),
@@ -62,6 +64,7 @@ pub async fn review(ctx: &Context, subject: &Subject<'_>) -> ToolResult<Review> 
                 namespace: Some(namespace.clone()),
             },
         ),
+        ctx.backend.events(&events_scope),
     );
     let health = health?.services.into_iter().find(|s| s.name == name && s.namespace == namespace);
     let mut checks = Vec::new();
@@ -136,7 +139,17 @@ pub async fn review(ctx: &Context, subject: &Subject<'_>) -> ToolResult<Review> 
         deploys_evidence,
     ));
     // The change itself.
-    checks.extend(change_checks(subject, &records.iter().map(|(_, r)| r.clone()).collect::<Vec<_>>(), failing_current, health.as_ref()));
+    let failures = match &events {
+        Ok(events) => replica_set_failures(&events.items, subject),
+        Err(_) => BTreeMap::new(),
+    };
+    checks.extend(change_checks(
+        subject,
+        &records.iter().map(|(_, r)| r.clone()).collect::<Vec<_>>(),
+        failing_current,
+        health.as_ref(),
+        &failures,
+    ));
 
     let fails: Vec<&Check> = checks.iter().filter(|c| c.status == CheckStatus::Fail).collect();
     let warns: Vec<&Check> = checks.iter().filter(|c| c.status == CheckStatus::Warn).collect();
@@ -165,6 +178,40 @@ pub async fn review(ctx: &Context, subject: &Subject<'_>) -> ToolResult<Review> 
         checks,
         model_review: None,
     })
+}
+
+/// Event reasons that say a pod of a revision failed (crashed, could not pull, was killed).
+const FAILURE_REASONS: &[&str] = &["BackOff", "OOMKilling", "Failed", "ErrImagePull", "ImagePullBackOff", "CrashLoopBackOff"];
+
+/// For each of the service's ReplicaSets, the first warning that says its pods failed, from
+/// the events still kept (an hour on most clusters): what an earlier revision did.
+fn replica_set_failures(
+    events: &[k8s_openapi::api::core::v1::Event],
+    subject: &Subject<'_>,
+) -> BTreeMap<String, String> {
+    let mut failures = BTreeMap::new();
+    for rs in view::owned_replica_sets(subject.deployment, subject.replica_sets) {
+        let name = view::name(&rs.metadata);
+        let prefix = format!("{name}-");
+        let failed = events.iter().find(|e| {
+            view::event_is_warning(e)
+                && e.involved_object.kind.as_deref() == Some("Pod")
+                && e.involved_object.name.as_deref().is_some_and(|n| n.starts_with(&prefix))
+                && e.reason.as_deref().is_some_and(|r| FAILURE_REASONS.contains(&r))
+        });
+        if let Some(e) = failed {
+            failures.insert(
+                name.to_string(),
+                format!(
+                    "{} ×{} ({})",
+                    e.reason.as_deref().unwrap_or(""),
+                    e.count.unwrap_or(1),
+                    clip(e.message.as_deref().unwrap_or(""), 120)
+                ),
+            );
+        }
+    }
+    failures
 }
 
 fn health_check(action: Action, h: &ServiceHealth) -> Check {
@@ -283,6 +330,7 @@ fn change_checks(
     records: &[crate::tools::deploys::DeployRecord],
     failing_current: bool,
     health: Option<&ServiceHealth>,
+    failures: &BTreeMap<String, String>,
 ) -> Vec<Check> {
     let mut checks = Vec::new();
     let production = subject.environment.production;
@@ -314,14 +362,24 @@ fn change_checks(
                     format!("{} → {}: another repository than the one running", repository(&was), repository(image)),
                 ));
             }
-            // The image that fails now, deployed again.
+            // The image that fails now, or failed in an earlier revision, deployed again.
             let failing_image = failing_current && current.iter().any(|i| i == image);
             let earlier = records.iter().find(|r| !r.current && r.images.iter().any(|i| i == image));
+            let failed_before = earlier.and_then(|r| failures.get(&r.replica_set).map(|f| (r, f)));
             checks.push(if failing_image {
                 check(
                     "known-bad image",
                     CheckStatus::Fail,
                     format!("{image} is the image the failing pods run now"),
+                )
+            } else if let Some((r, failure)) = failed_before {
+                check(
+                    "known-bad image",
+                    CheckStatus::Fail,
+                    format!(
+                        "{image} ran as revision {} ({} ago) and its pods failed: {failure}",
+                        r.revision, r.age
+                    ),
                 )
             } else if let Some(r) = earlier {
                 check(
