@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 use jiff::Timestamp;
 
 use crate::cluster::ClusterBackend;
-use crate::mcp::Services;
 use crate::history::{self, HistoryStore};
+use crate::mcp::Services;
 use crate::pipeline::Pipeline;
 use crate::pipeline::audit::{Audit, HistorySlot};
 use crate::pipeline::augment::Augmenter;
@@ -87,7 +87,10 @@ impl WriteSettings {
 
     /// Opens the history store (in `data_dir` or the per-user data directory).
     pub fn open_history(&self) -> HistorySlot {
-        let dir = self.data_dir.clone().unwrap_or_else(history::default_data_dir);
+        let dir = self
+            .data_dir
+            .clone()
+            .unwrap_or_else(history::default_data_dir);
         match HistoryStore::open(&dir) {
             Ok(store) => Ok(Arc::new(store)),
             Err(error) => {

@@ -255,7 +255,13 @@ pub struct Cli {
     /// Map a namespace to an environment, e.g. payments=production,payments-stg=staging
     /// (repeatable). Unmapped namespaces whose name or environment/env/tier label contains
     /// "prod" are production; production changes need a person's approval.
-    #[arg(long = "environment", env = "SRE_MCP_ENVIRONMENTS", value_name = "NS=ENV", value_delimiter = ',', global = true)]
+    #[arg(
+        long = "environment",
+        env = "SRE_MCP_ENVIRONMENTS",
+        value_name = "NS=ENV",
+        value_delimiter = ',',
+        global = true
+    )]
     pub environments: Vec<String>,
 
     /// Let a write whose review is NO-GO be applied when the call gives override_reason
@@ -438,8 +444,7 @@ pub fn settings(cli: &Cli) -> anyhow::Result<Settings> {
             environments: EnvironmentMap::parse(&cli.environments)
                 .map_err(|e| anyhow::anyhow!("--environment: {e}"))?,
             allow_override: cli.allow_override,
-            auto_approve_non_production: cli.non_production_approval
-                == NonProductionApproval::Auto,
+            auto_approve_non_production: cli.non_production_approval == NonProductionApproval::Auto,
             rollout_timeout: Duration::from_secs(cli.rollout_timeout),
             auto_rollback: cli.auto_rollback,
             confirmation_ttl: Duration::from_secs(cli.confirmation_ttl),

@@ -67,11 +67,14 @@ impl ClientHandler for Host {
         request: ElicitRequestParams,
         _context: RequestContext<RoleClient>,
     ) -> Result<ElicitResult, ErrorData> {
-        self.seen
-            .lock()
-            .unwrap()
-            .push(("elicitation".into(), serde_json::to_value(&request).unwrap()));
-        let (action, approve) = self.elicit.clone().unwrap_or((ElicitationAction::Decline, false));
+        self.seen.lock().unwrap().push((
+            "elicitation".into(),
+            serde_json::to_value(&request).unwrap(),
+        ));
+        let (action, approve) = self
+            .elicit
+            .clone()
+            .unwrap_or((ElicitationAction::Decline, false));
         let mut result = ElicitResult::new(action.clone());
         if action == ElicitationAction::Accept {
             result.content = Some(json!({ "approve": approve }));
@@ -96,9 +99,13 @@ impl ClientHandler for Host {
             capabilities = ClientCapabilities::builder().enable_elicitation().build();
         }
         if self.sample.is_some() {
-            capabilities.sampling = ClientCapabilities::builder().enable_sampling().build().sampling;
+            capabilities.sampling = ClientCapabilities::builder()
+                .enable_sampling()
+                .build()
+                .sampling;
         }
-        let mut config = ClientConfig::new(capabilities, Implementation::new("writes-test", "1.0.0"));
+        let mut config =
+            ClientConfig::new(capabilities, Implementation::new("writes-test", "1.0.0"));
         if let Some(version) = &self.protocol {
             config.protocol_version = version.clone();
         }
@@ -112,12 +119,16 @@ async fn start(host: Host, data_dir: &Path, extra: &[&str]) -> Client {
     let dir = data_dir.to_str().unwrap().to_string();
     let mut args = vec!["--no-embeddings", "--data-dir", dir.as_str()];
     args.extend_from_slice(extra);
-    host.serve(common::spawn(&args)).await.expect("MCP initialize")
+    host.serve(common::spawn(&args))
+        .await
+        .expect("MCP initialize")
 }
 
 async fn call(client: &Client, tool: &str, arguments: Value) -> CallToolResult {
     client
-        .call_tool(CallToolRequestParams::new(tool.to_string()).with_arguments(common::args(arguments)))
+        .call_tool(
+            CallToolRequestParams::new(tool.to_string()).with_arguments(common::args(arguments)),
+        )
         .await
         .unwrap_or_else(|e| panic!("tools/call {tool}: {e}"))
 }
@@ -127,10 +138,24 @@ async fn call(client: &Client, tool: &str, arguments: Value) -> CallToolResult {
 async fn report(client: &Client, tool: &str, arguments: Value) -> (Value, String) {
     let result = call(client, tool, arguments.clone()).await;
     let text = common::text(&result);
-    assert_ne!(result.is_error, Some(true), "{tool}({arguments}) failed: {text}");
-    let structured = result.structured_content.clone().expect("structured content");
-    let outcome = structured["outcome"].as_str().unwrap().to_uppercase().replace('_', " ");
-    assert!(text.contains(&outcome), "the text names the outcome {outcome}: {text}");
+    assert_ne!(
+        result.is_error,
+        Some(true),
+        "{tool}({arguments}) failed: {text}"
+    );
+    let structured = result
+        .structured_content
+        .clone()
+        .expect("structured content");
+    let outcome = structured["outcome"]
+        .as_str()
+        .unwrap()
+        .to_uppercase()
+        .replace('_', " ");
+    assert!(
+        text.contains(&outcome),
+        "the text names the outcome {outcome}: {text}"
+    );
     (structured, text)
 }
 
@@ -146,7 +171,12 @@ async fn read(client: &Client, uri: &str) -> Value {
 }
 
 async fn health(client: &Client, service: &str) -> Value {
-    let result = call(client, "check_service_health", json!({ "service": service })).await;
+    let result = call(
+        client,
+        "check_service_health",
+        json!({ "service": service }),
+    )
+    .await;
     result.structured_content.unwrap()["services"][0].clone()
 }
 
@@ -154,9 +184,15 @@ const GATEWAY: &str = "payments/payment-gateway";
 const GOOD_GATEWAY: &str = "registry.acme.internal/payments/payment-gateway:2.13.2";
 
 async fn call_with_progress(client: &Client, tool: &str, arguments: Value) -> CallToolResult {
-    let mut params = CallToolRequestParams::new(tool.to_string()).with_arguments(common::args(arguments));
-    params.meta = Some(RequestMetaObject::with_progress_token(ProgressToken(NumberOrString::Number(7))));
-    client.call_tool(params).await.unwrap_or_else(|e| panic!("tools/call {tool}: {e}"))
+    let mut params =
+        CallToolRequestParams::new(tool.to_string()).with_arguments(common::args(arguments));
+    params.meta = Some(RequestMetaObject::with_progress_token(ProgressToken(
+        NumberOrString::Number(7),
+    )));
+    client
+        .call_tool(params)
+        .await
+        .unwrap_or_else(|e| panic!("tools/call {tool}: {e}"))
 }
 
 fn current_revision(deploys: &Value) -> i64 {
@@ -198,15 +234,38 @@ async fn a_dry_run_reviews_and_changes_nothing_then_staging_applies_without_aski
     assert_eq!(dry["environment"]["name"], "staging");
     assert_eq!(dry["environment"]["production"], false);
     assert_eq!(dry["review"]["verdict"], "GO", "{text}");
-    assert!(dry["confirmation"].is_null(), "staging needs no token: {text}");
+    assert!(
+        dry["confirmation"].is_null(),
+        "staging needs no token: {text}"
+    );
     assert_eq!(dry["change"]["diff"][0]["before"], BAD_GATEWAY, "{text}");
     assert_eq!(dry["change"]["diff"][0]["after"], GOOD_GATEWAY, "{text}");
     assert_eq!(dry["revision_before"], 7);
-    for needle in [GOOD_GATEWAY, "Review: GO", "Checklist:", "validated by the demo cluster (dry run)"] {
+    for needle in [
+        GOOD_GATEWAY,
+        "Review: GO",
+        "Checklist:",
+        "validated by the demo cluster (dry run)",
+    ] {
         assert!(text.contains(needle), "{needle}: {text}");
     }
-    let checks: Vec<&str> = dry["review"]["checks"].as_array().unwrap().iter().map(|c| c["name"].as_str().unwrap()).collect();
-    for name in ["service health", "crashing pods", "error rate", "recent error logs", "warning events", "dependencies", "recent deploys", "rollback target", "server dry run"] {
+    let checks: Vec<&str> = dry["review"]["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    for name in [
+        "service health",
+        "crashing pods",
+        "error rate",
+        "recent error logs",
+        "warning events",
+        "dependencies",
+        "recent deploys",
+        "rollback target",
+        "server dry run",
+    ] {
         assert!(checks.contains(&name), "{name} in {checks:?}");
     }
     // Nothing changed.
@@ -218,13 +277,27 @@ async fn a_dry_run_reviews_and_changes_nothing_then_staging_applies_without_aski
     let text = common::text(&result);
     let applied = result.structured_content.clone().unwrap();
     assert_eq!(applied["outcome"], "applied", "{text}");
-    assert!(applied["approval"]["how"].as_str().unwrap().starts_with("policy: staging is not production"), "{applied}");
+    assert!(
+        applied["approval"]["how"]
+            .as_str()
+            .unwrap()
+            .starts_with("policy: staging is not production"),
+        "{applied}"
+    );
     assert_eq!(applied["rollout"]["status"], "complete", "{text}");
     assert_eq!(applied["revision_after"], 8, "{text}");
     assert!(text.contains("Revision: 7 → 8"), "{text}");
     let progress = host.seen("progress");
-    assert!(progress.iter().any(|p| p["message"].as_str().unwrap_or("").contains("3/3 ready")), "{progress:?}");
-    let numbers: Vec<f64> = progress.iter().map(|p| p["progress"].as_f64().unwrap()).collect();
+    assert!(
+        progress
+            .iter()
+            .any(|p| p["message"].as_str().unwrap_or("").contains("3/3 ready")),
+        "{progress:?}"
+    );
+    let numbers: Vec<f64> = progress
+        .iter()
+        .map(|p| p["progress"].as_f64().unwrap())
+        .collect();
     assert!(numbers.windows(2).all(|w| w[0] < w[1]), "{numbers:?}");
     assert!(host.seen("elicitation").is_empty());
 
@@ -242,12 +315,39 @@ async fn a_dry_run_reviews_and_changes_nothing_then_staging_applies_without_aski
     let details = &writes[0]["write"];
     assert_eq!(details["verdict"], "GO");
     assert_eq!(details["environment"], "staging");
-    assert_eq!((details["revision_before"].as_i64(), details["revision_after"].as_i64()), (Some(7), Some(8)));
-    assert!(details["change"].as_str().unwrap().contains("2.13.2"), "{details}");
-    assert!(history["rollouts"].as_array().unwrap().iter().any(|r| r["revision"] == 8 && r["current"] == true));
+    assert_eq!(
+        (
+            details["revision_before"].as_i64(),
+            details["revision_after"].as_i64()
+        ),
+        (Some(7), Some(8))
+    );
+    assert!(
+        details["change"].as_str().unwrap().contains("2.13.2"),
+        "{details}"
+    );
+    assert!(
+        history["rollouts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["revision"] == 8 && r["current"] == true)
+    );
     let log = read(&client, "audit://log").await;
-    let tools: Vec<&str> = log["records"].as_array().unwrap().iter().map(|r| r["tool"].as_str().unwrap()).collect();
-    assert!(tools.iter().filter(|t| **t == "check_service_health").count() >= 3, "{tools:?}");
+    let tools: Vec<&str> = log["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["tool"].as_str().unwrap())
+        .collect();
+    assert!(
+        tools
+            .iter()
+            .filter(|t| **t == "check_service_health")
+            .count()
+            >= 3,
+        "{tools:?}"
+    );
     assert!(log["records"][0]["duration_ms"].is_number());
 
     // Deploying the image that failed as revision 7 again is NO-GO: its pods' failures are on
@@ -255,39 +355,78 @@ async fn a_dry_run_reviews_and_changes_nothing_then_staging_applies_without_aski
     let again = json!({"service": GATEWAY, "image": BAD_GATEWAY, "reason": "retry 2.14.0"});
     let (dry, text) = report(&client, "deploy_with_review", again).await;
     assert_eq!(dry["review"]["verdict"], "NO-GO", "{text}");
-    assert!(text.contains("known-bad image") && text.contains("revision 7"), "{text}");
+    assert!(
+        text.contains("known-bad image") && text.contains("revision 7"),
+        "{text}"
+    );
     client.cancel().await.unwrap();
 }
 
 #[tokio::test]
 async fn a_failed_rollout_gives_the_rollback_call_or_rolls_back_by_itself() {
     let data = common::fresh_data_dir("writes-failed");
-    let client = start(Host::default(), &data, &["--environment", "payments=staging"]).await;
+    let client = start(
+        Host::default(),
+        &data,
+        &["--environment", "payments=staging"],
+    )
+    .await;
     let deploy = json!({"service": FRAUD, "image": FRAUD_TYPO, "reason": "RISK-260 model v15", "dry_run": false});
     let (failed, text) = report(&client, "deploy_with_review", deploy.clone()).await;
     assert_eq!(failed["outcome"], "failed", "{text}");
     assert_eq!(failed["rollout"]["status"], "failed", "{text}");
     let evidence = failed["rollout"]["evidence"].to_string();
-    assert!(evidence.contains("ErrImagePull") || evidence.contains("ImagePullBackOff"), "{evidence}");
+    assert!(
+        evidence.contains("ErrImagePull") || evidence.contains("ImagePullBackOff"),
+        "{evidence}"
+    );
     let call = &failed["rollback"]["call"];
     assert_eq!(call["tool"], "rollback_deployment");
     assert_eq!(call["arguments"]["to_revision"], 3, "{call}");
     assert_eq!(failed["rollback"]["automatic"], false);
-    assert!(text.contains("rollback_deployment(") && text.contains("to_revision=3"), "{text}");
+    assert!(
+        text.contains("rollback_deployment(") && text.contains("to_revision=3"),
+        "{text}"
+    );
     // The exact call rolls it back.
     let (back, text) = report(&client, "rollback_deployment", call["arguments"].clone()).await;
     assert_eq!(back["outcome"], "applied", "{text}");
     client.cancel().await.unwrap();
 
     let data = common::fresh_data_dir("writes-auto");
-    let client = start(Host::default(), &data, &["--environment", "payments=staging", "--auto-rollback"]).await;
+    let client = start(
+        Host::default(),
+        &data,
+        &["--environment", "payments=staging", "--auto-rollback"],
+    )
+    .await;
     let (rolled, text) = report(&client, "deploy_with_review", deploy).await;
     assert_eq!(rolled["outcome"], "rolled_back", "{text}");
     assert_eq!(rolled["rollback"]["automatic"], true);
-    assert!(rolled["rollback"]["result"].as_str().unwrap().contains("completed"), "{text}");
-    let list = call(&client, "list_deployments", json!({"namespace": "payments"})).await;
-    let fraud = list.structured_content.unwrap()["deployments"].as_array().unwrap().iter().find(|d| d["name"] == "fraud-detector").cloned().unwrap();
-    assert_eq!(fraud["images"][0], "registry.acme.internal/payments/fraud-detector:1.9.1", "{fraud}");
+    assert!(
+        rolled["rollback"]["result"]
+            .as_str()
+            .unwrap()
+            .contains("completed"),
+        "{text}"
+    );
+    let list = call(
+        &client,
+        "list_deployments",
+        json!({"namespace": "payments"}),
+    )
+    .await;
+    let fraud = list.structured_content.unwrap()["deployments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["name"] == "fraud-detector")
+        .cloned()
+        .unwrap();
+    assert_eq!(
+        fraud["images"][0], "registry.acme.internal/payments/fraud-detector:1.9.1",
+        "{fraud}"
+    );
     client.cancel().await.unwrap();
 }
 
@@ -295,15 +434,30 @@ async fn a_failed_rollout_gives_the_rollback_call_or_rolls_back_by_itself() {
 async fn production_asks_the_user_in_the_client_and_a_no_changes_nothing() {
     let data = common::fresh_data_dir("writes-elicit");
     // Accepted.
-    let host = Host { elicit: Some((ElicitationAction::Accept, true)), ..Host::default() };
+    let host = Host {
+        elicit: Some((ElicitationAction::Accept, true)),
+        ..Host::default()
+    };
     let client = start(host.clone(), &data, &[]).await;
     let (dry, text) = report(&client, "rollback_deployment", rollback(true)).await;
     assert_eq!(dry["environment"]["production"], true, "{text}");
-    assert!(dry["confirmation"].is_null(), "a client that can ask gets no token: {text}");
-    assert!(host.seen("elicitation").is_empty(), "a dry run asks nothing");
+    assert!(
+        dry["confirmation"].is_null(),
+        "a client that can ask gets no token: {text}"
+    );
+    assert!(
+        host.seen("elicitation").is_empty(),
+        "a dry run asks nothing"
+    );
     let (applied, text) = report(&client, "rollback_deployment", rollback(false)).await;
     assert_eq!(applied["outcome"], "applied", "{text}");
-    assert!(applied["approval"]["how"].as_str().unwrap().starts_with("elicitation"), "{applied}");
+    assert!(
+        applied["approval"]["how"]
+            .as_str()
+            .unwrap()
+            .starts_with("elicitation"),
+        "{applied}"
+    );
     assert_eq!(applied["approval"]["by"], "the user of writes-test 1.0.0");
     let asked = host.seen("elicitation");
     assert_eq!(asked.len(), 1);
@@ -311,13 +465,23 @@ async fn production_asks_the_user_in_the_client_and_a_no_changes_nothing() {
     for needle in [GOOD_GATEWAY, "Review: GO", "PAY-1850", "production"] {
         assert!(message.contains(needle), "{needle}: {message}");
     }
-    assert_eq!(asked[0]["requestedSchema"]["properties"]["approve"]["type"], "boolean");
+    assert_eq!(
+        asked[0]["requestedSchema"]["properties"]["approve"]["type"],
+        "boolean"
+    );
     assert_eq!(health(&client, GATEWAY).await["status"], "healthy");
     client.cancel().await.unwrap();
 
     // Declined, and accepted with "no": nothing changes.
-    for elicit in [(ElicitationAction::Decline, false), (ElicitationAction::Accept, false), (ElicitationAction::Cancel, false)] {
-        let host = Host { elicit: Some(elicit.clone()), ..Host::default() };
+    for elicit in [
+        (ElicitationAction::Decline, false),
+        (ElicitationAction::Accept, false),
+        (ElicitationAction::Cancel, false),
+    ] {
+        let host = Host {
+            elicit: Some(elicit.clone()),
+            ..Host::default()
+        };
         let client = start(host.clone(), &data, &[]).await;
         let (declined, text) = report(&client, "rollback_deployment", rollback(false)).await;
         assert_eq!(declined["outcome"], "declined", "{elicit:?}: {text}");
@@ -327,8 +491,15 @@ async fn production_asks_the_user_in_the_client_and_a_no_changes_nothing() {
         client.cancel().await.unwrap();
     }
     let history = read_store(&data).await;
-    let outcomes: Vec<&str> = history.iter().map(|r| r["outcome"].as_str().unwrap()).collect();
-    assert_eq!(outcomes, ["declined", "declined", "declined", "applied", "dry_run"], "{history:?}");
+    let outcomes: Vec<&str> = history
+        .iter()
+        .map(|r| r["outcome"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        outcomes,
+        ["declined", "declined", "declined", "applied", "dry_run"],
+        "{history:?}"
+    );
 }
 
 /// The write records in a data directory, newest first (through a fresh server: several
@@ -345,9 +516,18 @@ async fn without_elicitation_production_takes_a_single_use_token_bound_to_the_ch
     let data = common::fresh_data_dir("writes-token");
     let client = start(Host::default(), &data, &[]).await;
     let (dry, text) = report(&client, "rollback_deployment", rollback(true)).await;
-    let token = dry["confirmation"]["token"].as_str().unwrap_or_else(|| panic!("a token: {text}")).to_string();
-    assert!(text.contains(&token) && text.contains("Confirmation token"), "{text}");
-    assert_eq!(dry["confirmation"]["call"]["arguments"]["confirmation_token"], token.as_str());
+    let token = dry["confirmation"]["token"]
+        .as_str()
+        .unwrap_or_else(|| panic!("a token: {text}"))
+        .to_string();
+    assert!(
+        text.contains(&token) && text.contains("Confirmation token"),
+        "{text}"
+    );
+    assert_eq!(
+        dry["confirmation"]["call"]["arguments"]["confirmation_token"],
+        token.as_str()
+    );
     assert_eq!(dry["confirmation"]["call"]["arguments"]["dry_run"], false);
     assert!(dry["confirmation"]["expires_in_seconds"].as_u64().unwrap() >= 60);
 
@@ -367,21 +547,44 @@ async fn without_elicitation_production_takes_a_single_use_token_bound_to_the_ch
     assert!(text.contains("issued for another change"), "{text}");
     assert_eq!(revision(&client, GATEWAY).await, 7);
     // The right token applies it, once.
-    let (applied, text) = report(&client, "rollback_deployment", dry["confirmation"]["call"]["arguments"].clone()).await;
+    let (applied, text) = report(
+        &client,
+        "rollback_deployment",
+        dry["confirmation"]["call"]["arguments"].clone(),
+    )
+    .await;
     assert_eq!(applied["outcome"], "applied", "{text}");
-    assert!(applied["approval"]["how"].as_str().unwrap().contains("confirmation token"));
-    let (reused, text) = report(&client, "rollback_deployment", dry["confirmation"]["call"]["arguments"].clone()).await;
+    assert!(
+        applied["approval"]["how"]
+            .as_str()
+            .unwrap()
+            .contains("confirmation token")
+    );
+    let (reused, text) = report(
+        &client,
+        "rollback_deployment",
+        dry["confirmation"]["call"]["arguments"].clone(),
+    )
+    .await;
     assert_eq!(reused["outcome"], "refused", "{text}");
     assert!(text.contains("already used"), "{text}");
     let log = read(&client, "audit://log").await;
-    assert!(!log.to_string().contains(&token), "a token is never kept in the audit log");
+    assert!(
+        !log.to_string().contains(&token),
+        "a token is never kept in the audit log"
+    );
     client.cancel().await.unwrap();
 
     // Expired.
     let client = start(Host::default(), &data, &["--confirmation-ttl", "1"]).await;
     let (dry, _) = report(&client, "rollback_deployment", rollback(true)).await;
     tokio::time::sleep(Duration::from_millis(1_500)).await;
-    let (expired, text) = report(&client, "rollback_deployment", dry["confirmation"]["call"]["arguments"].clone()).await;
+    let (expired, text) = report(
+        &client,
+        "rollback_deployment",
+        dry["confirmation"]["call"]["arguments"].clone(),
+    )
+    .await;
     assert_eq!(expired["outcome"], "refused");
     assert!(text.contains("expired"), "{text}");
     client.cancel().await.unwrap();
@@ -404,27 +607,41 @@ async fn a_no_go_review_blocks_unless_the_server_allows_an_override_with_a_reaso
     let data = common::fresh_data_dir("writes-nogo");
     let client = start(Host::default(), &data, &[]).await;
     // The image that crashes now, deployed again: NO-GO.
-    let again = json!({"service": GATEWAY, "image": BAD_GATEWAY, "reason": "retry", "dry_run": false});
+    let again =
+        json!({"service": GATEWAY, "image": BAD_GATEWAY, "reason": "retry", "dry_run": false});
     // It is the running image: no change at all.
     let result = call(&client, "deploy_with_review", again).await;
     assert_eq!(result.is_error, Some(true));
-    assert!(common::text(&result).contains("no change"), "{}", common::text(&result));
+    assert!(
+        common::text(&result).contains("no change"),
+        "{}",
+        common::text(&result)
+    );
     // A fix deployed on a service that is down: NO-GO (roll back first).
     let fix = json!({"service": GATEWAY, "image": FIXED_GATEWAY, "reason": "PAY-1849 fix", "dry_run": false});
     let (refused, text) = report(&client, "deploy_with_review", fix.clone()).await;
     assert_eq!(refused["outcome"], "refused", "{text}");
     assert_eq!(refused["review"]["verdict"], "NO-GO");
     assert_eq!(refused["review"]["risk"], "high");
-    assert!(text.contains("Review: NO-GO") && text.contains("roll back to the last good revision"), "{text}");
+    assert!(
+        text.contains("Review: NO-GO") && text.contains("roll back to the last good revision"),
+        "{text}"
+    );
     assert!(refused["confirmation"].is_null());
     let mut overriding = fix.clone();
-    overriding["override_reason"] = json!("the fix is verified in staging; rollback loses the JPY fix");
+    overriding["override_reason"] =
+        json!("the fix is verified in staging; rollback loses the JPY fix");
     let (still, text) = report(&client, "deploy_with_review", overriding.clone()).await;
     assert_eq!(still["outcome"], "refused", "{text}");
     assert!(text.contains("--allow-override"), "{text}");
     assert_eq!(revision(&client, GATEWAY).await, 7);
     // Production scale to zero: NO-GO.
-    let (zero, text) = report(&client, "scale_deployment", json!({"service": FRAUD, "replicas": 0, "reason": "save money"})).await;
+    let (zero, text) = report(
+        &client,
+        "scale_deployment",
+        json!({"service": FRAUD, "replicas": 0, "reason": "save money"}),
+    )
+    .await;
     assert_eq!(zero["review"]["verdict"], "NO-GO", "{text}");
     client.cancel().await.unwrap();
 
@@ -432,9 +649,20 @@ async fn a_no_go_review_blocks_unless_the_server_allows_an_override_with_a_reaso
     let client = start(Host::default(), &data, &["--allow-override"]).await;
     let (waiting, text) = report(&client, "deploy_with_review", overriding).await;
     assert_eq!(waiting["outcome"], "awaiting_confirmation", "{text}");
-    let (applied, text) = report(&client, "deploy_with_review", waiting["confirmation"]["call"]["arguments"].clone()).await;
+    let (applied, text) = report(
+        &client,
+        "deploy_with_review",
+        waiting["confirmation"]["call"]["arguments"].clone(),
+    )
+    .await;
     assert_eq!(applied["outcome"], "applied", "{text}");
-    assert!(applied["approval"]["how"].as_str().unwrap().contains("NO-GO overridden"), "{text}");
+    assert!(
+        applied["approval"]["how"]
+            .as_str()
+            .unwrap()
+            .contains("NO-GO overridden"),
+        "{text}"
+    );
     assert_eq!(health(&client, GATEWAY).await["status"], "healthy");
     client.cancel().await.unwrap();
 }
@@ -442,7 +670,10 @@ async fn a_no_go_review_blocks_unless_the_server_allows_an_override_with_a_reaso
 #[tokio::test]
 async fn the_clients_model_can_only_make_the_review_stricter_and_is_booked() {
     let data = common::fresh_data_dir("writes-sampling");
-    let host = Host { sample: Some("VERDICT: NO-GO\nRISK: high\nRevision 6 predates the refund fix.".into()), ..Host::default() };
+    let host = Host {
+        sample: Some("VERDICT: NO-GO\nRISK: high\nRevision 6 predates the refund fix.".into()),
+        ..Host::default()
+    };
     let client = start(host.clone(), &data, &[]).await;
     let (dry, text) = report(&client, "rollback_deployment", rollback(true)).await;
     let review = &dry["review"];
@@ -454,16 +685,27 @@ async fn the_clients_model_can_only_make_the_review_stricter_and_is_booked() {
     assert_eq!(asked.len(), 1);
     assert!(asked[0]["maxTokens"].as_u64().unwrap() <= 300);
     let prompt = asked[0]["messages"][0]["content"]["text"].as_str().unwrap();
-    assert!(prompt.contains("2.13.2") && prompt.contains("Deterministic review: GO"), "{prompt}");
+    assert!(
+        prompt.contains("2.13.2") && prompt.contains("Deterministic review: GO"),
+        "{prompt}"
+    );
     let usage = read(&client, "budget://usage").await;
     assert_eq!(usage["sampling"]["calls"], 1, "{usage}");
     assert!(usage["sampling"]["prompt_tokens"].as_u64().unwrap() > 100);
     client.cancel().await.unwrap();
 
     // A GO from the model leaves a NO-GO review NO-GO.
-    let host = Host { sample: Some("VERDICT: GO\nRISK: low\nShip it.".into()), ..Host::default() };
+    let host = Host {
+        sample: Some("VERDICT: GO\nRISK: low\nShip it.".into()),
+        ..Host::default()
+    };
     let client = start(host, &data, &[]).await;
-    let (dry, text) = report(&client, "deploy_with_review", json!({"service": GATEWAY, "image": FIXED_GATEWAY, "reason": "fix"})).await;
+    let (dry, text) = report(
+        &client,
+        "deploy_with_review",
+        json!({"service": GATEWAY, "image": FIXED_GATEWAY, "reason": "fix"}),
+    )
+    .await;
     assert_eq!(dry["review"]["verdict"], "NO-GO", "{text}");
     assert_eq!(dry["review"]["model_review"]["verdict"], "GO");
     assert_eq!(dry["review"]["model_review"]["made_stricter"], false);
@@ -476,13 +718,27 @@ async fn write_modes_off_and_review_and_the_budget_never_blocks_a_rollback() {
     let client = start(Host::default(), &data, &["--write-mode", "off"]).await;
     let result = call(&client, "rollback_deployment", rollback(true)).await;
     assert_eq!(result.is_error, Some(true));
-    assert!(common::text(&result).contains("writes are off"), "{}", common::text(&result));
+    assert!(
+        common::text(&result).contains("writes are off"),
+        "{}",
+        common::text(&result)
+    );
     let log = read(&client, "audit://log").await;
-    assert_eq!(log["records"][0]["outcome"], "error");
+    assert_eq!(log["records"][0]["outcome"], "refused");
     assert_eq!(log["records"][0]["write"]["service"], "payment-gateway");
     client.cancel().await.unwrap();
 
-    let client = start(Host::default(), &data, &["--write-mode", "review", "--environment", "payments=staging"]).await;
+    let client = start(
+        Host::default(),
+        &data,
+        &[
+            "--write-mode",
+            "review",
+            "--environment",
+            "payments=staging",
+        ],
+    )
+    .await;
     let (dry, _) = report(&client, "rollback_deployment", rollback(true)).await;
     assert_eq!(dry["outcome"], "dry_run");
     let (refused, text) = report(&client, "rollback_deployment", rollback(false)).await;
@@ -492,31 +748,68 @@ async fn write_modes_off_and_review_and_the_budget_never_blocks_a_rollback() {
     client.cancel().await.unwrap();
 
     // A spent budget refuses reads, never a rollback.
-    let client = start(Host::default(), &data, &["--budget-tokens", "200", "--environment", "payments=staging"]).await;
+    let client = start(
+        Host::default(),
+        &data,
+        &[
+            "--budget-tokens",
+            "200",
+            "--environment",
+            "payments=staging",
+        ],
+    )
+    .await;
     call(&client, "check_service_health", json!({})).await;
     let refused = call(&client, "list_namespaces", json!({})).await;
-    assert!(common::text(&refused).contains("budget exhausted"), "{}", common::text(&refused));
+    assert!(
+        common::text(&refused).contains("budget exhausted"),
+        "{}",
+        common::text(&refused)
+    );
     let (applied, text) = report(&client, "rollback_deployment", rollback(false)).await;
     assert_eq!(applied["outcome"], "applied", "{text}");
     let page = read(&client, "audit://log?limit=2").await;
     assert_eq!(page["records"].as_array().unwrap().len(), 2);
     let next = page["next_page"].as_str().unwrap().to_string();
     let older = read(&client, &next).await;
-    assert!(older["records"][0]["id"].as_i64().unwrap() < page["records"][1]["id"].as_i64().unwrap());
+    assert!(
+        older["records"][0]["id"].as_i64().unwrap() < page["records"][1]["id"].as_i64().unwrap()
+    );
     client.cancel().await.unwrap();
 }
 
 #[tokio::test]
 async fn restart_and_scale_roll_out_and_are_watched() {
     let data = common::fresh_data_dir("writes-restart");
-    let client = start(Host::default(), &data, &["--environment", "payments=staging"]).await;
-    let (restarted, text) = report(&client, "restart_deployment", json!({"service": FRAUD, "reason": "pick up rotated secret", "dry_run": false})).await;
+    let client = start(
+        Host::default(),
+        &data,
+        &["--environment", "payments=staging"],
+    )
+    .await;
+    let (restarted, text) = report(
+        &client,
+        "restart_deployment",
+        json!({"service": FRAUD, "reason": "pick up rotated secret", "dry_run": false}),
+    )
+    .await;
     assert_eq!(restarted["outcome"], "applied", "{text}");
     assert_eq!(restarted["change"]["diff"][0]["field"], "restartedAt");
-    assert_eq!(restarted["revision_after"], restarted["revision_before"].as_i64().unwrap() + 1);
-    let (scaled, text) = report(&client, "scale_deployment", json!({"service": FRAUD, "replicas": 3, "reason": "Black Friday", "dry_run": false})).await;
+    assert_eq!(
+        restarted["revision_after"],
+        restarted["revision_before"].as_i64().unwrap() + 1
+    );
+    let (scaled, text) = report(
+        &client,
+        "scale_deployment",
+        json!({"service": FRAUD, "replicas": 3, "reason": "Black Friday", "dry_run": false}),
+    )
+    .await;
     assert_eq!(scaled["outcome"], "applied", "{text}");
     assert_eq!(scaled["rollout"]["ready"], 3, "{text}");
-    assert_eq!(scaled["revision_after"], restarted["revision_after"], "scaling makes no revision");
+    assert_eq!(
+        scaled["revision_after"], restarted["revision_after"],
+        "scaling makes no revision"
+    );
     client.cancel().await.unwrap();
 }

@@ -223,7 +223,8 @@ pub async fn read(services: &Services, uri: &str) -> Result<ResourceBody, Resour
             Some(rest) if !rest.is_empty() && !rest.starts_with('?') => {
                 let page = Paging::parse(uri)?;
                 let service = percent_decode(rest.split('?').next().unwrap_or(rest));
-                let deployment = lookup::find_service(services.pipeline.context(), &service).await?;
+                let deployment =
+                    lookup::find_service(services.pipeline.context(), &service).await?;
                 let key = (
                     view::namespace(&deployment.metadata).to_string(),
                     view::name(&deployment.metadata).to_string(),

@@ -45,9 +45,15 @@ daily-health-report give complete investigation plans.";
 pub fn write_instructions(mode: crate::tools::writes::WriteMode) -> &'static str {
     use crate::tools::writes::WriteMode;
     match mode {
-        WriteMode::Off => " Writes are off on this server: deploy_with_review, rollback_deployment, restart_deployment and scale_deployment are refused; every other tool only reads.",
-        WriteMode::Review => " Writes are in review mode: deploy_with_review, rollback_deployment, restart_deployment and scale_deployment review and plan a change (dry run) but never apply it.",
-        WriteMode::On => " deploy_with_review, rollback_deployment, restart_deployment and scale_deployment change the cluster: call them with dry_run=true (the default) first and show the user the review (verdict, risk, diff). Production changes need the user's approval: the server asks them in the client, or the dry run returns a confirmation_token — never apply one without the user's explicit yes. Prefer rollback_deployment to a new deploy when a recent rollout broke a service.",
+        WriteMode::Off => {
+            " Writes are off on this server: deploy_with_review, rollback_deployment, restart_deployment and scale_deployment are refused; every other tool only reads."
+        }
+        WriteMode::Review => {
+            " Writes are in review mode: deploy_with_review, rollback_deployment, restart_deployment and scale_deployment review and plan a change (dry run) but never apply it."
+        }
+        WriteMode::On => {
+            " deploy_with_review, rollback_deployment, restart_deployment and scale_deployment change the cluster: call them with dry_run=true (the default) first and show the user the review (verdict, risk, diff). Production changes need the user's approval: the server asks them in the client, or the dry run returns a confirmation_token — never apply one without the user's explicit yes. Prefer rollback_deployment to a new deploy when a recent rollout broke a service."
+        }
     }
 }
 
@@ -115,7 +121,10 @@ impl SreServer {
             if let Some(wind_down) = wind_down {
                 wind_down.cancel();
                 if tokio::time::timeout(WIND_DOWN, &mut task).await.is_ok() {
-                    tracing::info!(what, "call stopped its wait and finished after the caller stopped waiting");
+                    tracing::info!(
+                        what,
+                        "call stopped its wait and finished after the caller stopped waiting"
+                    );
                     return outcome;
                 }
             }

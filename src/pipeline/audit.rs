@@ -140,10 +140,12 @@ fn write_details(call: &Call<'_>, report: Option<&Value>) -> WriteDetails {
         };
     }
     let arguments = call.arguments;
-    let argument = |key: &str| arguments.get(key).map(|v| match v {
-        Value::String(s) => s.clone(),
-        other => other.to_string(),
-    });
+    let argument = |key: &str| {
+        arguments.get(key).map(|v| match v {
+            Value::String(s) => s.clone(),
+            other => other.to_string(),
+        })
+    };
     let service = argument("service").unwrap_or_default();
     let (namespace, service) = match (argument("namespace"), service.split_once('/')) {
         (Some(ns), _) => (ns, service.clone()),
@@ -154,7 +156,8 @@ fn write_details(call: &Call<'_>, report: Option<&Value>) -> WriteDetails {
         "deploy_with_review" => format!("image → {}", argument("image").unwrap_or_default()),
         "rollback_deployment" => format!(
             "rollback to {}",
-            argument("to_revision").map_or("the previous revision".into(), |r| format!("revision {r}"))
+            argument("to_revision")
+                .map_or("the previous revision".into(), |r| format!("revision {r}"))
         ),
         "scale_deployment" => format!("replicas → {}", argument("replicas").unwrap_or_default()),
         "restart_deployment" => "restart".into(),

@@ -323,7 +323,14 @@ impl Pipeline {
                             tracing::warn!(tool = name, error = %error_chain(cause), "cluster error");
                         }
                         let message = redact::mask(&error.to_string()).into_owned();
-                        (ToolReply::error(name, message), Outcome::Failed)
+                        // A tool that refuses by policy (writes off) did nothing: a refusal.
+                        let outcome = match error {
+                            ToolError::Refused(_) => Outcome::Refused {
+                                by: name_of_tool(tool),
+                            },
+                            _ => Outcome::Failed,
+                        };
+                        (ToolReply::error(name, message), outcome)
                     }
                 }
             }
@@ -453,6 +460,11 @@ async fn run_tool(
             .await;
     }
     (result, sampled)
+}
+
+/// The tool's own name, as a refusing party.
+fn name_of_tool(tool: &ToolDef) -> &'static str {
+    tool.name
 }
 
 /// An error and its chain of causes on one line, for the log.

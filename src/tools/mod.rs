@@ -175,7 +175,12 @@ impl Asker {
     }
 
     /// Asks the host's model.
-    pub async fn sample(&self, system: String, prompt: String, max_tokens: u32) -> Result<String, String> {
+    pub async fn sample(
+        &self,
+        system: String,
+        prompt: String,
+        max_tokens: u32,
+    ) -> Result<String, String> {
         let Some(sender) = &self.0 else {
             return Err("no client to ask".into());
         };

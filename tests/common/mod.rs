@@ -128,6 +128,20 @@ pub async fn wait_for_runbook_index(client: &Client) {
     }
 }
 
+/// Reads a JSON resource.
+pub async fn read_json(client: &Client, uri: &str) -> Value {
+    let result = client
+        .read_resource(rmcp::model::ReadResourceRequestParams::new(uri))
+        .await
+        .unwrap_or_else(|e| panic!("resources/read {uri}: {e}"));
+    match &result.contents[0] {
+        rmcp::model::ResourceContents::TextResourceContents { text, .. } => {
+            serde_json::from_str(text).unwrap_or_else(|e| panic!("{uri}: {e}: {text}"))
+        }
+        other => panic!("{uri}: not text: {other:?}"),
+    }
+}
+
 pub fn args(value: Value) -> JsonObject {
     match value {
         Value::Object(map) => map,

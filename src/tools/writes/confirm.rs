@@ -173,7 +173,10 @@ mod tests {
             Err(TokenError::Unknown(_))
         ));
         let other = book.redeem(&token, &bound("deploy b"), now).unwrap_err();
-        assert!(other.to_string().contains("another change (deploy a)"), "{other}");
+        assert!(
+            other.to_string().contains("another change (deploy a)"),
+            "{other}"
+        );
         // Offering it for another change did not spend it.
         book.redeem(&token, &bound("deploy a"), now).unwrap();
         assert!(matches!(

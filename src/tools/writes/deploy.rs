@@ -8,9 +8,9 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::json;
 
+use super::Common;
 use super::flow::{self, Action, Planned};
 use super::report::WriteReport;
-use super::Common;
 use crate::cluster::DeploymentChange;
 use crate::tools::{Context, ToolDef, ToolError, ToolKind, ToolResult, define_tool, limits};
 
@@ -47,7 +47,8 @@ async fn deploy(ctx: Arc<Context>, params: DeployParams) -> ToolResult<WriteRepo
     let image = params.image.trim().to_string();
     if image.is_empty() || image.chars().any(char::is_whitespace) {
         return Err(ToolError::InvalidArgument(
-            "image must be an image reference without spaces, e.g. registry.example/team/app:1.2.3".into(),
+            "image must be an image reference without spaces, e.g. registry.example/team/app:1.2.3"
+                .into(),
         ));
     }
     let container = params.container.clone();

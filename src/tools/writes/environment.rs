@@ -129,12 +129,22 @@ mod tests {
         assert!(labelled.production);
         assert_eq!(labelled.source, "namespace label env=production");
         let staging = map.of(&namespace("payments-stg", &[("environment", "staging")]));
-        assert_eq!((staging.name.as_str(), staging.production), ("staging", false));
+        assert_eq!(
+            (staging.name.as_str(), staging.production),
+            ("staging", false)
+        );
         assert!(!map.of(&namespace("sandbox", &[])).production);
         let map = EnvironmentMap::parse(&["payments=staging, edge=prod-eu".into()]).unwrap();
         let mapped = map.of(&namespace("payments", &[("env", "production")]));
-        assert_eq!((mapped.name.as_str(), mapped.production), ("staging", false));
+        assert_eq!(
+            (mapped.name.as_str(), mapped.production),
+            ("staging", false)
+        );
         assert!(map.of(&namespace("edge", &[])).production);
-        assert!(EnvironmentMap::parse(&["payments".into()]).unwrap_err().contains("namespace=environment"));
+        assert!(
+            EnvironmentMap::parse(&["payments".into()])
+                .unwrap_err()
+                .contains("namespace=environment")
+        );
     }
 }

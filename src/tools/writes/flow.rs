@@ -10,8 +10,8 @@ use serde_json::{Map, Value, json};
 use super::confirm::Bound;
 use super::environment::Environment;
 use super::report::{
-    Approval, Change, Confirmation, DiffLine, RollbackPlan, RolloutStatus, ToolCallSpec,
-    Verdict, WriteOutcome, WriteReport,
+    Approval, Change, Confirmation, DiffLine, RollbackPlan, RolloutStatus, ToolCallSpec, Verdict,
+    WriteOutcome, WriteReport,
 };
 use super::{Common, WriteMode, review, rollout};
 use crate::cluster::{DeploymentChange, DeploymentWrite, ListQuery, view};
@@ -120,7 +120,15 @@ pub async fn run(
     // The server checks the change without storing it: the diff shows what it would store.
     let after = ctx
         .backend
-        .write_deployment(&write_of(ctx, &namespace, &name, &planned.change, &common, true, &deployment))
+        .write_deployment(&write_of(
+            ctx,
+            &namespace,
+            &name,
+            &planned.change,
+            &common,
+            true,
+            &deployment,
+        ))
         .await?;
     let diff = diff(&deployment, &after);
     if diff.is_empty() {
@@ -275,10 +283,7 @@ pub async fn run(
     let client = ctx.caller.client.clone();
     let mut reviewed_generation = deployment.metadata.generation;
     let approval = if let Some(token) = &common.confirmation_token {
-        if let Err(error) = policy
-            .confirmations
-            .redeem(token, &bound, Timestamp::now())
-        {
+        if let Err(error) = policy.confirmations.redeem(token, &bound, Timestamp::now()) {
             report.outcome = WriteOutcome::Refused;
             report.summary = format!("Refused: nothing was changed; {error}.");
             return Ok(report);
@@ -363,11 +368,17 @@ pub async fn run(
         },
         by: approval.by,
     });
-    let applied = apply_reviewed(ctx, &namespace, &name, &planned.change, &common, reviewed_generation).await?;
-    ctx.progress.step(
-        None,
-        format!("applied: {}", report.change.summary),
-    );
+    let applied = apply_reviewed(
+        ctx,
+        &namespace,
+        &name,
+        &planned.change,
+        &common,
+        reviewed_generation,
+    )
+    .await?;
+    ctx.progress
+        .step(None, format!("applied: {}", report.change.summary));
     let watched = rollout::watch(ctx, &applied, policy.rollout_timeout).await?;
     report.revision_after = watched.revision.or(revision_before);
     let status = watched.report.status;
@@ -405,7 +416,11 @@ pub async fn run(
                 };
                 report.summary = format!(
                     "Applied{revision_text}, but the rollout {}; rolled back automatically (--auto-rollback): {}.",
-                    if status == RolloutStatus::Failed { "failed" } else { "did not complete in time" },
+                    if status == RolloutStatus::Failed {
+                        "failed"
+                    } else {
+                        "did not complete in time"
+                    },
                     result.as_ref().map_or_else(|e| e.clone(), |r| r.clone())
                 );
                 report.rollback = Some(RollbackPlan {
@@ -417,7 +432,11 @@ pub async fn run(
                 report.outcome = WriteOutcome::Failed;
                 report.summary = format!(
                     "Applied{revision_text}, but the rollout {}. The old pods still serve where they were kept; roll back with the call below.",
-                    if status == RolloutStatus::Failed { "failed" } else { "did not complete within --rollout-timeout" }
+                    if status == RolloutStatus::Failed {
+                        "failed"
+                    } else {
+                        "did not complete within --rollout-timeout"
+                    }
                 );
                 report.rollback = back.map(|(_, call)| RollbackPlan {
                     automatic: false,
@@ -452,7 +471,10 @@ async fn apply_reviewed(
                 message: format!(
                     "{namespace}/{name} changed since it was reviewed (generation {} → {}); nothing was changed. Run the call with dry_run=true to review it again",
                     reviewed_generation.map_or("?".into(), |g| g.to_string()),
-                    current.metadata.generation.map_or("?".into(), |g| g.to_string())
+                    current
+                        .metadata
+                        .generation
+                        .map_or("?".into(), |g| g.to_string())
                 ),
             }));
         }
@@ -508,10 +530,14 @@ fn write_of(
 /// The change in words, for "no change" and the token's binding.
 fn describe(change: &DeploymentChange) -> String {
     match change {
-        DeploymentChange::Image { container, image } => format!("container {container} image {image}"),
+        DeploymentChange::Image { container, image } => {
+            format!("container {container} image {image}")
+        }
         DeploymentChange::Replicas(n) => format!("{n} replicas"),
         DeploymentChange::Restart { .. } => "a restart".into(),
-        DeploymentChange::Template { revision, .. } => format!("the pod template of revision {revision}"),
+        DeploymentChange::Template { revision, .. } => {
+            format!("the pod template of revision {revision}")
+        }
     }
 }
 
@@ -586,7 +612,11 @@ pub fn diff(before: &Deployment, after: &Deployment) -> Vec<DiffLine> {
             after: restarted(after).unwrap_or_default(),
         });
     }
-    let template = |d: &Deployment| d.spec.as_ref().map(|s| serde_json::to_value(&s.template).ok());
+    let template = |d: &Deployment| {
+        d.spec
+            .as_ref()
+            .map(|s| serde_json::to_value(&s.template).ok())
+    };
     if lines.is_empty() && template(before) != template(after) {
         lines.push(DiffLine {
             field: "pod template".into(),
@@ -681,10 +711,15 @@ async fn auto_rollback(
         .await
         .map_err(|e| format!("could not read the deployment to roll back: {e}"))?;
     let mut undo = common.clone();
-    undo.reason = format!("automatic rollback after a failed rollout ({})", common.reason);
+    undo.reason = format!(
+        "automatic rollback after a failed rollout ({})",
+        common.reason
+    );
     let applied = ctx
         .backend
-        .write_deployment(&write_of(ctx, namespace, name, change, &undo, false, &current))
+        .write_deployment(&write_of(
+            ctx, namespace, name, change, &undo, false, &current,
+        ))
         .await
         .map_err(|e| format!("the rollback was refused: {e}"))?;
     let watched = rollout::watch(ctx, &applied, ctx.writes.rollout_timeout)
@@ -693,7 +728,10 @@ async fn auto_rollback(
     Ok(match watched.report.status {
         RolloutStatus::Complete => format!(
             "rolled back{}; its rollout completed",
-            watched.revision.map(|r| format!(" to revision {r}")).unwrap_or_default()
+            watched
+                .revision
+                .map(|r| format!(" to revision {r}"))
+                .unwrap_or_default()
         ),
         other => format!("rolled back; its rollout is {other:?} — check the service now"),
     })

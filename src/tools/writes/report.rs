@@ -50,7 +50,9 @@ impl WriteOutcome {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Risk {
     Low,
@@ -280,11 +282,20 @@ impl RenderText for WriteReport {
         );
         let _ = writeln!(out, "\nChange: {}", self.change.summary);
         for d in &self.change.diff {
-            let _ = writeln!(out, "  - {}: {}\n  + {}: {}", d.field, d.before, d.field, d.after);
+            let _ = writeln!(
+                out,
+                "  - {}: {}\n  + {}: {}",
+                d.field, d.before, d.field, d.after
+            );
         }
         let _ = writeln!(out, "  validated by {}", self.change.validated_by);
         let r = &self.review;
-        let _ = writeln!(out, "\nReview: {} (risk {})", r.verdict.as_str(), r.risk.as_str());
+        let _ = writeln!(
+            out,
+            "\nReview: {} (risk {})",
+            r.verdict.as_str(),
+            r.risk.as_str()
+        );
         for reason in &r.reasons {
             let _ = writeln!(out, "  because {reason}");
         }
@@ -298,8 +309,14 @@ impl RenderText for WriteReport {
                         out,
                         "  client model's review: {}{}{}\n    {}",
                         m.verdict.map_or("no verdict", Verdict::as_str),
-                        m.risk.map(|r| format!(", risk {}", r.as_str())).unwrap_or_default(),
-                        if m.made_stricter { " (made the decision stricter)" } else { "" },
+                        m.risk
+                            .map(|r| format!(", risk {}", r.as_str()))
+                            .unwrap_or_default(),
+                        if m.made_stricter {
+                            " (made the decision stricter)"
+                        } else {
+                            ""
+                        },
                         text.replace('\n', "\n    ")
                     );
                 }
@@ -324,7 +341,9 @@ impl RenderText for WriteReport {
                 out,
                 "Approved by {}{}",
                 a.how,
-                a.by.as_deref().map(|b| format!(" ({b})")).unwrap_or_default()
+                a.by.as_deref()
+                    .map(|b| format!(" ({b})"))
+                    .unwrap_or_default()
             );
         }
         if let Some(c) = &self.confirmation {
@@ -374,7 +393,10 @@ impl RenderText for WriteReport {
                 "\nRollback{}: {}{}",
                 if rb.automatic { " (automatic)" } else { "" },
                 rb.call.render(),
-                rb.result.as_deref().map(|r| format!(" — {r}")).unwrap_or_default()
+                rb.result
+                    .as_deref()
+                    .map(|r| format!(" — {r}"))
+                    .unwrap_or_default()
             );
         }
         if !self.next_steps.is_empty() {

@@ -7,9 +7,9 @@ use jiff::Timestamp;
 use schemars::JsonSchema;
 use serde::Deserialize;
 
+use super::Common;
 use super::flow::{self, Action, Planned};
 use super::report::WriteReport;
-use super::Common;
 use crate::cluster::DeploymentChange;
 use crate::tools::{Context, ToolDef, ToolKind, ToolResult, define_tool};
 
@@ -36,7 +36,9 @@ pub fn tool() -> ToolDef {
 async fn restart(ctx: Arc<Context>, params: RestartParams) -> ToolResult<WriteReport> {
     flow::run(&ctx, Action::Restart, params.common, |_, _| {
         Ok(Planned {
-            change: DeploymentChange::Restart { at: Timestamp::now() },
+            change: DeploymentChange::Restart {
+                at: Timestamp::now(),
+            },
             arguments: serde_json::Map::new(),
         })
     })

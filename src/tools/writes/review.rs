@@ -42,7 +42,10 @@ fn check(name: &str, status: CheckStatus, evidence: impl Into<String>) -> Check 
 pub async fn review(ctx: &Context, subject: &Subject<'_>) -> ToolResult<Review> {
     // The review's own reads report no progress of their own (the caller asked about the write).
     let quiet = Arc::new(ctx.with_progress(ProgressSender::default()));
-    ctx.progress.step(None, format!("reviewing {} of {}", subject.action.as_str(), subject.key));
+    ctx.progress.step(
+        None,
+        format!("reviewing {} of {}", subject.action.as_str(), subject.key),
+    );
     let namespace = view::namespace(&subject.deployment.metadata).to_string();
     let name = view::name(&subject.deployment.metadata).to_string();
     let events_scope = crate::cluster::ListQuery::in_namespace(&namespace);
@@ -51,7 +54,11 @@ pub async fn review(ctx: &Context, subject: &Subject<'_>) -> ToolResult<Review> 
         troubleshoot_issue(
             quiet.clone(),
             TroubleshootIssueParams {
-                description: format!("review before a {} of {}", subject.action.as_str(), subject.key),
+                description: format!(
+                    "review before a {} of {}",
+                    subject.action.as_str(),
+                    subject.key
+                ),
                 service: Some(subject.key.to_string()),
                 namespace: None,
             },
@@ -66,7 +73,10 @@ pub async fn review(ctx: &Context, subject: &Subject<'_>) -> ToolResult<Review> 
         ),
         ctx.backend.events(&events_scope),
     );
-    let health = health?.services.into_iter().find(|s| s.name == name && s.namespace == namespace);
+    let health = health?
+        .services
+        .into_iter()
+        .find(|s| s.name == name && s.namespace == namespace);
     let mut checks = Vec::new();
     let action = subject.action;
     let now = Timestamp::now();
@@ -82,7 +92,11 @@ pub async fn review(ctx: &Context, subject: &Subject<'_>) -> ToolResult<Review> 
     // Its recent error logs.
     match errors {
         Ok(errors) => {
-            let own: Vec<_> = errors.groups.iter().filter(|g| g.services.iter().any(|s| s == &name)).collect();
+            let own: Vec<_> = errors
+                .groups
+                .iter()
+                .filter(|g| g.services.iter().any(|s| s == &name))
+                .collect();
             let total: usize = own.iter().map(|g| g.count).sum();
             checks.push(if own.is_empty() {
                 check("recent error logs", CheckStatus::Pass, format!("no error lines in the last {ERROR_WINDOW}"))
@@ -99,7 +113,11 @@ pub async fn review(ctx: &Context, subject: &Subject<'_>) -> ToolResult<Review> 
                 )
             });
         }
-        Err(e) => checks.push(check("recent error logs", CheckStatus::Warn, format!("could not read: {e}"))),
+        Err(e) => checks.push(check(
+            "recent error logs",
+            CheckStatus::Warn,
+            format!("could not read: {e}"),
+        )),
     }
     // Its dependencies (and callers), as the investigation found them in error lines.
     match investigation {
@@ -112,30 +130,57 @@ pub async fn review(ctx: &Context, subject: &Subject<'_>) -> ToolResult<Review> 
                 .map(|h| format!("{}: {}", h.service, h.title))
                 .collect();
             checks.push(if others.is_empty() {
-                check("dependencies", CheckStatus::Pass, "no problem found in the services its errors name or that name it")
+                check(
+                    "dependencies",
+                    CheckStatus::Pass,
+                    "no problem found in the services its errors name or that name it",
+                )
             } else {
                 check("dependencies", CheckStatus::Warn, others.join("; "))
             });
         }
-        Err(e) => checks.push(check("dependencies", CheckStatus::Warn, format!("could not investigate: {e}"))),
+        Err(e) => checks.push(check(
+            "dependencies",
+            CheckStatus::Warn,
+            format!("could not investigate: {e}"),
+        )),
     }
     // Recent deploys, and the one failing now.
     let records = deploy_records(subject.deployment, subject.replica_sets, now);
     let cutoff = now.checked_sub(RECENT).unwrap_or(Timestamp::MIN);
-    let recent: Vec<_> = records.iter().filter(|(t, _)| *t >= cutoff).map(|(_, r)| r).collect();
-    let failing_current = health.as_ref().is_some_and(|h| h.status != HealthStatus::Healthy && !h.pod_problems.is_empty());
+    let recent: Vec<_> = records
+        .iter()
+        .filter(|(t, _)| *t >= cutoff)
+        .map(|(_, r)| r)
+        .collect();
+    let failing_current = health
+        .as_ref()
+        .is_some_and(|h| h.status != HealthStatus::Healthy && !h.pod_problems.is_empty());
     let current = records.iter().map(|(_, r)| r).find(|r| r.current);
     let deploys_evidence = format!(
         "{} deploys in the last 24h{}{}",
         recent.len(),
         current
-            .map(|c| format!("; current revision {} ({}, {} ago)", c.revision, c.images.join(", "), c.age))
+            .map(|c| format!(
+                "; current revision {} ({}, {} ago)",
+                c.revision,
+                c.images.join(", "),
+                c.age
+            ))
             .unwrap_or_default(),
-        if failing_current { ", whose pods are failing" } else { "" }
+        if failing_current {
+            ", whose pods are failing"
+        } else {
+            ""
+        }
     );
     checks.push(check(
         "recent deploys",
-        if recent.len() > MANY_DEPLOYS && action == Action::Deploy { CheckStatus::Warn } else { CheckStatus::Pass },
+        if recent.len() > MANY_DEPLOYS && action == Action::Deploy {
+            CheckStatus::Warn
+        } else {
+            CheckStatus::Pass
+        },
         deploys_evidence,
     ));
     // The change itself.
@@ -151,9 +196,19 @@ pub async fn review(ctx: &Context, subject: &Subject<'_>) -> ToolResult<Review> 
         &failures,
     ));
 
-    let fails: Vec<&Check> = checks.iter().filter(|c| c.status == CheckStatus::Fail).collect();
-    let warns: Vec<&Check> = checks.iter().filter(|c| c.status == CheckStatus::Warn).collect();
-    let verdict = if fails.is_empty() { Verdict::Go } else { Verdict::NoGo };
+    let fails: Vec<&Check> = checks
+        .iter()
+        .filter(|c| c.status == CheckStatus::Fail)
+        .collect();
+    let warns: Vec<&Check> = checks
+        .iter()
+        .filter(|c| c.status == CheckStatus::Warn)
+        .collect();
+    let verdict = if fails.is_empty() {
+        Verdict::Go
+    } else {
+        Verdict::NoGo
+    };
     let risk = if !fails.is_empty() {
         Risk::High
     } else if !warns.is_empty() || (subject.environment.production && action == Action::Deploy) {
@@ -181,7 +236,14 @@ pub async fn review(ctx: &Context, subject: &Subject<'_>) -> ToolResult<Review> 
 }
 
 /// Event reasons that say a pod of a revision failed (crashed, could not pull, was killed).
-const FAILURE_REASONS: &[&str] = &["BackOff", "OOMKilling", "Failed", "ErrImagePull", "ImagePullBackOff", "CrashLoopBackOff"];
+const FAILURE_REASONS: &[&str] = &[
+    "BackOff",
+    "OOMKilling",
+    "Failed",
+    "ErrImagePull",
+    "ImagePullBackOff",
+    "CrashLoopBackOff",
+];
 
 /// For each of the service's ReplicaSets, the first warning that says its pods failed, from
 /// the events still kept (an hour on most clusters): what an earlier revision did.
@@ -196,8 +258,13 @@ fn replica_set_failures(
         let failed = events.iter().find(|e| {
             view::event_is_warning(e)
                 && e.involved_object.kind.as_deref() == Some("Pod")
-                && e.involved_object.name.as_deref().is_some_and(|n| n.starts_with(&prefix))
-                && e.reason.as_deref().is_some_and(|r| FAILURE_REASONS.contains(&r))
+                && e.involved_object
+                    .name
+                    .as_deref()
+                    .is_some_and(|n| n.starts_with(&prefix))
+                && e.reason
+                    .as_deref()
+                    .is_some_and(|r| FAILURE_REASONS.contains(&r))
         });
         if let Some(e) = failed {
             failures.insert(
@@ -224,7 +291,9 @@ fn health_check(action: Action, h: &ServiceHealth) -> Check {
             return check(
                 "service health",
                 CheckStatus::Fail,
-                format!("{evidence} — a deploy now has no working baseline to verify against; roll back to the last good revision first (rollback_deployment), or override with a reason"),
+                format!(
+                    "{evidence} — a deploy now has no working baseline to verify against; roll back to the last good revision first (rollback_deployment), or override with a reason"
+                ),
             );
         }
         _ => CheckStatus::Warn,
@@ -234,7 +303,14 @@ fn health_check(action: Action, h: &ServiceHealth) -> Check {
 
 fn pods_check(action: Action, h: &ServiceHealth) -> Check {
     if h.pod_problems.is_empty() {
-        return check("crashing pods", CheckStatus::Pass, format!("{}/{} pods ready, {} restarts", h.pods_ready, h.pods_desired, h.restarts));
+        return check(
+            "crashing pods",
+            CheckStatus::Pass,
+            format!(
+                "{}/{} pods ready, {} restarts",
+                h.pods_ready, h.pods_desired, h.restarts
+            ),
+        );
     }
     let first = &h.pod_problems[0];
     let evidence = format!(
@@ -243,7 +319,11 @@ fn pods_check(action: Action, h: &ServiceHealth) -> Check {
         h.pods_desired,
         first.pod,
         first.status,
-        first.last_termination_reason.as_deref().map(|r| format!(", last ended {r}")).unwrap_or_default(),
+        first
+            .last_termination_reason
+            .as_deref()
+            .map(|r| format!(", last ended {r}"))
+            .unwrap_or_default(),
         first.restarts
     );
     match action {
@@ -251,7 +331,9 @@ fn pods_check(action: Action, h: &ServiceHealth) -> Check {
         Action::Restart => check(
             "crashing pods",
             CheckStatus::Warn,
-            format!("{evidence} — a restart does not fix pods that crash on the code or config they run"),
+            format!(
+                "{evidence} — a restart does not fix pods that crash on the code or config they run"
+            ),
         ),
         _ => check("crashing pods", CheckStatus::Warn, evidence),
     }
@@ -259,14 +341,21 @@ fn pods_check(action: Action, h: &ServiceHealth) -> Check {
 
 fn error_rate_check(action: Action, h: &ServiceHealth) -> Check {
     match h.error_rate {
-        None => check("error rate", CheckStatus::Pass, "unknown (no metrics source for this service)"),
+        None => check(
+            "error rate",
+            CheckStatus::Pass,
+            "unknown (no metrics source for this service)",
+        ),
         Some(rate) => {
             let evidence = format!(
                 "{:.1}% of requests failing{}",
                 rate * 100.0,
-                h.latency_p99_ms.map(|p| format!(", p99 {p:.0} ms")).unwrap_or_default()
+                h.latency_p99_ms
+                    .map(|p| format!(", p99 {p:.0} ms"))
+                    .unwrap_or_default()
             );
-            let status = if rate < crate::cluster::ERROR_RATE_DEGRADED || action == Action::Rollback {
+            let status = if rate < crate::cluster::ERROR_RATE_DEGRADED || action == Action::Rollback
+            {
                 CheckStatus::Pass
             } else {
                 CheckStatus::Warn
@@ -295,9 +384,15 @@ fn events_check(h: &ServiceHealth) -> Check {
 
 fn rollout_check(action: Action, h: &ServiceHealth) -> Check {
     match &h.rollout {
-        None => check("rollout in progress", CheckStatus::Pass, "none: the last rollout completed"),
+        None => check(
+            "rollout in progress",
+            CheckStatus::Pass,
+            "none: the last rollout completed",
+        ),
         // Rolling back is how a stuck rollout is undone.
-        Some(r) if action == Action::Rollback => check("rollout in progress", CheckStatus::Pass, r.clone()),
+        Some(r) if action == Action::Rollback => {
+            check("rollout in progress", CheckStatus::Pass, r.clone())
+        }
         Some(r) => check(
             "rollout in progress",
             CheckStatus::Fail,
@@ -359,12 +454,18 @@ fn change_checks(
                 checks.push(check(
                     "same repository",
                     CheckStatus::Warn,
-                    format!("{} → {}: another repository than the one running", repository(&was), repository(image)),
+                    format!(
+                        "{} → {}: another repository than the one running",
+                        repository(&was),
+                        repository(image)
+                    ),
                 ));
             }
             // The image that fails now, or failed in an earlier revision, deployed again.
             let failing_image = failing_current && current.iter().any(|i| i == image);
-            let earlier = records.iter().find(|r| !r.current && r.images.iter().any(|i| i == image));
+            let earlier = records
+                .iter()
+                .find(|r| !r.current && r.images.iter().any(|i| i == image));
             let failed_before = earlier.and_then(|r| failures.get(&r.replica_set).map(|f| (r, f)));
             checks.push(if failing_image {
                 check(
@@ -385,10 +486,17 @@ fn change_checks(
                 check(
                     "image history",
                     CheckStatus::Pass,
-                    format!("{image} ran before as revision {} ({} ago)", r.revision, r.age),
+                    format!(
+                        "{image} ran before as revision {} ({} ago)",
+                        r.revision, r.age
+                    ),
                 )
             } else {
-                check("image history", CheckStatus::Pass, format!("{image} has not run here before"))
+                check(
+                    "image history",
+                    CheckStatus::Pass,
+                    format!("{image} has not run here before"),
+                )
             });
         }
         DeploymentChange::Template { revision, .. } => {
@@ -409,7 +517,11 @@ fn change_checks(
                         r.age
                     ),
                 ),
-                None => check("rollback target", CheckStatus::Fail, format!("revision {revision} is not in the rollout history")),
+                None => check(
+                    "rollback target",
+                    CheckStatus::Fail,
+                    format!("revision {revision} is not in the rollout history"),
+                ),
             });
         }
         DeploymentChange::Restart { .. } => {
@@ -444,7 +556,11 @@ fn change_checks(
             });
         }
     }
-    checks.push(check("server dry run", CheckStatus::Pass, "the change validated without being stored"));
+    checks.push(check(
+        "server dry run",
+        CheckStatus::Pass,
+        "the change validated without being stored",
+    ));
     checks
 }
 
@@ -456,7 +572,10 @@ fn checklist(subject: &Subject<'_>, current: Option<i64>) -> Vec<String> {
     }
     match subject.action {
         Action::Deploy | Action::Restart => {
-            items.push(format!("Watch the rollout: new pods Ready, none restarting (list_pods namespace=\"{}\")", view::namespace(&subject.deployment.metadata)));
+            items.push(format!(
+                "Watch the rollout: new pods Ready, none restarting (list_pods namespace=\"{}\")",
+                view::namespace(&subject.deployment.metadata)
+            ));
             items.push(format!("After it completes, check_service_health(service=\"{key}\"): error rate and p99 at or below before, for 15 minutes"));
             if let Some(rev) = current {
                 items.push(format!("If it degrades: rollback_deployment(service=\"{key}\", to_revision={rev}, reason=\"…\")"));
@@ -464,11 +583,16 @@ fn checklist(subject: &Subject<'_>, current: Option<i64>) -> Vec<String> {
         }
         Action::Rollback => {
             items.push(format!("After it completes, check_service_health(service=\"{key}\"): pods Ready, errors falling, alerts resolving"));
-            items.push("Keep the bad revision from being redeployed: tell its owners, open a follow-up".into());
+            items.push(
+                "Keep the bad revision from being redeployed: tell its owners, open a follow-up"
+                    .into(),
+            );
         }
         Action::Scale => {
             items.push("Check nothing scales it back (a HorizontalPodAutoscaler or a GitOps sync owns replicas)".into());
-            items.push(format!("After it settles, check_service_health(service=\"{key}\")"));
+            items.push(format!(
+                "After it settles, check_service_health(service=\"{key}\")"
+            ));
         }
     }
     items
@@ -500,15 +624,22 @@ pub async fn ask_model(ctx: &Context, subject: &Subject<'_>, change: &Change, re
     if prompt.len() > MAX_PROMPT_CHARS {
         prompt = clip(&prompt, MAX_PROMPT_CHARS).into_owned();
     }
-    ctx.progress.step(None, "asking the client's model for its review");
-    let answer = ctx.ask.sample(MODEL_SYSTEM.into(), prompt, MAX_MODEL_TOKENS).await;
+    ctx.progress
+        .step(None, "asking the client's model for its review");
+    let answer = ctx
+        .ask
+        .sample(MODEL_SYSTEM.into(), prompt, MAX_MODEL_TOKENS)
+        .await;
     review.model_review = Some(match answer {
         Ok(text) if !text.trim().is_empty() => {
             let (verdict, risk) = parse_model_answer(&text);
             let mut made_stricter = false;
             if verdict == Some(Verdict::NoGo) && review.verdict == Verdict::Go {
                 review.verdict = Verdict::NoGo;
-                review.reasons.insert(0, "the client's model's review is NO-GO (see model_review)".into());
+                review.reasons.insert(
+                    0,
+                    "the client's model's review is NO-GO (see model_review)".into(),
+                );
                 made_stricter = true;
             }
             if let Some(r) = risk
@@ -523,7 +654,9 @@ pub async fn ask_model(ctx: &Context, subject: &Subject<'_>, change: &Change, re
                 risk,
                 text: Some(clip(&crate::util::redact::mask(text.trim()), 1_200).into_owned()),
                 made_stricter,
-                note: verdict.is_none().then(|| "the answer had no VERDICT line; the deterministic review stands".to_string()),
+                note: verdict.is_none().then(|| {
+                    "the answer had no VERDICT line; the deterministic review stands".to_string()
+                }),
             }
         }
         Ok(_) => ModelReview {
@@ -532,7 +665,9 @@ pub async fn ask_model(ctx: &Context, subject: &Subject<'_>, change: &Change, re
             risk: None,
             text: None,
             made_stricter: false,
-            note: Some("the client's model answered with nothing; the deterministic review stands".into()),
+            note: Some(
+                "the client's model answered with nothing; the deterministic review stands".into(),
+            ),
         },
         Err(e) => ModelReview {
             status: "failed".into(),
@@ -540,7 +675,9 @@ pub async fn ask_model(ctx: &Context, subject: &Subject<'_>, change: &Change, re
             risk: None,
             text: None,
             made_stricter: false,
-            note: Some(format!("the client did not answer the sampling request ({e}); the deterministic review stands")),
+            note: Some(format!(
+                "the client did not answer the sampling request ({e}); the deterministic review stands"
+            )),
         },
     });
 }
@@ -552,7 +689,9 @@ pub fn parse_model_answer(text: &str) -> (Option<Verdict>, Option<Risk>) {
     for line in text.lines() {
         let line = line.trim().trim_matches('*').trim().to_ascii_uppercase();
         if let Some(v) = line.strip_prefix("VERDICT:") {
-            let v = v.trim().trim_matches(|c: char| !c.is_ascii_alphabetic() && c != '-');
+            let v = v
+                .trim()
+                .trim_matches(|c: char| !c.is_ascii_alphabetic() && c != '-');
             verdict = match v {
                 "GO" => Some(Verdict::Go),
                 "NO-GO" | "NOGO" | "NO GO" => Some(Verdict::NoGo),
@@ -573,7 +712,12 @@ pub fn parse_model_answer(text: &str) -> (Option<Verdict>, Option<Risk>) {
 /// The review as text (for the approval message and logs).
 impl RenderText for Review {
     fn render_text(&self) -> String {
-        format!("{} (risk {}): {}", self.verdict.as_str(), self.risk.as_str(), self.reasons.join("; "))
+        format!(
+            "{} (risk {}): {}",
+            self.verdict.as_str(),
+            self.risk.as_str(),
+            self.reasons.join("; ")
+        )
     }
 }
 
@@ -583,8 +727,14 @@ mod tests {
 
     #[test]
     fn the_models_answer_is_read_from_its_verdict_and_risk_lines() {
-        assert_eq!(parse_model_answer("VERDICT: NO-GO\nRISK: high\nbecause"), (Some(Verdict::NoGo), Some(Risk::High)));
-        assert_eq!(parse_model_answer("**Verdict: GO**\nRisk: Low."), (Some(Verdict::Go), Some(Risk::Low)));
+        assert_eq!(
+            parse_model_answer("VERDICT: NO-GO\nRISK: high\nbecause"),
+            (Some(Verdict::NoGo), Some(Risk::High))
+        );
+        assert_eq!(
+            parse_model_answer("**Verdict: GO**\nRisk: Low."),
+            (Some(Verdict::Go), Some(Risk::Low))
+        );
         assert_eq!(parse_model_answer("looks fine to me"), (None, None));
     }
 

@@ -8,9 +8,9 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::json;
 
+use super::Common;
 use super::flow::{self, Action, Planned};
 use super::report::WriteReport;
-use super::Common;
 use crate::cluster::{DeploymentChange, view};
 use crate::tools::{Context, ToolDef, ToolError, ToolKind, ToolResult, define_tool, limits};
 

@@ -51,29 +51,43 @@ pub fn state(deployment: &Deployment, replica_sets: &[ReplicaSet], pods: &[Pod])
     let updated = status.updated_replicas.unwrap_or(0);
     let ready = status.ready_replicas.unwrap_or(0);
     let available = status.available_replicas.unwrap_or(0);
-    let observed = status.observed_generation.unwrap_or(0) >= deployment.metadata.generation.unwrap_or(0);
+    let observed =
+        status.observed_generation.unwrap_or(0) >= deployment.metadata.generation.unwrap_or(0);
     let revision = view::current_revision(deployment, replica_sets);
     let mut failure = Vec::new();
-    if let Some(c) = status
-        .conditions
-        .iter()
-        .flatten()
-        .find(|c| c.type_ == "Progressing" && c.reason.as_deref() == Some("ProgressDeadlineExceeded"))
-    {
+    if let Some(c) = status.conditions.iter().flatten().find(|c| {
+        c.type_ == "Progressing" && c.reason.as_deref() == Some("ProgressDeadlineExceeded")
+    }) {
         failure.push(format!(
             "Progressing=False ProgressDeadlineExceeded: {}",
-            c.message.as_deref().unwrap_or("the rollout made no progress within its deadline")
+            c.message
+                .as_deref()
+                .unwrap_or("the rollout made no progress within its deadline")
         ));
     }
     // New pods that will not become ready by themselves.
     let hash = view::current_replica_set(deployment, replica_sets)
         .filter(|_| observed)
-        .and_then(|rs| rs.metadata.labels.as_ref()?.get("pod-template-hash").cloned());
+        .and_then(|rs| {
+            rs.metadata
+                .labels
+                .as_ref()?
+                .get("pod-template-hash")
+                .cloned()
+        });
     if let Some(hash) = hash {
         for pod in pods.iter().filter(|p| {
-            p.metadata.labels.as_ref().and_then(|l| l.get("pod-template-hash")) == Some(&hash)
+            p.metadata
+                .labels
+                .as_ref()
+                .and_then(|l| l.get("pod-template-hash"))
+                == Some(&hash)
         }) {
-            for cs in pod.status.iter().flat_map(|s| s.container_statuses.iter().flatten()) {
+            for cs in pod
+                .status
+                .iter()
+                .flat_map(|s| s.container_statuses.iter().flatten())
+            {
                 let waiting = cs.state.as_ref().and_then(|s| s.waiting.as_ref());
                 if let Some(w) = waiting
                     && let Some(reason) = w.reason.as_deref()
@@ -90,8 +104,15 @@ pub fn state(deployment: &Deployment, replica_sets: &[ReplicaSet], pods: &[Pod])
                         "pod {} container {}: {reason}{last}{}{}",
                         view::name(&pod.metadata),
                         cs.name,
-                        if cs.restart_count > 0 { format!(", {} restarts", cs.restart_count) } else { String::new() },
-                        w.message.as_deref().map(|m| format!(" — {}", crate::util::quote::clip(m, 200))).unwrap_or_default()
+                        if cs.restart_count > 0 {
+                            format!(", {} restarts", cs.restart_count)
+                        } else {
+                            String::new()
+                        },
+                        w.message
+                            .as_deref()
+                            .map(|m| format!(" — {}", crate::util::quote::clip(m, 200)))
+                            .unwrap_or_default()
                     ));
                 }
             }
@@ -99,7 +120,11 @@ pub fn state(deployment: &Deployment, replica_sets: &[ReplicaSet], pods: &[Pod])
     }
     failure.truncate(6);
     let total = status.replicas.unwrap_or(0);
-    let complete = observed && updated == desired && total == desired && available == desired && ready >= desired;
+    let complete = observed
+        && updated == desired
+        && total == desired
+        && available == desired
+        && ready >= desired;
     RolloutState {
         desired,
         updated,
@@ -120,10 +145,8 @@ pub async fn watch(ctx: &Context, applied: &Deployment, timeout: Duration) -> To
     loop {
         let deployment = ctx.backend.deployment(&namespace, &name).await?;
         let scope = ListQuery::for_deployment(&deployment);
-        let (replica_sets, pods) = tokio::try_join!(
-            ctx.backend.replica_sets(&scope),
-            ctx.backend.pods(&scope)
-        )?;
+        let (replica_sets, pods) =
+            tokio::try_join!(ctx.backend.replica_sets(&scope), ctx.backend.pods(&scope))?;
         let mut state = state(&deployment, &replica_sets.items, &pods.items);
         // The controller has not seen the change yet: not complete, whatever the old status says.
         if deployment.metadata.generation < applied.metadata.generation {
@@ -131,7 +154,12 @@ pub async fn watch(ctx: &Context, applied: &Deployment, timeout: Duration) -> To
         }
         let line = format!(
             "rollout of {namespace}/{name}: {}/{} updated, {}/{} ready, {}/{} available",
-            state.updated, state.desired, state.ready, state.desired, state.available, state.desired
+            state.updated,
+            state.desired,
+            state.ready,
+            state.desired,
+            state.available,
+            state.desired
         );
         if line != last_line {
             ctx.progress.step(None, line.clone());
@@ -151,11 +179,13 @@ pub async fn watch(ctx: &Context, applied: &Deployment, timeout: Duration) -> To
             revision: state.revision,
         };
         if state.complete {
-            ctx.progress.last_step(format!("rollout of {namespace}/{name} complete"));
+            ctx.progress
+                .last_step(format!("rollout of {namespace}/{name} complete"));
             return Ok(finish(RolloutStatus::Complete, Vec::new()));
         }
         if !state.failure.is_empty() {
-            ctx.progress.last_step(format!("rollout of {namespace}/{name} failed"));
+            ctx.progress
+                .last_step(format!("rollout of {namespace}/{name} failed"));
             return Ok(finish(RolloutStatus::Failed, state.failure.clone()));
         }
         if elapsed >= timeout {

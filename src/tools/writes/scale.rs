@@ -7,9 +7,9 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::json;
 
+use super::Common;
 use super::flow::{self, Action, Planned};
 use super::report::WriteReport;
-use super::Common;
 use crate::cluster::DeploymentChange;
 use crate::tools::{Context, ToolDef, ToolKind, ToolResult, define_tool, limits};
 
