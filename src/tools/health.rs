@@ -217,6 +217,9 @@ pub fn event_concerns(event: &Event, deployment: &str, pods: &[&Pod]) -> bool {
     }
 }
 
+/// How long a pod may take to terminate before it counts as stuck (a problem).
+const TERMINATING_GRACE: SignedDuration = SignedDuration::from_mins(5);
+
 fn assess(
     deployment: &Deployment,
     all_pods: &[Pod],
@@ -227,11 +230,19 @@ fn assess(
 ) -> ServiceHealth {
     let name = view::name(&deployment.metadata).to_string();
     let namespace = view::namespace(&deployment.metadata).to_string();
+    // A pod on its way out (an old revision's, scaled down by a rollout) is neither capacity
+    // nor a problem, and what it went through is history — unless it has been stuck
+    // terminating for a while, which is a problem of its own.
+    let stuck_after = now.checked_sub(TERMINATING_GRACE).unwrap_or(Timestamp::MIN);
     let pods: Vec<&Pod> = all_pods
         .iter()
         .filter(|p| {
             view::namespace(&p.metadata) == namespace
                 && view::pod_deployment(p).as_deref() == Some(&name)
+                && p.metadata
+                    .deletion_timestamp
+                    .as_ref()
+                    .is_none_or(|t| t.0 < stuck_after)
         })
         .collect();
     let desired = view::desired_replicas(deployment);

@@ -136,6 +136,26 @@ impl ConfirmationBook {
         Ok(())
     }
 
+    /// Why `token` can apply nothing at all (unknown, used, expired), whatever it is offered
+    /// for; `None` for a token that is still good for its own change.
+    pub fn spent(&self, token: &str, now: Timestamp) -> Option<TokenError> {
+        let tokens = self.tokens.lock().unwrap_or_else(|e| e.into_inner());
+        let shown = crate::util::quote::short(token);
+        match tokens.get(token) {
+            None => Some(TokenError::Unknown(shown)),
+            Some(Issued { used: Some(at), .. }) => Some(TokenError::Used {
+                token: shown,
+                at: *at,
+            }),
+            Some(issued) if issued.expires <= now => Some(TokenError::Expired {
+                token: shown,
+                at: issued.expires,
+                ttl: self.ttl.as_secs(),
+            }),
+            Some(_) => None,
+        }
+    }
+
     /// The generation the token's change was reviewed at.
     pub fn reviewed_generation(&self, token: &str) -> Option<i64> {
         let tokens = self.tokens.lock().unwrap_or_else(|e| e.into_inner());

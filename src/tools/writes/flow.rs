@@ -80,6 +80,15 @@ pub async fn run(
         )));
     }
     let dry_run = common.dry_run.unwrap_or(true);
+    // A token that can apply nothing (unknown, used, expired) is refused before any read.
+    if let Some(token) = &common.confirmation_token
+        && let Some(error) = policy.confirmations.spent(token, Timestamp::now())
+    {
+        return Err(ToolError::Refused(format!(
+            "{} was not run: {error}",
+            action.tool()
+        )));
+    }
     let service = match (&common.namespace, common.service.contains('/')) {
         (Some(ns), false) => format!("{ns}/{}", common.service),
         _ => common.service.clone(),

@@ -282,7 +282,7 @@ fn replica_set_failures(
 }
 
 fn health_check(action: Action, h: &ServiceHealth) -> Check {
-    let evidence = format!("{}: {}", h.status.as_str(), h.verdict);
+    let evidence = h.verdict.clone();
     let status = match (h.status, action) {
         (HealthStatus::Healthy, _) => CheckStatus::Pass,
         // Rolling back a sick service is the usual remedy.
@@ -292,7 +292,12 @@ fn health_check(action: Action, h: &ServiceHealth) -> Check {
                 "service health",
                 CheckStatus::Fail,
                 format!(
-                    "{evidence} — a deploy now has no working baseline to verify against; roll back to the last good revision first (rollback_deployment), or override with a reason"
+                    "down ({}/{} pods ready{}): a deploy now has no working baseline to verify against; roll back to the last good revision first (rollback_deployment), or override with a reason",
+                    h.pods_ready,
+                    h.pods_desired,
+                    h.error_rate
+                        .map(|r| format!(", {:.0}% errors", r * 100.0))
+                        .unwrap_or_default()
                 ),
             );
         }
@@ -385,16 +390,14 @@ fn events_check(h: &ServiceHealth) -> Check {
 fn rollout_check(action: Action, h: &ServiceHealth) -> Check {
     match &h.rollout {
         None => check(
-            "rollout in progress",
+            "rollout",
             CheckStatus::Pass,
             "none: the last rollout completed",
         ),
         // Rolling back is how a stuck rollout is undone.
-        Some(r) if action == Action::Rollback => {
-            check("rollout in progress", CheckStatus::Pass, r.clone())
-        }
+        Some(r) if action == Action::Rollback => check("rollout", CheckStatus::Pass, r.clone()),
         Some(r) => check(
-            "rollout in progress",
+            "rollout",
             CheckStatus::Fail,
             format!("{r} — wait for it to finish or roll it back before another change"),
         ),
