@@ -86,7 +86,7 @@ pub async fn review(ctx: &Context, subject: &Subject<'_>) -> ToolResult<Review> 
         checks.push(health_check(action, h));
         checks.push(pods_check(action, h));
         checks.push(error_rate_check(action, h));
-        checks.push(events_check(h));
+        checks.push(events_check(action, h));
         checks.push(rollout_check(action, h));
     }
     // Its recent error logs.
@@ -158,8 +158,9 @@ pub async fn review(ctx: &Context, subject: &Subject<'_>) -> ToolResult<Review> 
         .is_some_and(|h| h.status != HealthStatus::Healthy && !h.pod_problems.is_empty());
     let current = records.iter().map(|(_, r)| r).find(|r| r.current);
     let deploys_evidence = format!(
-        "{} deploys in the last 24h{}{}",
+        "{} deploy{} in the last 24h{}{}",
         recent.len(),
+        if recent.len() == 1 { "" } else { "s" },
         current
             .map(|c| format!(
                 "; current revision {} ({}, {} ago)",
@@ -370,12 +371,17 @@ fn error_rate_check(action: Action, h: &ServiceHealth) -> Check {
     }
 }
 
-fn events_check(h: &ServiceHealth) -> Check {
+fn events_check(action: Action, h: &ServiceHealth) -> Check {
     match h.recent_warning_events.first() {
         None => check("warning events", CheckStatus::Pass, "none in the last hour"),
         Some(e) => check(
             "warning events",
-            CheckStatus::Warn,
+            // The warnings a rollback is meant to end.
+            if action == Action::Rollback {
+                CheckStatus::Pass
+            } else {
+                CheckStatus::Warn
+            },
             format!(
                 "{} kinds in the last hour; {} ×{}: {}",
                 h.recent_warning_events.len(),
