@@ -62,12 +62,12 @@ run "resources/read runbook://oomkilled-crashloop" 'Mitigation' --method resourc
 run "resources/templates/list" 'deployment://history/{service}' --method resources/templates/list
 run "resources/templates/list has result://{id}" 'result://{id}' --method resources/templates/list
 run "resources/read system://health" 'uptime_seconds' --method resources/read --uri system://health
-run "resources/read deployment://history" '"rollouts"' --method resources/read --uri deployment://history
+run "resources/read deployment://history" 'rollouts' --method resources/read --uri deployment://history
 run "call rollback_deployment (dry run: review and a confirmation token)" 'Confirmation token: cf_' --method tools/call --tool-name rollback_deployment \
   --tool-arg service=payments/payment-gateway to_revision=6 'reason=PAY-1850 OOM in 2.14.0'
 run "call deploy_with_review (a NO-GO review blocks)" 'NO-GO' --method tools/call --tool-name deploy_with_review \
-  --tool-arg service=payment-gateway image=registry.acme.internal/payments/payment-gateway:2.14.0 reason=again dry_run=false
-run "resources/read audit://log" '"deploy_with_review"' --method resources/read --uri audit://log
+  --tool-arg service=payment-gateway image=registry.acme.internal/payments/payment-gateway:2.14.1 'reason=PAY-1849 fix' dry_run=false
+run "resources/read audit://log" 'deploy_with_review' --method resources/read --uri audit://log
 run "resources/read deployment://history/{service}" 'payment-gateway' --method resources/read --uri deployment://history/payment-gateway
 run "prompts/list" 'troubleshoot-issue' --method prompts/list
 for prompt in "investigate-service service=payment-gateway" "pre-deploy-check service=order-service" \
