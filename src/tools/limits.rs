@@ -37,6 +37,17 @@ pub const HOURS_BACK_MAX: i64 = 2_160;
 pub const RUNBOOKS_MIN: i64 = 1;
 pub const RUNBOOKS_MAX: i64 = 20;
 
+/// A container image reference (`registry/repo/name:tag@sha256:…`).
+pub const IMAGE: usize = 512;
+/// A confirmation token (`cf_` and 32 hex digits), with room to spare.
+pub const TOKEN: usize = 80;
+/// An environment name (`production`, `staging`): a label value.
+pub const ENVIRONMENT: usize = 63;
+/// scale_deployment's `replicas`.
+pub const REPLICAS_MAX: i64 = 1_000;
+/// rollback_deployment's `to_revision`.
+pub const REVISION_MAX: i64 = 1_000_000_000;
+
 /// What a string of at most `max_length` characters is, when it is one of the limits above.
 pub fn what_string(max_length: u64) -> Option<&'static str> {
     Some(match usize::try_from(max_length).ok()? {
@@ -48,6 +59,9 @@ pub fn what_string(max_length: u64) -> Option<&'static str> {
         TRACE_ID => "a trace id",
         TEXT => "free text",
         TAG => "a tag",
+        IMAGE => "an image reference",
+        TOKEN => "a confirmation token",
+        ENVIRONMENT => "an environment name",
         _ => return None,
     })
 }
@@ -67,6 +81,9 @@ mod tests {
             TRACE_ID,
             TEXT,
             TAG,
+            IMAGE,
+            TOKEN,
+            ENVIRONMENT,
         ];
         let named: std::collections::BTreeSet<&str> = limits
             .iter()
@@ -76,14 +93,3 @@ mod tests {
         assert_eq!(what_string(7), None);
     }
 }
-
-/// A container image reference (`registry/repo/name:tag@sha256:…`).
-pub const IMAGE: usize = 512;
-/// Most replicas a write may ask for.
-pub const REPLICAS_MAX: i64 = 1_000;
-/// A confirmation token (`cf_` and 32 hex digits), with room to spare.
-pub const TOKEN: usize = 64;
-/// An environment name (`production`, `staging`).
-pub const ENVIRONMENT: usize = 63;
-/// Highest revision number accepted.
-pub const REVISION_MAX: i64 = 1_000_000_000;
