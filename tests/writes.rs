@@ -835,3 +835,77 @@ async fn restart_and_scale_roll_out_and_are_watched() {
     );
     client.cancel().await.unwrap();
 }
+
+#[tokio::test]
+async fn a_cancelled_write_stops_its_watch_not_the_rollout_and_says_so_in_the_audit_log() {
+    let data = common::fresh_data_dir("writes-cancel");
+    let dir = data.to_str().unwrap();
+    let mut raw = common::raw::Raw::start(&[
+        "--no-embeddings",
+        "--data-dir",
+        dir,
+        "--environment",
+        "payments=staging",
+    ])
+    .await;
+    let mut arguments = rollback(false);
+    arguments["reason"] = json!("PAY-1850 cancelled watch");
+    raw.send_line(
+        &json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {
+            "name": "rollback_deployment", "arguments": arguments, "_meta": {"progressToken": "w"}}})
+        .to_string(),
+    )
+    .await;
+    // Once the rollout is under way, the client gives up waiting.
+    loop {
+        let message = raw
+            .next_within(Duration::from_secs(30))
+            .await
+            .expect("progress of the rollout");
+        if message["params"]["message"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("rollout of"))
+        {
+            break;
+        }
+    }
+    raw.send_line(
+        &json!({"jsonrpc": "2.0", "method": "notifications/cancelled", "params": {"requestId": 2, "reason": "user stopped waiting"}})
+            .to_string(),
+    )
+    .await;
+    // The rollout goes on to completion without anyone watching.
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    let health = raw
+        .request(
+            json!({"jsonrpc": "2.0", "id": 3, "method": "tools/call", "params": {
+            "name": "check_service_health", "arguments": {"service": GATEWAY}}}),
+        )
+        .await;
+    assert_eq!(
+        health["result"]["structuredContent"]["services"][0]["status"], "healthy",
+        "{health}"
+    );
+    // The write was recorded when its watch stopped, saying so.
+    let log = raw
+        .request(json!({"jsonrpc": "2.0", "id": 4, "method": "resources/read", "params": {"uri": "audit://log"}}))
+        .await;
+    let log: Value =
+        serde_json::from_str(log["result"]["contents"][0]["text"].as_str().unwrap()).unwrap();
+    let record = log["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["tool"] == "rollback_deployment")
+        .cloned()
+        .unwrap_or_else(|| panic!("the write is recorded: {log}"));
+    assert_eq!(record["outcome"], "watch_stopped", "{record}");
+    assert!(
+        record["message"]
+            .as_str()
+            .unwrap()
+            .contains("the rollout itself goes on"),
+        "{record}"
+    );
+    assert_eq!(record["write"]["revision_after"], 8, "{record}");
+}

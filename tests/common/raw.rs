@@ -21,6 +21,7 @@ impl Raw {
             .args(args)
             .env("SRE_MCP_LOG", "warn")
             .env("SRE_MCP_BACKEND", "demo")
+            .env("SRE_MCP_DATA_DIR", super::test_data_dir())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
