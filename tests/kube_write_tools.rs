@@ -60,21 +60,33 @@ fn kubelet_loop(
                     if ready {
                         continue;
                     }
+                    // The controller may delete a pod between the list and these writes
+                    // (a rollout scales the old ReplicaSet down): that pod is simply gone.
                     if spec.node_name.is_none() {
-                        k8s::bind(&admin, &namespace, &name, &node).await;
+                        let binding = json!({
+                            "apiVersion": "v1", "kind": "Binding", "metadata": {"name": name},
+                            "target": {"apiVersion": "v1", "kind": "Node", "name": node}
+                        });
+                        let bound: Result<Value, _> = pods
+                            .create_subresource("binding", &name, &Default::default(), &binding)
+                            .await;
+                        if bound.is_err() {
+                            continue;
+                        }
                     }
                     let container = &spec.containers[0];
-                    k8s::set_pod_status(
-                        &admin,
-                        &namespace,
-                        &name,
-                        k8s::running(
-                            &container.name,
-                            container.image.as_deref().unwrap_or(""),
-                            Timestamp::now(),
-                        ),
-                    )
-                    .await;
+                    let status = k8s::running(
+                        &container.name,
+                        container.image.as_deref().unwrap_or(""),
+                        Timestamp::now(),
+                    );
+                    let _ = pods
+                        .patch_status(
+                            &name,
+                            &Default::default(),
+                            &kube::api::Patch::Merge(&json!({ "status": status })),
+                        )
+                        .await;
                 }
             }
             tokio::time::sleep(Duration::from_millis(300)).await;

@@ -30,6 +30,9 @@ fn valid(name: &str) -> Value {
         "trace_id" => json!("4bf92f3577b34da6a3ce929d0e0e4736"),
         "query" => json!("pods OOMKilled"),
         "description" => json!("checkout is slow"),
+        "reason" => json!("PAY-1850"),
+        "image" => json!("registry.acme.internal/payments/payment-gateway:2.13.2"),
+        "replicas" => json!(3),
         other => panic!("no valid value for the required argument {other:?}: add one here"),
     }
 }

@@ -1047,6 +1047,24 @@ fn tool_calls(pods: &SeededPods) -> Vec<(&'static str, Value)> {
             "troubleshoot_issue",
             json!({"description": "what is wrong in the cluster"}),
         ),
+        // The writes' reviews quote error lines, events and the model's review (dry runs:
+        // nothing changes).
+        (
+            "deploy_with_review",
+            json!({"service": "payment-gateway", "image": "registry.acme.internal/payments/payment-gateway:2.14.1", "reason": "PAY-1849 fix"}),
+        ),
+        (
+            "rollback_deployment",
+            json!({"service": "payment-gateway", "to_revision": 6, "reason": "PAY-1850"}),
+        ),
+        (
+            "restart_deployment",
+            json!({"service": "payments/fraud-detector", "reason": "pick up rotated credentials"}),
+        ),
+        (
+            "scale_deployment",
+            json!({"service": "payments/fraud-detector", "replicas": 3, "reason": "load"}),
+        ),
     ];
     for (namespace, pod, container) in &pods.pods {
         calls.push((

@@ -31,6 +31,13 @@ const TOOLS: &[&str] = &[
     "troubleshoot_issue",
 ];
 
+const WRITE_TOOLS: &[&str] = &[
+    "deploy_with_review",
+    "rollback_deployment",
+    "restart_deployment",
+    "scale_deployment",
+];
+
 fn items<'a>(value: &'a Value, field: &str) -> &'a Vec<Value> {
     value[field]
         .as_array()
@@ -74,7 +81,19 @@ async fn lists_every_tool_with_schemas_and_read_only_hints() {
         );
         assert_eq!(tool.input_schema.get("type"), Some(&json!("object")));
         let annotations = tool.annotations.as_ref().expect("annotations");
-        assert_eq!(annotations.read_only_hint, Some(true), "{}", tool.name);
+        // The reads say they only read; the four writes say they change (and destroy) what
+        // runs, and which of them repeat harmlessly (scale to N).
+        let writes = WRITE_TOOLS.contains(&tool.name.as_ref());
+        assert_eq!(annotations.read_only_hint, Some(!writes), "{}", tool.name);
+        assert_eq!(annotations.destructive_hint, Some(writes), "{}", tool.name);
+        if writes {
+            assert_eq!(
+                annotations.idempotent_hint,
+                Some(tool.name == "scale_deployment"),
+                "{}",
+                tool.name
+            );
+        }
         assert!(tool.description.as_ref().is_some_and(|d| d.len() > 40));
     }
     client.cancel().await.unwrap();
@@ -463,7 +482,7 @@ async fn resources_prompts_and_completion() {
     );
     assert!(health["cluster"]["pods"].as_u64().unwrap() > 10);
     let history = read("deployment://history").await;
-    let deploys = items(&history, "deploys");
+    let deploys = items(&history, "rollouts");
     assert!(deploys.len() >= 16);
     let times: Vec<&str> = deploys
         .iter()
@@ -472,14 +491,19 @@ async fn resources_prompts_and_completion() {
     assert!(times.windows(2).all(|w| w[0] >= w[1]), "newest first");
     let one = read("deployment://history/recommendation-engine").await;
     assert!(
-        items(&one, "deploys")
+        items(&one, "rollouts")
             .iter()
             .all(|d| d["service"] == "recommendation-engine")
     );
+    assert!(
+        items(&one, "writes").is_empty(),
+        "nothing written yet: {one}"
+    );
+    assert_eq!(one["service"], "catalog/recommendation-engine");
     let encoded = read("deployment://history/catalog%2Frecommendation-engine").await;
     assert_eq!(
-        items(&encoded, "deploys").len(),
-        items(&one, "deploys").len()
+        items(&encoded, "rollouts").len(),
+        items(&one, "rollouts").len()
     );
     let missing = client
         .read_resource(ReadResourceRequestParams::new("deployment://history/nope"))

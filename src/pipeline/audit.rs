@@ -70,8 +70,7 @@ impl Stage for Audit {
 /// The record of one call.
 pub fn record_of(call: &Call<'_>, outcome: Outcome, reply: &ToolReply) -> AuditRecord {
     let facts = call.client.facts();
-    let mut arguments = Value::Object(call.arguments.clone());
-    redact::mask_json(&mut arguments);
+    let mut arguments = bounded(&Value::Object(call.arguments.clone()), 0);
     // A used token is spent, but it is a credential while it lives: never kept.
     if let Some(token) = arguments.get_mut("confirmation_token") {
         *token = Value::String("[confirmation token]".into());
@@ -105,6 +104,46 @@ pub fn record_of(call: &Call<'_>, outcome: Outcome, reply: &ToolReply) -> AuditR
         duration_ms: call.started.elapsed().as_millis() as u64,
         message,
         write: writes.then(|| write_details(call, structured)),
+    }
+}
+
+/// Longest string kept of one argument (the reason of a write is kept whole within it).
+const ARGUMENT_CHARS: usize = 2_000;
+/// Most items kept of one list argument.
+const ARGUMENT_ITEMS: usize = 32;
+
+/// An argument as the log keeps it: masked, and bounded — a refused megabyte argument is a
+/// few hundred characters of record, not a megabyte written on every call.
+fn bounded(value: &Value, depth: usize) -> Value {
+    match value {
+        Value::String(text) => {
+            // Masked on a prefix still long enough to hold whole credentials, then cut.
+            let mut end = text.len().min(ARGUMENT_CHARS * 4 + 4096);
+            while !text.is_char_boundary(end) {
+                end -= 1;
+            }
+            let masked = redact::mask(&text[..end]);
+            let mut kept = clip(&masked, ARGUMENT_CHARS).into_owned();
+            if end < text.len() && !kept.ends_with('…') {
+                kept.push('…');
+            }
+            Value::String(kept)
+        }
+        Value::Array(items) if depth < 4 => Value::Array(
+            items
+                .iter()
+                .take(ARGUMENT_ITEMS)
+                .map(|v| bounded(v, depth + 1))
+                .collect(),
+        ),
+        Value::Object(map) if depth < 4 => Value::Object(
+            map.iter()
+                .take(ARGUMENT_ITEMS)
+                .map(|(k, v)| (clip(k, 64).into_owned(), bounded(v, depth + 1)))
+                .collect(),
+        ),
+        Value::Array(_) | Value::Object(_) => Value::String("…".into()),
+        other => other.clone(),
     }
 }
 
