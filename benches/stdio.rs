@@ -54,6 +54,16 @@ fn latencies(args: &[&str], label: &str) {
             "troubleshoot_issue",
             json!({"description": "everything is on fire"}),
         ),
+        // The writes' dry runs: the whole review (health, investigation, error groups, events,
+        // history) of a service that is down, and of a healthy one; each recorded.
+        (
+            "rollback_deployment",
+            json!({"service": "payments/payment-gateway", "to_revision": 6, "reason": "bench"}),
+        ),
+        (
+            "deploy_with_review",
+            json!({"service": "payments/fraud-detector", "image": "registry.acme.internal/payments/fraud-detector:1.9.2", "reason": "bench"}),
+        ),
     ] {
         for _ in 0..50 {
             server.request("tools/call", json!({"name": tool, "arguments": arguments}));

@@ -22,6 +22,12 @@ impl Server {
             .env("SRE_MCP_LOG", "error")
             // The demo cluster unless the arguments name a backend.
             .env("SRE_MCP_BACKEND", "demo")
+            // Every call is recorded in the history database, as for users; the benches' go
+            // to a folder of their own.
+            .env(
+                "SRE_MCP_DATA_DIR",
+                std::env::temp_dir().join(format!("sre-mcp-bench-data-{}", std::process::id())),
+            )
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
