@@ -525,8 +525,18 @@ async fn read_store(data: &Path) -> Vec<Value> {
 #[tokio::test]
 async fn without_elicitation_production_takes_a_single_use_token_bound_to_the_change() {
     let data = common::fresh_data_dir("writes-token");
-    let client = start(Host::default(), &data, &[]).await;
+    // The smallest cap a server takes: a write's reply is never shaped to it.
+    let client = start(Host::default(), &data, &["--max-result-tokens", "500"]).await;
+    let result = call(&client, "rollback_deployment", rollback(true)).await;
+    let meta = serde_json::to_value(&result.meta).unwrap();
+    assert_eq!(meta["truncated"], false, "{meta}");
+    assert!(
+        meta["tokens"].as_u64().unwrap() > 500,
+        "over the cap, whole: {meta}"
+    );
     let (dry, text) = report(&client, "rollback_deployment", rollback(true)).await;
+    assert!(dry.get("truncated").is_none());
+    assert!(text.contains("Review: GO") && text.contains("→"), "{text}");
     let token = dry["confirmation"]["token"]
         .as_str()
         .unwrap_or_else(|| panic!("a token: {text}"))
