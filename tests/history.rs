@@ -103,10 +103,12 @@ fn several_processes_write_and_a_kill_loses_nothing() {
     let store = HistoryStore::open(&dir).expect("reopen after the kill");
     assert_eq!(store.integrity_check().unwrap(), "ok");
     let mut stored = BTreeSet::new();
+    let mut writers = BTreeSet::new();
     let mut before = None;
     loop {
         let page = store.audit(before, 500).unwrap();
         stored.extend(page.records.iter().map(|r| r.id));
+        writers.extend(page.records.iter().filter_map(|r| r.client.clone()));
         match page.next_before {
             Some(next) => before = Some(next),
             None => break,
@@ -114,14 +116,8 @@ fn several_processes_write_and_a_kill_loses_nothing() {
     }
     let lost: Vec<_> = acknowledged.difference(&stored).collect();
     assert!(lost.is_empty(), "acknowledged but lost: {lost:?}");
-    // Every writer got its turn.
-    let writers: BTreeSet<String> = store
-        .audit(None, 10_000)
-        .unwrap()
-        .records
-        .into_iter()
-        .filter_map(|r| r.client)
-        .collect();
+    // Every writer got its turn (over the whole log: one writer may hold the lock for a long
+    // run of commits, so the newest records alone can all be one writer's).
     assert_eq!(writers.len(), 3, "{writers:?}");
     let _ = std::fs::remove_dir_all(&dir);
 }
