@@ -16,6 +16,8 @@ use sre_mcp::history::{AuditRecord, HistoryStore, WriteDetails};
 
 const WRITER_DIR: &str = "SRE_MCP_HISTORY_WRITER_DIR";
 const WRITER_NAME: &str = "SRE_MCP_HISTORY_WRITER_NAME";
+/// Records each writer must have had acknowledged before the kill.
+const MIN_PER_WRITER: usize = 200;
 
 /// A writer: records as fast as it can and prints each acknowledged id.
 #[test]
@@ -71,20 +73,43 @@ fn several_processes_write_and_a_kill_loses_nothing() {
             .expect("spawn a writer");
         children.push(child);
     }
+    let (acks, acked) = std::sync::mpsc::channel::<usize>();
     let readers: Vec<_> = children
         .iter_mut()
-        .map(|child| {
+        .enumerate()
+        .map(|(writer, child)| {
             let stdout = child.stdout.take().unwrap();
+            let acks = acks.clone();
             std::thread::spawn(move || {
                 BufReader::new(stdout)
                     .lines()
                     .map_while(Result::ok)
                     .filter_map(|l| l.trim().parse::<i64>().ok())
+                    .inspect(|_| {
+                        let _ = acks.send(writer);
+                    })
                     .collect::<Vec<_>>()
             })
         })
         .collect();
-    std::thread::sleep(Duration::from_millis(1500));
+    drop(acks);
+    // The kill comes in the middle of the burst: once every writer has had records
+    // acknowledged (a loaded machine can keep one waiting for the lock a while), and at least
+    // a second in.
+    let started = std::time::Instant::now();
+    let mut per_writer = [0usize; 3];
+    while per_writer.iter().any(|n| *n < MIN_PER_WRITER)
+        || started.elapsed() < Duration::from_secs(1)
+    {
+        match acked.recv_timeout(Duration::from_secs(30)) {
+            Ok(writer) => per_writer[writer] += 1,
+            Err(_) => panic!("a writer acknowledged nothing for 30 s: {per_writer:?}"),
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "writers did not all get through within 60 s: {per_writer:?}"
+        );
+    }
     for child in &mut children {
         // SIGKILL: no chance to finish a transaction or close the database.
         child.kill().unwrap();

@@ -105,9 +105,10 @@ Call in order:\n\
 3. get_recent_deploys(service=\"{service}\", hours_back=72) — the current revision, the previous one to roll back to, and how recent the last change was.\n\
 4. list_deployments(namespace=<its namespace>) — rollouts in progress or stuck in the same namespace.\n\
 5. get_events(namespace=<its namespace>, type=\"Warning\") — scheduling, quota or image problems that would also hit the new pods.\n\
-6. count_errors(group_by=\"service\", since=\"1h\") — the baseline error level to compare after the deploy.\n\n\
+6. count_errors(group_by=\"service\", since=\"1h\") — the baseline error level to compare after the deploy.\n\
+7. If the new image is known: deploy_with_review(service=\"{service}\", image=<the new image>, reason=<why>, dry_run=true) — the server's own review (GO/NO-GO, risk, checks) and the change as a diff. It changes nothing; never call it with dry_run=false without the user's explicit yes.\n\n\
 Answer with: Verdict (GO / NO-GO / GO WITH CONDITIONS) in one line; Blockers (each with evidence and the tool that showed it); \
-Risks; Rollback plan (the exact revision: `kubectl rollout undo deployment/<name> -n <ns> --to-revision=N`); \
+Risks; Rollback plan (the exact revision: rollback_deployment(service=\"{service}\", to_revision=N, reason=…), or `kubectl rollout undo deployment/<name> -n <ns> --to-revision=N`); \
 What to watch in the 15 minutes after the deploy (metrics, error groups, alerts)."
             )
         },
