@@ -325,9 +325,7 @@ impl Pipeline {
                         let message = redact::mask(&error.to_string()).into_owned();
                         // A tool that refuses by policy (writes off) did nothing: a refusal.
                         let outcome = match error {
-                            ToolError::Refused(_) => Outcome::Refused {
-                                by: name_of_tool(tool),
-                            },
+                            ToolError::Refused(_) => Outcome::Refused { by: tool.name },
                             _ => Outcome::Failed,
                         };
                         (ToolReply::error(name, message), outcome)
@@ -460,11 +458,6 @@ async fn run_tool(
             .await;
     }
     (result, sampled)
-}
-
-/// The tool's own name, as a refusing party.
-fn name_of_tool(tool: &ToolDef) -> &'static str {
-    tool.name
 }
 
 /// An error and its chain of causes on one line, for the log.

@@ -102,6 +102,19 @@ impl LogEntry {
     }
 }
 
+/// The five space-separated fields of a fixture log line (`<offset> <LEVEL> <logger>
+/// <trace-id|-> <message>`; the message keeps its spaces), or `None` when there are fewer.
+pub fn fixture_fields(line: &str) -> Option<(&str, &str, &str, &str, &str)> {
+    let mut parts = line.splitn(5, ' ');
+    Some((
+        parts.next()?,
+        parts.next()?,
+        parts.next()?,
+        parts.next()?,
+        parts.next()?,
+    ))
+}
+
 /// Parses the demo fixture format: `<offset-seconds> <LEVEL> <logger> <trace-id|-> <message>`,
 /// with continuation lines starting with a tab. Offsets are resolved against `now`.
 pub fn parse_fixture_log(text: &str, now: Timestamp) -> Result<Vec<LogEntry>, String> {
@@ -122,14 +135,7 @@ pub fn parse_fixture_log(text: &str, now: Timestamp) -> Result<Vec<LogEntry>, St
             }
             continue;
         }
-        let mut parts = line.splitn(5, ' ');
-        let (Some(offset), Some(level), Some(logger), Some(trace), Some(message)) = (
-            parts.next(),
-            parts.next(),
-            parts.next(),
-            parts.next(),
-            parts.next(),
-        ) else {
+        let Some((offset, level, logger, trace, message)) = fixture_fields(line) else {
             return Err(format!(
                 "line {line_no}: expected '<offset> <LEVEL> <logger> <trace-id|-> <message>'"
             ));

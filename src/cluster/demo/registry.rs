@@ -383,14 +383,8 @@ pub fn parse_lines(text: &str) -> Result<Vec<LineTemplate>, String> {
                 .push(cont.to_string());
             continue;
         }
-        let mut parts = line.splitn(5, ' ');
-        let (Some(offset), Some(level), Some(logger), Some(trace), Some(message)) = (
-            parts.next(),
-            parts.next(),
-            parts.next(),
-            parts.next(),
-            parts.next(),
-        ) else {
+        let Some((offset, level, logger, trace, message)) = crate::util::logs::fixture_fields(line)
+        else {
             return Err(format!(
                 "line {n}: expected '<offset> <LEVEL> <logger> <trace-id|-|{{trace}}> <message>'"
             ));
